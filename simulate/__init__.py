@@ -1,0 +1,30 @@
+"""Simulate: simulated users for conversational AI agents, recorded as Hugging Face datasets.
+
+    import simulate
+    ds = simulate.load_run("outputs/demo")        # a datasets.Dataset, one row per episode
+"""
+
+from simulate.errors import ConfigError, LLMError, RunFolderError, SimulateError, TargetError
+from simulate.schema import Episode, EpisodeSpec, Message, Outcome, Persona, Scenario, Status
+from simulate.session import RunConfig, RunResult, run
+from simulate.store import iter_episodes, load_run
+
+__all__ = [
+    "ConfigError",
+    "Episode",
+    "EpisodeSpec",
+    "LLMError",
+    "Message",
+    "Outcome",
+    "Persona",
+    "RunConfig",
+    "RunFolderError",
+    "RunResult",
+    "Scenario",
+    "SimulateError",
+    "Status",
+    "TargetError",
+    "iter_episodes",
+    "load_run",
+    "run",
+]

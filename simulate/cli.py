@@ -1,0 +1,285 @@
+"""The `simulate` command: a thin click layer over the library, and the only place that exits.
+
+A SimulateError prints as `error: <message>` with exit status 1; usage errors exit 2;
+`SIMULATE_DEBUG=1` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simulate.errors import ConfigError, SimulateError
+from simulate.runner import Tally, goal_rate
+from simulate.schema import Episode
+from simulate.session import RunConfig, RunResult, prepare, run
+from simulate.store import iter_episodes, read_manifest
+from simulate.summary import summarize_run
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="simulate")
+def cli() -> None:
+    """Simulated users for conversational agents, recorded as Hugging Face datasets."""
+
+
+def _run_options(func: Any) -> Any:
+    """Options shared by `run` and `demo`."""
+    options = [
+        click.option("--user", default="agenda", show_default=True,
+                     help="Simulated user: agenda (offline) or scripted."),
+        click.option("--trials", default=1, show_default=True, type=click.IntRange(1),
+                     help="Conversations per persona x scenario."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Run seed."),
+        click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1),
+                     help="Conversations played at once."),
+        click.option("--max-turns", default=12, show_default=True, type=click.IntRange(1),
+                     help="Agent replies before an episode ends as max_turns."),
+        click.option("--turn-timeout", default=30.0, show_default=True,
+                     type=click.FloatRange(min=0, min_open=True),
+                     help="Seconds one agent reply may take."),
+        click.option("--persona", "persona_filter", multiple=True, metavar="ID",
+                     help="Only these personas (glob; repeatable)."),
+        click.option("--scenario", "scenario_filter", multiple=True, metavar="ID",
+                     help="Only these scenarios (glob; repeatable)."),
+        click.option("--tag", "tags", multiple=True,
+                     help="Only pairs whose persona or scenario has this tag (repeatable)."),
+        click.option("--name", default=None, help="Run name, part of episode ids [folder name]."),
+        click.option("--resume", is_flag=True, help="Continue the run in --out."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command("run")
+@click.option("--personas", multiple=True, required=True, metavar="PATH",
+              help="Persona file or folder (repeatable).")
+@click.option("--scenarios", multiple=True, required=True, metavar="PATH",
+              help="Scenario file or folder (repeatable).")
+@click.option("--target", required=True, metavar="SPEC",
+              help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND or demo.")
+@click.option("--stateful", is_flag=True,
+              help="Send the target only the newest user message.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@_run_options
+def run_command(quiet: bool, **options: Any) -> None:
+    """Play personas x scenarios against a target and record the conversations."""
+    result = _play(_config(options), quiet)
+    _print_summary(result)
+
+
+@cli.command("demo")
+@click.option("--out", default="outputs/demo", show_default=True,
+              type=click.Path(file_okay=False), help="Run folder.")
+@_run_options
+def demo_command(quiet: bool, **options: Any) -> None:
+    """Play the bundled personas and scenarios against the bundled airline agent, offline."""
+    with ExitStack() as stack:
+        base = stack.enter_context(resources.as_file(resources.files("simulate.demo")))
+        options.update(personas=[str(base / "personas")], scenarios=[str(base / "scenarios")],
+                       target="demo", stateful=False)
+        result = _play(_config(options), quiet)
+    _print_summary(result, findings=True)
+
+
+def _config(options: dict[str, Any]) -> RunConfig:
+    options["turn_timeout_s"] = options.pop("turn_timeout")
+    return RunConfig.model_validate(options)
+
+
+def _play(config: RunConfig, quiet: bool) -> RunResult:
+    """Run with a live progress bar on a terminal; Ctrl-C keeps what finished."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("errors {task.fields[errors]}  goal {task.fields[goal]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+    )
+    task = progress.add_task("episodes", total=None, errors=0, goal="-")
+
+    def started(tally: Tally) -> None:
+        progress.update(task, total=tally.planned - tally.skipped)
+        if tally.skipped:
+            err.print(f"resuming: {tally.skipped} of {tally.planned} episodes already stored")
+
+    def finished(episode: Episode, tally: Tally) -> None:
+        rate = goal_rate(tally)
+        progress.update(task, advance=1, errors=tally.errors,
+                        goal="-" if rate is None else f"{rate:.0%}")
+
+    with progress:
+        try:
+            return asyncio.run(run(config, on_start=started, on_episode=finished))
+        except KeyboardInterrupt:
+            progress.stop()
+            raise SimulateError(
+                f"interrupted; finished episodes are stored in {config.out}; "
+                "continue with the same command plus --resume"
+            ) from None
+
+
+def _print_summary(result: RunResult, findings: bool = False) -> None:
+    summary = summarize_run(result.run_dir)
+    tally = result.tally
+    out.print(f"\n[bold]Run[/] {result.run_dir}  ({tally.done} played, "
+              f"{tally.skipped} already stored, {summary['episodes']} in the folder)")
+    statuses = ", ".join(f"{k} {v}" for k, v in summary["by_status"].items())
+    out.print(f"outcomes: {statuses}")
+    rate = summary["goal_rate"]
+    if rate is not None:
+        out.print(f"[bold]goal rate {rate:.0%}[/] ({summary['successes']}/{summary['rated']} "
+                  "episodes; target and simulator errors left out)")
+    if findings:
+        _print_findings(summary)
+    out.print(f"\ndata: {result.run_dir}/episodes/*.parquet  ·  "
+              f"python: simulate.load_run({str(result.run_dir)!r})  ·  "
+              f"transcripts: simulate show {result.run_dir} --failed")
+
+
+def _print_findings(summary: dict[str, Any]) -> None:
+    table = Table(title="goal rate per persona", title_justify="left")
+    for column in ("persona", "goal rate", "n"):
+        table.add_column(column, justify="left" if column == "persona" else "right")
+    for row in summary["per_persona"]:
+        table.add_row(row["persona_id"], f"{row['goal_rate']:.0%}", str(row["n"]))
+    out.print(table)
+    if summary["failure_kinds"]:
+        kinds = Table(title="what failed", title_justify="left")
+        for column in ("failure", "episodes", "example (simulate show RUN --episode ID)"):
+            kinds.add_column(column)
+        for row in summary["failure_kinds"]:
+            kinds.add_row(row["kind"], str(row["n"]), row["example"])
+        out.print(kinds)
+
+
+@cli.command("show")
+@click.argument("run_dir", type=click.Path())
+@click.option("--status", help="Only episodes that ended so (goal_reached, gave_up, ...).")
+@click.option("--failed", is_flag=True, help="Only episodes that did not succeed.")
+@click.option("--persona", "persona_id", help="Only this persona.")
+@click.option("--scenario", "scenario_id", help="Only this scenario.")
+@click.option("--episode", "episode_id", help="Only this episode id.")
+@click.option("--limit", default=5, show_default=True, type=click.IntRange(0),
+              help="Transcripts to print (0 = all).")
+@click.option("--json", "as_json", is_flag=True, help="Print episodes as JSON lines.")
+def show_command(run_dir: str, failed: bool, limit: int, as_json: bool, **filters: Any) -> None:
+    """Print transcripts of a run, filtered."""
+    from simulate.schema import Status
+
+    manifest = read_manifest(run_dir)
+    if filters["status"] and filters["status"] not in {s.value for s in Status}:
+        choices = ", ".join(s.value for s in Status)
+        raise ConfigError(f"--status {filters['status']!r} is not one of: {choices}")
+    wanted = [(k, v) for k, v in filters.items() if v]
+    shown = 0
+    for episode in iter_episodes(run_dir, wanted):
+        if failed and episode.success:
+            continue
+        if as_json:
+            click.echo(episode.model_dump_json())
+        else:
+            _print_transcript(episode)
+        shown += 1
+        if limit and shown >= limit:
+            break
+    if shown == 0 and not as_json:
+        err.print(f"no episodes in run {manifest.get('run_id', run_dir)!r} match")
+
+
+def _print_transcript(episode: Episode) -> None:
+    outcome = episode.outcome
+    color = "green" if episode.success else "red"
+    out.rule(f"{episode.persona_id} × {episode.scenario_id} · trial {episode.trial} · "
+             f"{episode.episode_id}")
+    for message in episode.messages:
+        who = {"user": "[cyan]user[/]", "assistant": "[magenta]agent[/]"}.get(
+            message.role, message.role)
+        out.print(f"{who}: ", end="")
+        out.print(message.content, markup=False)
+        for call in message.tool_calls:
+            out.print(f"    [dim]↳ {call.name}({json.dumps(call.arguments)})[/]")
+    checks = f" · failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""
+    out.print(f"[{color}]{outcome.status}[/] {outcome.reason}{checks}\n", markup=True)
+
+
+@cli.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def validate_command(paths: Sequence[str]) -> None:
+    """Check persona and scenario files (kind guessed per file), templates included."""
+    from simulate.loader import split_by_kind
+
+    persona_paths, scenario_paths = split_by_kind(paths)
+    config = RunConfig(personas=persona_paths, scenarios=scenario_paths, out="validate")
+    if not persona_paths or not scenario_paths:
+        _validate_one_kind(persona_paths, scenario_paths)
+        return
+    specs, _ = prepare(config)
+    personas = {s.persona.id for s in specs}
+    scenarios = {s.scenario.id for s in specs}
+    out.print(f"ok: {len(personas)} personas, {len(scenarios)} scenarios, "
+              f"{len(specs)} episodes per trial; every template renders")
+
+
+def _validate_one_kind(persona_paths: list[str], scenario_paths: list[str]) -> None:
+    from simulate.loader import load_personas, load_scenarios
+
+    if persona_paths:
+        out.print(f"ok: {len(load_personas(persona_paths))} personas")
+    if scenario_paths:
+        out.print(f"ok: {len(load_scenarios(scenario_paths))} scenarios "
+                  "(templates not rendered: give personas too to check them)")
+
+
+@cli.command("schema")
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for persona.schema.json and scenario.schema.json.")
+def schema_command(out_dir: str) -> None:
+    """Write JSON schemas of persona and scenario files, for editors' YAML validation."""
+    from simulate.schema import Persona, Scenario
+
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, model in (("persona", Persona), ("scenario", Scenario)):
+        path = folder / f"{name}.schema.json"
+        path.write_text(json.dumps(model.model_json_schema(), indent=2) + "\n", encoding="utf-8")
+        out.print(f"wrote {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `simulate` console script."""
+    debug = os.environ.get("SIMULATE_DEBUG") == "1"
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except SimulateError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

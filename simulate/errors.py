@@ -1,0 +1,51 @@
+"""The errors Simulate raises on purpose.
+
+    SimulateError            anything Simulate reports to a user as one line
+    ├── ConfigError          bad files and flags: names the file, line, field and the fix
+    ├── RunFolderError       a run folder that is missing, foreign, or planned differently
+    ├── LLMError             a model endpoint failed or answered out of contract
+    └── TargetError          the agent under test failed (recorded on the episode, not raised
+                             past the runner)
+
+The CLI prints ``error: <message>`` for a SimulateError and exits 1; everything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SimulateError(Exception):
+    """Base of every error Simulate reports to a user as one line."""
+
+
+class ConfigError(SimulateError):
+    """A file or flag the user gave is wrong; the message says where and how to fix it."""
+
+
+class RunFolderError(SimulateError):
+    """A run folder is missing, is not a run folder, or belongs to a different plan."""
+
+
+class LLMError(SimulateError):
+    """A model endpoint failed or replied with something outside its contract."""
+
+
+class TargetError(SimulateError):
+    """The agent under test raised, timed out, or answered outside its protocol."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_choice(kind: str, value: str, choices: Iterable[str]) -> ConfigError:
+    """A ConfigError for a name that is not one of ``choices``, listing them."""
+    names = sorted(choices)
+    return ConfigError(
+        f"unknown {kind} {value!r}{did_you_mean(value, names)}; choose from: {', '.join(names)}"
+    )

@@ -1,0 +1,149 @@
+"""The plan: personas x scenarios x trials, narrowed by filters, each with its seed and id.
+
+Deterministic: the same inputs and seed give the same specs in the same order. Scenario text
+is rendered here, per persona, from its Jinja2 templates (`{{ persona.attributes.email }}`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import itertools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+
+from simulate.errors import ConfigError, did_you_mean
+from simulate.schema import EpisodeSpec, Persona, Scenario
+
+_TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+#: Fields that identify a scenario or drive expansion, never rendered.
+_NOT_RENDERED = {"id", "variables", "tags", "max_turns"}
+
+
+def episode_id(run_id: str, persona_id: str, scenario_id: str, trial: int) -> str:
+    """A stable id for one conversation of a run: 16 hex digits."""
+    key = "\x1f".join([run_id, persona_id, scenario_id, str(trial)])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def episode_seed(run_seed: int, persona_id: str, scenario_id: str, trial: int) -> int:
+    """The seed of one conversation, from the run seed and the conversation's identity.
+
+    The run name is left out on purpose: the same seed replays the same conversations under
+    another run name.
+    """
+    key = "\x1f".join([str(run_seed), persona_id, scenario_id, str(trial)])
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
+
+
+def expand_variables(scenario: Scenario) -> list[Scenario]:
+    """One scenario per combination of its `variables`, with ids that tell them apart."""
+    if not scenario.variables:
+        return [scenario]
+    names = list(scenario.variables)
+    expanded = []
+    for values in itertools.product(*(scenario.variables[n] for n in names)):
+        bindings = dict(zip(names, values, strict=True))
+        slug = "-".join(re.sub(r"[^A-Za-z0-9]+", "_", v).strip("_")[:24] or "x" for v in values)
+        data = scenario.model_dump()
+        data.update(id=f"{scenario.id}.{slug}", variables={})
+        rendered = _render(data, {"vars": bindings, **bindings}, f"scenario {scenario.id!r}")
+        expanded.append(Scenario.model_validate(rendered | {"variables": {}}))
+    ids = [s.id for s in expanded]
+    if len(set(ids)) != len(ids):
+        expanded = [
+            s.model_copy(update={"id": f"{scenario.id}.{i}"}) for i, s in enumerate(expanded)
+        ]
+    return expanded
+
+
+def render_scenario(scenario: Scenario, persona: Persona) -> Scenario:
+    """The scenario with every template in its text rendered for ``persona``."""
+    context = {"persona": persona.model_dump()}
+    where = f"scenario {scenario.id!r} for persona {persona.id!r}"
+    return Scenario.model_validate(_render(scenario.model_dump(), context, where))
+
+
+def _render(data: dict[str, Any], context: dict[str, Any], where: str) -> dict[str, Any]:
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            try:
+                return _TEMPLATES.from_string(value).render(context)
+            except jinja2.TemplateError as exc:
+                raise ConfigError(f"{where}: {path}: template error: {exc}") from exc
+        if isinstance(value, dict):
+            return {k: walk(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    return {k: v if k in _NOT_RENDERED else walk(v, k) for k, v in data.items()}
+
+
+def _select(items: Sequence[Any], patterns: Sequence[str], flag: str) -> list[Any]:
+    """Items whose id matches one of the glob ``patterns`` (all when none are given)."""
+    if not patterns:
+        return list(items)
+    ids = [item.id for item in items]
+    for pattern in patterns:
+        if not fnmatch.filter(ids, pattern):
+            raise ConfigError(f"{flag} {pattern!r} matches nothing{did_you_mean(pattern, ids)}")
+    return [item for item in items if any(fnmatch.fnmatchcase(item.id, p) for p in patterns)]
+
+
+def build_plan(
+    personas: Sequence[Persona],
+    scenarios: Sequence[Scenario],
+    *,
+    run_id: str,
+    trials: int = 1,
+    seed: int = 0,
+    max_turns: int = 12,
+    persona_filter: Sequence[str] = (),
+    scenario_filter: Sequence[str] = (),
+    tags: Sequence[str] = (),
+) -> list[EpisodeSpec]:
+    """Every (persona, scenario, trial) to play, in a fixed order, each with its seed.
+
+    Args:
+        persona_filter: glob patterns of persona ids to keep (`--persona`).
+        scenario_filter: glob patterns of scenario ids to keep (`--scenario`).
+        tags: keep pairs where the persona or the scenario has one of these tags (`--tag`).
+    """
+    if trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {trials}")
+    chosen_personas = _select(personas, persona_filter, "--persona")
+    chosen_scenarios = [
+        s
+        for scenario in _select(scenarios, scenario_filter, "--scenario")
+        for s in expand_variables(scenario)
+    ]
+    wanted = set(tags)
+    specs = []
+    for persona in chosen_personas:
+        for scenario in chosen_scenarios:
+            if wanted and not wanted & (set(persona.tags) | set(scenario.tags)):
+                continue
+            rendered = render_scenario(scenario, persona)
+            for trial in range(trials):
+                specs.append(
+                    EpisodeSpec(
+                        episode_id=episode_id(run_id, persona.id, scenario.id, trial),
+                        run_id=run_id,
+                        persona=persona,
+                        scenario=rendered,
+                        trial=trial,
+                        seed=episode_seed(seed, persona.id, scenario.id, trial),
+                        max_turns=scenario.max_turns or max_turns,
+                    )
+                )
+    if not specs:
+        known = sorted({t for item in [*personas, *scenarios] for t in item.tags})
+        raise ConfigError(
+            f"--tag {', '.join(tags)} leaves no episode to play; tags in use: {', '.join(known)}"
+        )
+    return specs

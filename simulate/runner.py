@@ -1,0 +1,270 @@
+"""The run loop: plays planned episodes concurrently and hands each to the store as it ends.
+
+One asyncio loop, a fixed pool of workers (``concurrency``) pulling specs from the plan, so
+memory stays flat however long the plan is. A failing episode is recorded with its outcome,
+never dropped; only cancellation (Ctrl-C) stops the batch, after storing what finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulate.checks import failed_checks
+from simulate.schema import (
+    NOT_AGENT_FAULT,
+    Episode,
+    EpisodeSpec,
+    Message,
+    Outcome,
+    Status,
+    Usage,
+)
+from simulate.store import ShardWriter, now_iso
+from simulate.targets import Reply, Target, TargetFactory
+from simulate.users import EpisodeState, UserFactory, UserSimulator, usage_of
+
+FLUSH_INTERVAL_S = 1.0
+FLUSH_MAX_EPISODES = 500
+
+
+@dataclass
+class Tally:
+    """Running counts of finished episodes, for the progress bar and the summary."""
+
+    planned: int = 0
+    skipped: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    successes: int = 0
+
+    @property
+    def done(self) -> int:
+        """Episodes played in this invocation."""
+        return sum(self.statuses.values())
+
+    @property
+    def errors(self) -> int:
+        """Episodes that ended in a target or simulator error."""
+        return sum(self.statuses[s] for s in NOT_AGENT_FAULT)
+
+    @property
+    def rated(self) -> int:
+        """Episodes that count for or against the agent (errors excluded)."""
+        return self.done - self.errors
+
+    def add(self, episode: Episode) -> None:
+        """Count one finished episode."""
+        self.statuses[episode.outcome.status] += 1
+        self.successes += episode.success
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How episodes are played."""
+
+    user: str = "agenda"
+    """The `--user` spec, recorded on each episode."""
+    target: str = "demo"
+    """The `--target` spec, recorded on each episode."""
+    concurrency: int = 8
+    turn_timeout_s: float = 30.0
+    stateful: bool = False
+    """Send the target only the newest user message (it keeps its own history)."""
+
+
+async def play_episode(
+    spec: EpisodeSpec, user: UserSimulator, target: Target, settings: RunSettings
+) -> Episode:
+    """Play one conversation to its end and return it as an Episode. Never raises for faults."""
+    state = EpisodeState(spec=spec)
+    started = time.perf_counter()
+    outcome = await _converse(state, user, target, settings)
+    if outcome.status not in NOT_AGENT_FAULT:
+        outcome.failed_checks = failed_checks(spec.scenario.success, state.messages)
+    usage = usage_of(user) + usage_of(target)  # type: ignore[arg-type]
+    return _record(spec, settings, outcome, state, usage, time.perf_counter() - started)
+
+
+def _record(
+    spec: EpisodeSpec,
+    settings: RunSettings,
+    outcome: Outcome,
+    state: EpisodeState | None = None,
+    usage: list[Usage] | None = None,
+    duration_s: float = 0.0,
+) -> Episode:
+    """The dataset row of one finished (or never started) episode."""
+    messages = state.messages if state else []
+    return Episode(
+        episode_id=spec.episode_id,
+        run_id=spec.run_id,
+        persona_id=spec.persona.id,
+        scenario_id=spec.scenario.id,
+        trial=spec.trial,
+        seed=spec.seed,
+        persona=spec.persona.model_dump_json(),
+        scenario=spec.scenario.model_dump_json(),
+        messages=messages,
+        outcome=outcome,
+        success=outcome.status == Status.GOAL_REACHED and not outcome.failed_checks,
+        n_turns=state.n_turns if state else 0,
+        usage=usage or [],
+        duration_s=round(duration_s, 4),
+        user=settings.user,
+        target=settings.target,
+        created_at=now_iso(),
+    )
+
+
+async def _converse(
+    state: EpisodeState, user: UserSimulator, target: Target, settings: RunSettings
+) -> Outcome:
+    """Alternate user and agent turns until a stop condition; return how it ended."""
+    while True:
+        try:
+            turn = await user.next_turn(state)
+        except Exception as exc:  # the simulator's fault, recorded as such
+            return Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))
+        if turn.done:
+            if turn.content:
+                state.messages.append(Message(role="user", content=turn.content))
+            return Outcome(status=Status(turn.status or "gave_up"), reason=turn.reason)
+        if state.n_turns >= state.spec.max_turns:
+            return Outcome(
+                status=Status.MAX_TURNS, reason=f"no end after {state.spec.max_turns} turns"
+            )
+        if not turn.content:
+            return Outcome(status=Status.SIMULATOR_ERROR, reason="simulator sent an empty message")
+        state.messages.append(Message(role="user", content=turn.content))
+        sent = state.messages[-1:] if settings.stateful else state.messages
+        began = time.perf_counter()
+        try:
+            reply = await asyncio.wait_for(target.respond(sent), settings.turn_timeout_s)
+        except TimeoutError:
+            reason = f"no reply within {settings.turn_timeout_s:g}s (--turn-timeout)"
+            return Outcome(status=Status.TARGET_ERROR, reason=reason)
+        except Exception as exc:  # the agent's crash, recorded, the run goes on
+            return Outcome(status=Status.TARGET_ERROR, reason=_describe(exc))
+        state.messages.append(_reply_message(reply, (time.perf_counter() - began) * 1000))
+        if reply.end:
+            return await _after_target_end(state, user)
+
+
+async def _after_target_end(state: EpisodeState, user: UserSimulator) -> Outcome:
+    """The agent closed the conversation: goal reached if the user says so, else target_ended."""
+    try:
+        turn = await user.next_turn(state)
+    except Exception as exc:
+        return Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))
+    if turn.done and turn.status == Status.GOAL_REACHED:
+        return Outcome(status=Status.GOAL_REACHED, reason=turn.reason)
+    return Outcome(status=Status.TARGET_ENDED, reason="the agent ended the conversation")
+
+
+def _reply_message(reply: Reply, latency_ms: float) -> Message:
+    return Message(
+        role="assistant",
+        content=reply.reply,
+        tool_calls=reply.tool_calls,
+        context=reply.context,
+        latency_ms=round(latency_ms, 3),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """One line naming an exception: its type and first line of message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def run_episodes(
+    specs: Iterable[EpisodeSpec],
+    make_user: UserFactory,
+    make_target: TargetFactory,
+    writer: ShardWriter,
+    settings: RunSettings,
+    on_episode: Callable[[Episode], Any] | None = None,
+) -> None:
+    """Play every spec with at most ``settings.concurrency`` at once, storing each as it ends.
+
+    Shards are flushed at least every second and once more on the way out, cancellation
+    included, so everything finished is on disk when this returns or is cancelled.
+    """
+    pending = iter(specs)
+
+    async def worker() -> None:
+        for spec in pending:  # a shared iterator: each spec goes to exactly one worker
+            episode = await _play_with_fresh_parties(spec, make_user, make_target, settings)
+            writer.add(episode)
+            if len(writer.buffer) >= FLUSH_MAX_EPISODES:
+                writer.flush()
+            if on_episode:
+                on_episode(episode)
+
+    async def flush_every_second() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            writer.flush()
+
+    flusher = asyncio.create_task(flush_every_second())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, settings.concurrency)):
+                group.create_task(worker())
+    finally:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        writer.flush()
+        await _close(make_target)
+
+
+async def _play_with_fresh_parties(
+    spec: EpisodeSpec, make_user: UserFactory, make_target: TargetFactory, settings: RunSettings
+) -> Episode:
+    """Make this episode's user and target, play it, and close the target whatever happens."""
+    try:
+        user = make_user(spec)
+    except Exception as exc:
+        return _record(
+            spec, settings, Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))
+        )
+    try:
+        target = make_target(spec.episode_id)
+    except Exception as exc:
+        return _record(spec, settings, Outcome(status=Status.TARGET_ERROR, reason=_describe(exc)))
+    try:
+        return await play_episode(spec, user, target, settings)
+    finally:
+        await _close(target)
+
+
+async def _close(resource: Any) -> None:
+    """Call ``aclose()`` when the object has one; a failure to close is not the run's end."""
+    close = getattr(resource, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+def goal_rate(tally: Tally) -> float | None:
+    """Share of rated episodes that succeeded, or None before any."""
+    return tally.successes / tally.rated if tally.rated else None
+
+
+def summarize(tally: Tally) -> dict[str, Any]:
+    """The counts a manifest and a summary print."""
+    return {
+        "planned": tally.planned,
+        "skipped_already_stored": tally.skipped,
+        "played": tally.done,
+        "by_status": dict(sorted(tally.statuses.items())),
+        "successes": tally.successes,
+        "rated": tally.rated,
+        "goal_rate": goal_rate(tally),
+    }

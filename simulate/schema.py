@@ -1,0 +1,273 @@
+"""The data contracts: personas, scenarios, episode specs, messages, episodes and outcomes.
+
+Everything that touches disk is one of these pydantic models. Unknown fields are rejected so a
+misspelled key in a YAML file is an error, not a silently ignored setting. Changing a shape here
+means bumping ``SCHEMA_VERSION`` (it is written into every run manifest).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+SCHEMA_VERSION = 1
+
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+
+
+class Model(BaseModel):
+    """Base for all contracts: unknown fields are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _scalars_to_str(value: Any) -> Any:
+    """YAML reads `12345` and `2024-05-01` as int and date; facts are always text."""
+    if isinstance(value, dict):
+        return {
+            k: v if isinstance(v, dict | list) or v is None else str(v) for k, v in value.items()
+        }
+    return value
+
+
+# --- personas -------------------------------------------------------------------------------
+
+
+class Traits(Model):
+    """How a simulated user behaves. Every axis has a default, so a persona may name only some."""
+
+    patience: Literal["low", "medium", "high"] = "medium"
+    """How many turns without progress the user tolerates before giving up (2, 4, 6)."""
+    expertise: Literal["novice", "intermediate", "expert"] = "intermediate"
+    """How familiar the user is with the domain; novices use vaguer words."""
+    tone: Literal["calm", "friendly", "frustrated", "angry", "anxious"] = "calm"
+    """The mood of the user's messages."""
+    verbosity: Literal["terse", "normal", "verbose"] = "normal"
+    """How much the user writes around the facts."""
+    politeness: Literal["rude", "neutral", "polite"] = "neutral"
+    """Greetings, please and thanks, or their absence."""
+    typo_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of words that get a typo (seeded, so the same episode gets the same typos)."""
+    language: str = Field("en", min_length=2, max_length=16)
+    """Language the user writes in, as a BCP-47 tag (the offline simulator writes English)."""
+    custom: dict[str, str] = Field(default_factory=dict)
+    """User-defined trait axes (name -> level), kept for slicing reports."""
+
+
+class Persona(Model):
+    """Who the simulated user is."""
+
+    id: Id
+    """Unique id, used in episode ids and reports."""
+    name: str = Field(min_length=1)
+    """The user's name, as they would give it."""
+    description: str = ""
+    """A sentence or two about the person, for LLM users and for people reading transcripts."""
+    traits: Traits = Field(default_factory=Traits)
+    """Behaviour axes."""
+    attributes: dict[str, str] = Field(default_factory=dict)
+    """Facts the user knows about themselves (email, account number...), usable in scenarios."""
+    tags: list[str] = Field(default_factory=list)
+    """Free labels; `adversarial` makes the offline simulator insert attacks."""
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_to_str(cls, value: Any) -> Any:
+        return _scalars_to_str(value)
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+class Fact(Model):
+    """A fact the user can share when asked, with the words an agent might use to ask for it."""
+
+    value: str
+    """What the user answers."""
+    aliases: list[str] = Field(default_factory=list)
+    """Other names for the fact ("booking code" for `booking_reference`)."""
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value_to_str(cls, value: Any) -> Any:
+        return value if isinstance(value, str) or value is None else str(value)
+
+
+class SuccessChecks(Model):
+    """What must be true of the conversation for the scenario to succeed."""
+
+    must_mention: list[str] = Field(default_factory=list)
+    """Phrases the agent must say at some point (case-insensitive)."""
+    must_not_mention: list[str] = Field(default_factory=list)
+    """Phrases the agent must never say (leaked instructions, another customer's data)."""
+    must_call_tools: list[str] = Field(default_factory=list)
+    """Tools the agent must call."""
+    judge: str | None = None
+    """A free-text criterion for LLM judges (not checked by the offline simulator)."""
+
+
+class Scenario(Model):
+    """What the simulated user wants and what they know."""
+
+    id: Id
+    """Unique id, used in episode ids and reports."""
+    description: str = Field(min_length=1)
+    """What the user wants, in the user's terms."""
+    goal: str = Field(min_length=1)
+    """What success is, for people and judges."""
+    known_info: dict[str, Fact] = Field(default_factory=dict)
+    """Facts the user may share when asked: name -> value, or name -> {value, aliases}."""
+    unknown_info: list[str] = Field(default_factory=list)
+    """Things the user does not know and must not invent."""
+    instructions: list[str] = Field(default_factory=list)
+    """How to behave: "insist on a refund", "refuse vouchers"."""
+    opening: str | None = None
+    """The first user message; the simulator writes one from `description` when absent."""
+    script: list[str] = Field(default_factory=list)
+    """Fixed user turns played first, before the simulator takes over."""
+    max_turns: int | None = Field(None, ge=1, le=1000)
+    """Overrides the run's --max-turns for this scenario."""
+    success: SuccessChecks = Field(default_factory=SuccessChecks)
+    """Checks that decide whether the goal was reached."""
+    variables: dict[str, list[str]] = Field(default_factory=dict)
+    """Template variables; the scenario expands to one copy per combination."""
+    tags: list[str] = Field(default_factory=list)
+    """Free labels for narrowing plans and slicing reports."""
+
+    @field_validator("known_info", mode="before")
+    @classmethod
+    def _facts_from_strings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, dict) else {"value": v} for k, v in value.items()}
+        return value
+
+    @field_validator("instructions", mode="before")
+    @classmethod
+    def _instructions_from_string(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+# --- episodes -------------------------------------------------------------------------------
+
+
+class EpisodeSpec(Model):
+    """One planned conversation: a persona, a rendered scenario, a trial number and a seed."""
+
+    episode_id: str
+    run_id: str
+    persona: Persona
+    scenario: Scenario
+    trial: int = Field(ge=0)
+    seed: int
+    max_turns: int = Field(ge=1)
+
+
+class ToolCall(Model):
+    """A tool the agent called, with its arguments and, when the agent reports it, the result."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+    result: Any = None
+
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class Message(Model):
+    """One message of a conversation, in Simulate's own shape (converted to vendors' at edges)."""
+
+    role: Role
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """Tools the agent called in this turn; stored as a JSON string so the schema never varies."""
+    tool_call_id: str | None = None
+    """For role `tool`: the call this message answers."""
+    context: list[str] = Field(default_factory=list)
+    """Passages the agent says it used for this reply (retrieval), for faithfulness checks."""
+    latency_ms: float | None = None
+    """How long the agent took to produce this message."""
+
+    @field_validator("tool_calls", mode="before")
+    @classmethod
+    def _tool_calls_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value else []
+        return value
+
+    @field_serializer("tool_calls", when_used="json")
+    def _tool_calls_to_json(self, tool_calls: list[ToolCall]) -> str:
+        return json.dumps([c.model_dump(exclude_none=True) for c in tool_calls], default=str)
+
+
+class Status(StrEnum):
+    """Why a conversation ended, and so whose fault a failure was."""
+
+    GOAL_REACHED = "goal_reached"
+    """The user got what they came for."""
+    GAVE_UP = "gave_up"
+    """The user ran out of patience: the agent's fault."""
+    MAX_TURNS = "max_turns"
+    """The turn limit came first: the agent's fault."""
+    TARGET_ENDED = "target_ended"
+    """The agent closed the conversation before the goal was reached."""
+    TARGET_ERROR = "target_error"
+    """The agent crashed, timed out or broke its protocol: infrastructure, not quality."""
+    SIMULATOR_ERROR = "simulator_error"
+    """The simulated user failed: the simulation's fault, not the agent's."""
+
+
+#: Outcomes that say nothing about the agent's quality and so are left out of its rates.
+NOT_AGENT_FAULT = frozenset({Status.TARGET_ERROR, Status.SIMULATOR_ERROR})
+
+
+class Outcome(Model):
+    """How an episode ended, and which success checks did not hold."""
+
+    status: Status
+    reason: str = ""
+    failed_checks: list[str] = Field(default_factory=list)
+    """Success checks that did not hold at the end, e.g. `must_not_mention: 'PROMPT-7'`."""
+
+
+class Usage(Model):
+    """Tokens spent by one role on one model."""
+
+    role: Literal["user", "target", "judge"]
+    model: str
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class Episode(Model):
+    """One recorded conversation: one row of the run's dataset."""
+
+    episode_id: str
+    run_id: str
+    persona_id: str
+    scenario_id: str
+    trial: int
+    seed: int
+    persona: str
+    """The persona as a JSON string, so the Arrow schema never varies."""
+    scenario: str
+    """The rendered scenario as a JSON string."""
+    messages: list[Message]
+    outcome: Outcome
+    success: bool
+    """Goal reached and every success check held: the figure rates are made of."""
+    n_turns: int
+    """Agent replies in the conversation."""
+    usage: list[Usage] = Field(default_factory=list)
+    duration_s: float
+    user: str
+    """The simulated user's spec, e.g. `agenda`."""
+    target: str
+    """The agent's spec, e.g. `python:agent.py:respond`."""
+    created_at: str
+    """When the episode finished, ISO 8601 UTC."""

@@ -1,0 +1,354 @@
+"""The offline simulated user: agenda-based and rule-driven, after Schatzmann et al. (2007).
+
+The user has an agenda: state the request, answer what the agent asks from `known_info`,
+say what it does not know, confirm when asked and wait for the result, push back as the
+scenario's `instructions` say, and stop when the success checks hold (goal reached) or when
+its patience runs out without progress (gave up). Persona traits shape the words; personas
+tagged `adversarial` insert attacks at seeded turns. Everything random comes from the
+episode's seed, so the same seed and the same agent give the same conversation.
+
+Phrases live in `simulate/prompts/agenda.yaml` and `attacks.yaml`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from simulate.checks import called_tools, has_goal_checks, unmet_goal_checks
+from simulate.schema import EpisodeSpec, Message
+from simulate.users import EpisodeState, UserTurn
+
+#: Turns without progress a user tolerates, by patience.
+PATIENCE = {"low": 2, "medium": 4, "high": 6}
+
+#: Other words agents use for common facts, beyond the fact's own name and aliases.
+SYNONYMS: dict[str, list[str]] = {
+    "booking_reference": [
+        "booking code",
+        "confirmation code",
+        "confirmation number",
+        "reservation code",
+        "reservation number",
+        "pnr",
+        "record locator",
+    ],
+    "order_number": ["order id", "order no", "order"],
+    "account_number": ["account id", "customer number", "account"],
+    "email": ["e-mail", "email address", "mail address"],
+    "phone": ["phone number", "telephone", "mobile number"],
+    "last_name": ["surname", "family name"],
+    "first_name": ["given name"],
+    "full_name": ["your name", "name"],
+    "date_of_birth": ["birthday", "birth date", "dob"],
+    "address": ["postal address", "street address", "postcode", "zip code"],
+}
+
+_CONFIRM = re.compile(
+    r"\b(shall i|should i|do you want me to|would you like me to|can i go ahead|may i proceed|"
+    r"(please )?confirm|is that (correct|right|ok)|go ahead|proceed)\b"
+)
+_REQUEST = re.compile(
+    r"\?|\b(please (provide|share|tell|give|send|enter|confirm)|i need|i'll need|i will need|"
+    r"could you|can you|may i have|what is|what's|which)\b"
+)
+_REFUSAL = re.compile(
+    r"\b(sorry|unfortunately|unable|cannot|can't|can not|not possible|not able|not eligible|"
+    r"not allowed)\b"
+)
+_RESOLVED = re.compile(r"\b(has been|have been|is now|is confirmed|successfully|completed)\b")
+_REFUSE_THING = re.compile(
+    r"\b(?:refuse|reject|decline|do not accept|don't accept|not accept|don't want|do not want)"
+    r"\s+(?:an? |the |any )?([a-z][a-z -]*?)(?=[.,;!]| and | but |$)"
+)
+_INSIST_THING = re.compile(
+    r"\binsist on\s+(?:getting\s+)?((?:an? |the )?[a-z][a-z -]*?)(?=[.,;!]| and | but |$)"
+)
+_SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
+
+
+@cache
+def phrases() -> dict[str, Any]:
+    """The phrase banks, read once from the package."""
+    text = resources.files("simulate.prompts").joinpath("agenda.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+@cache
+def attacks() -> dict[str, list[str]]:
+    """Attack templates by kind, read once from the package."""
+    text = resources.files("simulate.prompts").joinpath("attacks.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def fact_phrases(name: str, aliases: list[str]) -> list[str]:
+    """Words an agent may use to ask for the fact ``name``, longest first."""
+    words = re.sub(r"[_\-]+", " ", name).strip().lower()
+    found = {words, *(a.lower() for a in aliases), *SYNONYMS.get(name.lower(), [])}
+    last = words.split()[-1] if words else ""
+    if len(last) >= 4:
+        found.add(last)
+    return sorted((p for p in found if p), key=len, reverse=True)
+
+
+def _mentions(text: str, phrase: str) -> bool:
+    return re.search(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", text) is not None
+
+
+def add_typos(text: str, rate: float, rng: random.Random, protected: set[str]) -> str:
+    """Misspell about ``rate`` of the words, leaving the ``protected`` ones (facts) intact."""
+    if rate <= 0:
+        return text
+
+    def misspell(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word.lower() in protected or len(word) < 4 or rng.random() >= rate:
+            return word
+        i = rng.randrange(1, len(word) - 1)
+        op = rng.choice(("swap", "drop", "double"))
+        if op == "swap":
+            return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+        if op == "drop":
+            return word[:i] + word[i + 1 :]
+        return word[:i] + word[i] + word[i:]
+
+    return re.sub(r"[A-Za-z]+", misspell, text)
+
+
+class AgendaUser:
+    """Plays one episode's user from its persona and scenario, with no model."""
+
+    def __init__(self, spec: EpisodeSpec) -> None:
+        self.persona = spec.persona
+        self.scenario = spec.scenario
+        self.traits = spec.persona.traits
+        self.rng = random.Random(spec.seed)
+        self.patience = PATIENCE[self.traits.patience]
+        self.stalls = 0
+        self.given: set[str] = set()
+        self.said_unknown: set[str] = set()
+        self.confirmed_replies = 0
+        self.met_before = len(unmet_goal_checks(self.scenario.success, []))
+        self.tools_before: set[str] = set()
+        self.request = (self.scenario.opening or self.scenario.description).strip()
+        self.refused = [m.group(1).strip() for m in self._scan(_REFUSE_THING)]
+        self.insisted = [m.group(1).strip() for m in self._scan(_INSIST_THING)]
+        self.attack_at = self._schedule_attacks(spec.max_turns)
+        self.before_attack: str = ""
+        self.used_fillers: set[str] = set()
+        self.protected = {
+            w.lower()
+            for f in self.scenario.known_info.values()
+            for w in re.findall(r"\w+", f.value)
+        }
+
+    def _scan(self, pattern: re.Pattern[str]) -> list[re.Match[str]]:
+        return [m for text in self.scenario.instructions for m in pattern.finditer(text.lower())]
+
+    def _schedule_attacks(self, max_turns: int) -> dict[int, str]:
+        """Turns (user message index) at which an adversarial persona attacks, and with what."""
+        if "adversarial" not in self.persona.tags:
+            return {}
+        kinds = [t.split(":", 1)[1] for t in self.persona.tags if t.startswith("attack:")]
+        usable = [k for k in (kinds or list(attacks())) if self._attack_templates(k)]
+        if not usable:
+            return {}
+        slots = list(range(1, max(2, min(4, max_turns - 1))))
+        chosen = sorted(self.rng.sample(slots, k=min(len(slots), self.rng.choice((1, 2)))))
+        return {turn: self.rng.choice(usable) for turn in chosen}
+
+    def _attack_templates(self, kind: str) -> list[str]:
+        values = {"name": self.persona.name, **self.persona.attributes}
+        usable = []
+        for template in attacks().get(kind, []):
+            fields = re.findall(r"{(\w+)}", template)
+            if all(f in values for f in fields):
+                usable.append(template.format(**values))
+        return usable
+
+    # --- the turn -------------------------------------------------------------------------
+
+    async def next_turn(self, state: EpisodeState) -> UserTurn:
+        """The next user message, or the end of the conversation."""
+        sent = sum(1 for m in state.messages if m.role == "user")
+        if sent < len(self.scenario.script):
+            return UserTurn(self.scenario.script[sent])
+        if sent == 0:
+            return UserTurn(self._finish(self._opening()))
+        agent = _last_agent(state.messages)
+        if self._goal_reached(state.messages):
+            return UserTurn(
+                self._closing(),
+                done=True,
+                status="goal_reached",
+                reason="every success check holds",
+            )
+        progressed = self._progressed(state.messages)
+        if sent in self.attack_at:
+            self.before_attack = agent
+            kind = self.attack_at[sent]
+            return UserTurn(self.rng.choice(self._attack_templates(kind)))
+        text, answered = self._reply_to(
+            agent + " " + self.before_attack if self.before_attack else agent
+        )
+        after_attack, self.before_attack = bool(self.before_attack), ""
+        if answered or progressed or after_attack:
+            self.stalls = 0
+        else:
+            self.stalls += 1
+        if self.stalls >= self.patience:
+            return UserTurn(
+                self._pick("give_up", self.traits.politeness),
+                done=True,
+                status="gave_up",
+                reason=f"no progress in {self.stalls} turns",
+            )
+        return UserTurn(self._finish(text, frustrated=self.stalls >= 2))
+
+    def _goal_reached(self, messages: list[Message]) -> bool:
+        success = self.scenario.success
+        if has_goal_checks(success):
+            return not unmet_goal_checks(success, messages)
+        last = _last_agent(messages).lower()
+        return self.confirmed_replies > 0 and _RESOLVED.search(last) is not None
+
+    def _progressed(self, messages: list[Message]) -> bool:
+        """Whether the agent did something new for the goal: a check met or a tool called."""
+        unmet = len(unmet_goal_checks(self.scenario.success, messages))
+        tools = called_tools(messages)
+        moved = unmet < self.met_before or bool(tools - self.tools_before)
+        self.met_before, self.tools_before = unmet, tools
+        return moved
+
+    def _reply_to(self, agent: str) -> tuple[str, bool]:
+        """Compose the answer to the agent's message; True when it moved the agenda on."""
+        low = agent.lower()
+        requests = [s for s in _SENTENCE.split(low) if _REQUEST.search(s)]
+        parts: list[str] = []
+        answered = False
+        for name in self._asked_facts(requests):
+            fact = self.scenario.known_info[name]
+            label = re.sub(r"[_\-]+", " ", name)
+            if name in self.given:
+                parts.append(self._pick("answer_again").format(fact=label, value=fact.value))
+            else:
+                self.given.add(name)
+                answered = True
+                bank = "answer_terse" if self.traits.verbosity == "terse" else "answer"
+                parts.append(self._pick(bank).format(fact=label, value=fact.value))
+        for item in self._asked_unknown(requests):
+            parts.append(self._pick("dont_know").format(item=item))
+            answered = answered or item not in self.said_unknown
+            self.said_unknown.add(item)
+        offered = [t for t in self.refused if _mentions(low, t.split()[-1])]
+        if offered:
+            parts.append(self._pick("pushback_refused").format(thing=_with_article(offered[0])))
+            parts += self._insist()
+        elif self._confirmation_asked(requests):
+            parts.append(self._pick("confirm_yes"))
+            self.confirmed_replies += 1
+            answered = True
+        elif not parts and _REFUSAL.search(low) and self.insisted:
+            parts += self._insist()
+        if not parts:
+            parts.append(
+                self._pick("not_sure")
+                if requests and not self.rng.random() < 0.5
+                else self._pick("restate").format(**self._request_forms())
+            )
+        return " ".join(parts), answered
+
+    def _asked_facts(self, requests: list[str]) -> list[str]:
+        asked = []
+        for name, fact in self.scenario.known_info.items():
+            if any(_mentions(s, p) for s in requests for p in fact_phrases(name, fact.aliases)):
+                asked.append(name)
+        return asked
+
+    def _confirmation_asked(self, requests: list[str]) -> bool:
+        """Whether a question asks to go ahead (and not for a fact, as "confirm your email")."""
+        facts = [
+            p for name, f in self.scenario.known_info.items() for p in fact_phrases(name, f.aliases)
+        ]
+        return any(
+            _CONFIRM.search(s) and "?" in s and not any(_mentions(s, p) for p in facts)
+            for s in requests
+        )
+
+    def _asked_unknown(self, requests: list[str]) -> list[str]:
+        """Items of `unknown_info` the agent asks about: the phrase, or half its words."""
+        asked = []
+        for item in self.scenario.unknown_info:
+            words = [w for w in re.findall(r"[a-z0-9]+", item.lower()) if len(w) > 3]
+            for sentence in requests:
+                hits = sum(_mentions(sentence, w) for w in words)
+                if _mentions(sentence, item.lower()) or (words and hits * 2 >= len(words)):
+                    asked.append(item)
+                    break
+        return asked
+
+    def _insist(self) -> list[str]:
+        if not self.insisted:
+            return [self._pick("restate").format(**self._request_forms())]
+        return [self._pick("pushback_insist").format(thing=self.insisted[0])]
+
+    # --- words ----------------------------------------------------------------------------
+
+    def _pick(self, bank: str, key: str | None = None) -> str:
+        options = phrases()[bank]
+        if key is not None:
+            options = options[key]
+        return self.rng.choice(options)
+
+    def _request_forms(self) -> dict[str, str]:
+        return {"request": self.request, "request_lower": _lower_first(self.request)}
+
+    def _opening(self) -> str:
+        text = self._pick("opening").format(**self._request_forms())
+        if self.traits.politeness == "polite" and not re.match(r"(?i)(hi|hello|good)", text):
+            text = f"{self._pick('greeting_polite')} {text}"
+        if self.traits.expertise == "novice" and self.traits.verbosity != "terse":
+            text = f"{text} {self._pick('novice')}"
+        return text
+
+    def _closing(self) -> str:
+        return self._pick("closing", self.traits.politeness)
+
+    def _finish(self, text: str, frustrated: bool = False) -> str:
+        """Dress the message in the persona's style: verbosity, tone, politeness and typos."""
+        fresh = [f for f in phrases()["filler"] if f not in self.used_fillers]
+        if self.traits.verbosity == "verbose" and fresh and self.rng.random() < 0.5:
+            filler = self.rng.choice(fresh)
+            self.used_fillers.add(filler)
+            text = f"{text} {filler}"
+        tone = self.traits.tone
+        if tone != "calm" and (frustrated or self.rng.random() < 0.35):
+            text = f"{text} {self._pick('tone', tone)}"
+        if self.traits.politeness == "polite" and self.rng.random() < 0.4:
+            text = f"{text} Thank you."
+        elif self.traits.politeness == "rude" and frustrated:
+            text = f"Look, {_lower_first(text)}"
+        return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
+
+
+def _last_agent(messages: list[Message]) -> str:
+    for message in reversed(messages):
+        if message.role == "assistant":
+            return message.content
+    return ""
+
+
+def _lower_first(text: str) -> str:
+    """Lower-case the first letter, unless it starts a word that keeps its capital ("I")."""
+    if re.match(r"(I|I'm|I've|I'd|I'll)\b", text) or text[1:2].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def _with_article(thing: str) -> str:
+    return thing if re.match(r"(a|an|the|any) ", thing) else f"a {thing}"
