@@ -41,24 +41,61 @@ def cli() -> None:
 def _run_options(func: Any) -> Any:
     """Options shared by `run` and `demo`."""
     options = [
-        click.option("--user", default="agenda", show_default=True,
-                     help="Simulated user: agenda (offline) or scripted."),
-        click.option("--trials", default=1, show_default=True, type=click.IntRange(1),
-                     help="Conversations per persona x scenario."),
+        click.option(
+            "--user",
+            default="agenda",
+            show_default=True,
+            help="Simulated user: agenda (offline) or scripted.",
+        ),
+        click.option(
+            "--trials",
+            default=1,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Conversations per persona x scenario.",
+        ),
         click.option("--seed", default=0, show_default=True, type=int, help="Run seed."),
-        click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1),
-                     help="Conversations played at once."),
-        click.option("--max-turns", default=12, show_default=True, type=click.IntRange(1),
-                     help="Agent replies before an episode ends as max_turns."),
-        click.option("--turn-timeout", default=30.0, show_default=True,
-                     type=click.FloatRange(min=0, min_open=True),
-                     help="Seconds one agent reply may take."),
-        click.option("--persona", "persona_filter", multiple=True, metavar="ID",
-                     help="Only these personas (glob; repeatable)."),
-        click.option("--scenario", "scenario_filter", multiple=True, metavar="ID",
-                     help="Only these scenarios (glob; repeatable)."),
-        click.option("--tag", "tags", multiple=True,
-                     help="Only pairs whose persona or scenario has this tag (repeatable)."),
+        click.option(
+            "--concurrency",
+            default=8,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Conversations played at once.",
+        ),
+        click.option(
+            "--max-turns",
+            default=12,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Agent replies before an episode ends as max_turns.",
+        ),
+        click.option(
+            "--turn-timeout",
+            default=30.0,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds one agent reply may take.",
+        ),
+        click.option(
+            "--persona",
+            "persona_filter",
+            multiple=True,
+            metavar="ID",
+            help="Only these personas (glob; repeatable).",
+        ),
+        click.option(
+            "--scenario",
+            "scenario_filter",
+            multiple=True,
+            metavar="ID",
+            help="Only these scenarios (glob; repeatable).",
+        ),
+        click.option(
+            "--tag",
+            "tags",
+            multiple=True,
+            help="Only pairs whose persona or scenario has this tag (repeatable).",
+        ),
         click.option("--name", default=None, help="Run name, part of episode ids [folder name]."),
         click.option("--resume", is_flag=True, help="Continue the run in --out."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
@@ -69,14 +106,27 @@ def _run_options(func: Any) -> Any:
 
 
 @cli.command("run")
-@click.option("--personas", multiple=True, required=True, metavar="PATH",
-              help="Persona file or folder (repeatable).")
-@click.option("--scenarios", multiple=True, required=True, metavar="PATH",
-              help="Scenario file or folder (repeatable).")
-@click.option("--target", required=True, metavar="SPEC",
-              help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND or demo.")
-@click.option("--stateful", is_flag=True,
-              help="Send the target only the newest user message.")
+@click.option(
+    "--personas",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Persona file or folder (repeatable).",
+)
+@click.option(
+    "--scenarios",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Scenario file or folder (repeatable).",
+)
+@click.option(
+    "--target",
+    required=True,
+    metavar="SPEC",
+    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND or demo.",
+)
+@click.option("--stateful", is_flag=True, help="Send the target only the newest user message.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @_run_options
 def run_command(quiet: bool, **options: Any) -> None:
@@ -86,15 +136,24 @@ def run_command(quiet: bool, **options: Any) -> None:
 
 
 @cli.command("demo")
-@click.option("--out", default="outputs/demo", show_default=True,
-              type=click.Path(file_okay=False), help="Run folder.")
+@click.option(
+    "--out",
+    default="outputs/demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Run folder.",
+)
 @_run_options
 def demo_command(quiet: bool, **options: Any) -> None:
     """Play the bundled personas and scenarios against the bundled airline agent, offline."""
     with ExitStack() as stack:
         base = stack.enter_context(resources.as_file(resources.files("simulate.demo")))
-        options.update(personas=[str(base / "personas")], scenarios=[str(base / "scenarios")],
-                       target="demo", stateful=False)
+        options.update(
+            personas=[str(base / "personas")],
+            scenarios=[str(base / "scenarios")],
+            target="demo",
+            stateful=False,
+        )
         result = _play(_config(options), quiet)
     _print_summary(result, findings=True)
 
@@ -124,8 +183,9 @@ def _play(config: RunConfig, quiet: bool) -> RunResult:
 
     def finished(episode: Episode, tally: Tally) -> None:
         rate = goal_rate(tally)
-        progress.update(task, advance=1, errors=tally.errors,
-                        goal="-" if rate is None else f"{rate:.0%}")
+        progress.update(
+            task, advance=1, errors=tally.errors, goal="-" if rate is None else f"{rate:.0%}"
+        )
 
     with progress:
         try:
@@ -141,19 +201,25 @@ def _play(config: RunConfig, quiet: bool) -> RunResult:
 def _print_summary(result: RunResult, findings: bool = False) -> None:
     summary = summarize_run(result.run_dir)
     tally = result.tally
-    out.print(f"\n[bold]Run[/] {result.run_dir}  ({tally.done} played, "
-              f"{tally.skipped} already stored, {summary['episodes']} in the folder)")
+    out.print(
+        f"\n[bold]Run[/] {result.run_dir}  ({tally.done} played, "
+        f"{tally.skipped} already stored, {summary['episodes']} in the folder)"
+    )
     statuses = ", ".join(f"{k} {v}" for k, v in summary["by_status"].items())
     out.print(f"outcomes: {statuses}")
     rate = summary["goal_rate"]
     if rate is not None:
-        out.print(f"[bold]goal rate {rate:.0%}[/] ({summary['successes']}/{summary['rated']} "
-                  "episodes; target and simulator errors left out)")
+        out.print(
+            f"[bold]goal rate {rate:.0%}[/] ({summary['successes']}/{summary['rated']} "
+            "episodes; target and simulator errors left out)"
+        )
     if findings:
         _print_findings(summary)
-    out.print(f"\ndata: {result.run_dir}/episodes/*.parquet  ·  "
-              f"python: simulate.load_run({str(result.run_dir)!r})  ·  "
-              f"transcripts: simulate show {result.run_dir} --failed")
+    out.print(
+        f"\ndata: {result.run_dir}/episodes/*.parquet  ·  "
+        f"python: simulate.load_run({str(result.run_dir)!r})  ·  "
+        f"transcripts: simulate show {result.run_dir} --failed"
+    )
 
 
 def _print_findings(summary: dict[str, Any]) -> None:
@@ -179,8 +245,13 @@ def _print_findings(summary: dict[str, Any]) -> None:
 @click.option("--persona", "persona_id", help="Only this persona.")
 @click.option("--scenario", "scenario_id", help="Only this scenario.")
 @click.option("--episode", "episode_id", help="Only this episode id.")
-@click.option("--limit", default=5, show_default=True, type=click.IntRange(0),
-              help="Transcripts to print (0 = all).")
+@click.option(
+    "--limit",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Transcripts to print (0 = all).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print episodes as JSON lines.")
 def show_command(run_dir: str, failed: bool, limit: int, as_json: bool, **filters: Any) -> None:
     """Print transcripts of a run, filtered."""
@@ -209,16 +280,21 @@ def show_command(run_dir: str, failed: bool, limit: int, as_json: bool, **filter
 def _print_transcript(episode: Episode) -> None:
     outcome = episode.outcome
     color = "green" if episode.success else "red"
-    out.rule(f"{episode.persona_id} × {episode.scenario_id} · trial {episode.trial} · "
-             f"{episode.episode_id}")
+    out.rule(
+        f"{episode.persona_id} × {episode.scenario_id} · trial {episode.trial} · "
+        f"{episode.episode_id}"
+    )
     for message in episode.messages:
         who = {"user": "[cyan]user[/]", "assistant": "[magenta]agent[/]"}.get(
-            message.role, message.role)
+            message.role, message.role
+        )
         out.print(f"{who}: ", end="")
         out.print(message.content, markup=False)
         for call in message.tool_calls:
             out.print(f"    [dim]↳ {call.name}({json.dumps(call.arguments)})[/]")
-    checks = f" · failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""
+    checks = (
+        f" · failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""
+    )
     out.print(f"[{color}]{outcome.status}[/] {outcome.reason}{checks}\n", markup=True)
 
 
@@ -236,8 +312,10 @@ def validate_command(paths: Sequence[str]) -> None:
     specs, _ = prepare(config)
     personas = {s.persona.id for s in specs}
     scenarios = {s.scenario.id for s in specs}
-    out.print(f"ok: {len(personas)} personas, {len(scenarios)} scenarios, "
-              f"{len(specs)} episodes per trial; every template renders")
+    out.print(
+        f"ok: {len(personas)} personas, {len(scenarios)} scenarios, "
+        f"{len(specs)} episodes per trial; every template renders"
+    )
 
 
 def _validate_one_kind(persona_paths: list[str], scenario_paths: list[str]) -> None:
@@ -246,13 +324,21 @@ def _validate_one_kind(persona_paths: list[str], scenario_paths: list[str]) -> N
     if persona_paths:
         out.print(f"ok: {len(load_personas(persona_paths))} personas")
     if scenario_paths:
-        out.print(f"ok: {len(load_scenarios(scenario_paths))} scenarios "
-                  "(templates not rendered: give personas too to check them)")
+        out.print(
+            f"ok: {len(load_scenarios(scenario_paths))} scenarios "
+            "(templates not rendered: give personas too to check them)"
+        )
 
 
 @cli.command("schema")
-@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for persona.schema.json and scenario.schema.json.")
+@click.option(
+    "--out",
+    "out_dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for persona.schema.json and scenario.schema.json.",
+)
 def schema_command(out_dir: str) -> None:
     """Write JSON schemas of persona and scenario files, for editors' YAML validation."""
     from simulate.schema import Persona, Scenario

@@ -93,7 +93,7 @@ class Fact(Model):
     @field_validator("value", mode="before")
     @classmethod
     def _value_to_str(cls, value: Any) -> Any:
-        return value if isinstance(value, str) or value is None else str(value)
+        return value if isinstance(value, str | dict | list) or value is None else str(value)
 
 
 class SuccessChecks(Model):

@@ -1,0 +1,220 @@
+"""What users type: `simulate run / show / validate` end to end in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+
+import simulate
+
+DATA = Path(__file__).parent / "data"
+SHOP = DATA / "shop"
+AGENT = f"python:{DATA / 'shop_agent.py'}:respond"
+
+
+def simulate_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    """Run the real console entry point in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_shop(out: Path, *extra: str, env: dict[str, str] | None = None):
+    return simulate_cli(
+        "run",
+        "--personas",
+        str(SHOP / "personas.yaml"),
+        "--scenarios",
+        str(SHOP / "scenarios.yaml"),
+        "--target",
+        AGENT,
+        "--out",
+        str(out),
+        "-q",
+        *extra,
+        env=env,
+    )
+
+
+def comparable(ds: datasets.Dataset) -> list[dict]:
+    """Rows without what timing changes (durations, latencies, timestamps)."""
+    rows = []
+    for row in ds.remove_columns(["duration_s", "created_at"]).to_list():
+        for message in row["messages"]:
+            message.pop("latency_ms")
+        rows.append(row)
+    return rows
+
+
+def test_run_records_a_dataset_that_load_run_and_load_dataset_both_read(tmp_path):
+    result = run_shop(tmp_path / "first", "--trials", "3", "--seed", "7", "--concurrency", "4")
+    assert result.returncode == 0, result.stderr
+    assert "goal rate" in result.stdout
+    ds = simulate.load_run(tmp_path / "first")
+    assert isinstance(ds, datasets.Dataset)
+    assert ds.num_rows == 3 * 2 * 3
+    assert set(ds["persona_id"]) == {"ana", "bruno", "mallory"}
+    row = ds[0]
+    assert row["messages"][0]["role"] == "user"
+    assert row["outcome"]["status"] in {s.value for s in simulate.Status}
+    same = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "first" / "episodes" / "*.parquet"), split="train"
+    )
+    assert sorted(same["episode_id"]) == sorted(ds["episode_id"])
+    manifest = json.loads((tmp_path / "first" / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["counts"]["stored"] == 18
+    assert manifest["config"]["seed"] == 7
+
+
+def test_same_seed_gives_identical_rows_and_another_seed_does_not(tmp_path):
+    for name in ("a", "b"):
+        assert (
+            run_shop(tmp_path / name, "--seed", "3", "--name", "same", "--trials", "2").returncode
+            == 0
+        )
+    assert (
+        run_shop(tmp_path / "c", "--seed", "4", "--name", "same", "--trials", "2").returncode == 0
+    )
+    a, b, c = (comparable(simulate.load_run(tmp_path / n)) for n in "abc")
+    assert a == b
+    assert a != c
+
+
+def test_resume_after_sigkill_stores_every_episode_exactly_once(tmp_path):
+    out = tmp_path / "killed"
+    args = [
+        "run",
+        "--personas",
+        str(SHOP / "personas.yaml"),
+        "--scenarios",
+        str(SHOP / "scenarios.yaml"),
+        "--target",
+        AGENT,
+        "--out",
+        str(out),
+        "-q",
+        "--trials",
+        "8",
+        "--concurrency",
+        "2",
+    ]
+    env = {**os.environ, "SHOP_AGENT_DELAY": "0.05"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulate", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list((out / "episodes").glob("*.parquet"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = len(simulate.load_run(out))
+    assert 0 < partial < 48, "the kill should land mid-run"
+
+    resumed = simulate_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    ids = simulate.load_run(out)["episode_id"]
+    assert len(ids) == 48 and len(set(ids)) == 48
+    assert f"{partial} already stored" in resumed.stdout
+    assert not list((out / "episodes").glob(".*.tmp"))
+
+
+def test_an_existing_run_is_never_overwritten_and_a_changed_plan_cannot_resume(tmp_path):
+    out = tmp_path / "run"
+    assert run_shop(out).returncode == 0
+    before = sorted(p.name for p in (out / "episodes").iterdir())
+    again = run_shop(out)
+    assert again.returncode == 1
+    assert "already holds a run" in again.stderr and "--resume" in again.stderr
+    changed = run_shop(out, "--seed", "99", "--resume")
+    assert changed.returncode == 1
+    assert "planned with other inputs" in changed.stderr
+    assert sorted(p.name for p in (out / "episodes").iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--personas", "nowhere/"], "nowhere"),
+        (["--target", "pyhton:agent.py:respond"], "did you mean 'python'"),
+        (["--target", f"python:{DATA / 'shop_agent.py'}:respnd"], "respond"),
+        (["--persona", "anaa"], "did you mean 'ana'"),
+        (["--scenario", "nope"], "--scenario 'nope' matches nothing"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_culprit_and_exit_1(tmp_path, args, expected):
+    base = {
+        "--personas": str(SHOP / "personas.yaml"),
+        "--scenarios": str(SHOP / "scenarios.yaml"),
+        "--target": AGENT,
+        "--out": str(tmp_path / "out"),
+    }
+    flags = dict(base)
+    extra = []
+    for i in range(0, len(args), 2):
+        if args[i] in flags:
+            flags[args[i]] = args[i + 1]
+        else:
+            extra += args[i : i + 2]
+    result = simulate_cli("run", *[x for kv in flags.items() for x in kv], *extra)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing written before the inputs are checked
+
+
+def test_a_bad_yaml_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "personas.yaml"
+    bad.write_text("- id: ana\n  name: Ana\n  traits: {patience: low\n")
+    result = simulate_cli("validate", str(bad))
+    assert result.returncode == 1
+    assert "personas.yaml:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2(tmp_path):
+    result = simulate_cli("run", "--personas", "x")
+    assert result.returncode == 2
+    assert "Missing option" in result.stderr
+
+
+def test_show_filters_by_status_and_limit(tmp_path):
+    out = tmp_path / "run"
+    assert run_shop(out, "--trials", "2").returncode == 0
+    shown = simulate_cli("show", str(out), "--status", "goal_reached", "--limit", "2", "--json")
+    rows = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert len(rows) == 2
+    assert all(r["outcome"]["status"] == "goal_reached" for r in rows)
+    text = simulate_cli("show", str(out), "--persona", "mallory", "--limit", "1")
+    assert "mallory" in text.stdout and "user:" in text.stdout and "agent:" in text.stdout
+    bad = simulate_cli("show", str(out), "--status", "gaveup")
+    assert bad.returncode == 1 and "gave_up" in bad.stderr
+    missing = simulate_cli("show", str(tmp_path / "nope"))
+    assert missing.returncode == 1 and "no such run folder" in missing.stderr
+
+
+def test_validate_checks_both_kinds_and_renders_templates(tmp_path):
+    ok = simulate_cli("validate", str(SHOP / "personas.yaml"), str(SHOP / "scenarios.yaml"))
+    assert ok.returncode == 0, ok.stderr
+    assert "3 personas, 2 scenarios, 6 episodes" in ok.stdout
+    scenario = tmp_path / "scenarios.yaml"
+    scenario.write_text("id: s\ndescription: d\ngoal: g\nopening: 'I am {{ persona.nickname }}'\n")
+    bad = simulate_cli("validate", str(SHOP / "personas.yaml"), str(scenario))
+    assert bad.returncode == 1
+    assert "scenario 's' for persona 'ana': opening" in bad.stderr
