@@ -1,0 +1,1 @@
+"""Fakes shared by the tests: real local servers that stand in for agents and models."""
