@@ -1,7 +1,7 @@
 """Simulate: simulated users for conversational AI agents, recorded as Hugging Face datasets.
 
-    import simulate
-    ds = simulate.load_run("outputs/demo")        # a datasets.Dataset, one row per episode
+`simulate.load_run("outputs/demo")` returns a run as a `datasets.Dataset`, one row per episode;
+`simulate.run(RunConfig(...))` plays one from Python.
 """
 
 from simulate.errors import ConfigError, LLMError, RunFolderError, SimulateError, TargetError

@@ -20,5 +20,7 @@ def respond(messages):
         return "I can offer a voucher. Would you like a voucher?"
     if "yes" not in last:
         return "Shall I go ahead and issue the refund?"
-    return {"reply": "Your refund has been issued.",
-            "tool_calls": [{"name": "issue_refund", "arguments": {"amount": 30}}]}
+    return {
+        "reply": "Your refund has been issued.",
+        "tool_calls": [{"name": "issue_refund", "arguments": {"amount": 30}}],
+    }
