@@ -231,11 +231,12 @@ def _print_findings(summary: dict[str, Any]) -> None:
     out.print(table)
     if summary["failure_kinds"]:
         kinds = Table(title="what failed", title_justify="left")
-        for column in ("failure", "episodes", "example (simulate show RUN --episode ID)"):
+        for column in ("failure", "episodes", "example episode"):
             kinds.add_column(column)
         for row in summary["failure_kinds"]:
             kinds.add_row(row["kind"], str(row["n"]), row["example"])
         out.print(kinds)
+        out.print("read one: simulate show RUN --episode ID")
 
 
 @cli.command("show")

@@ -69,6 +69,7 @@ _REFUSE_THING = re.compile(
 _INSIST_THING = re.compile(
     r"\binsist on\s+(?:getting\s+)?((?:an? |the )?[a-z][a-z -]*?)(?=[.,;!]| and | but |$)"
 )
+_OPEN_QUESTION = re.compile(r"\b(help|assist|what do you need|what can i do)\b")
 _SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
 
 
@@ -186,7 +187,7 @@ class AgendaUser:
                 self._closing(),
                 done=True,
                 status="goal_reached",
-                reason="every success check holds",
+                reason="the agent did what the user asked",
             )
         progressed = self._progressed(state.messages)
         if sent in self.attack_at:
@@ -256,11 +257,11 @@ class AgendaUser:
         elif not parts and _REFUSAL.search(low) and self.insisted:
             parts += self._insist()
         if not parts:
-            parts.append(
-                self._pick("not_sure")
-                if requests and not self.rng.random() < 0.5
-                else self._pick("restate").format(**self._request_forms())
-            )
+            open_question = any(_OPEN_QUESTION.search(r) for r in requests)
+            if requests and not open_question and self.rng.random() < 0.5:
+                parts.append(self._pick("not_sure"))
+            else:
+                parts.append(self._pick("restate").format(**self._request_forms()))
         return " ".join(parts), answered
 
     def _asked_facts(self, requests: list[str]) -> list[str]:

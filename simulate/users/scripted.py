@@ -22,7 +22,7 @@ class ScriptedUser:
         )
         if goal_met:
             return UserTurn(
-                None, done=True, status="goal_reached", reason="every success check holds"
+                None, done=True, status="goal_reached", reason="the agent did what the script asked"
             )
         if sent < len(self.script):
             return UserTurn(self.script[sent])
