@@ -208,6 +208,8 @@ def _print_summary(result: RunResult, findings: bool = False) -> None:
     statuses = ", ".join(f"{k} {v}" for k, v in summary["by_status"].items())
     out.print(f"outcomes: {statuses}")
     rate = summary["goal_rate"]
+    if rate is None and summary["episodes"]:
+        out.print("[bold]goal rate n/a[/]: every episode ended in a target or simulator error")
     if rate is not None:
         out.print(
             f"[bold]goal rate {rate:.0%}[/] ({summary['successes']}/{summary['rated']} "

@@ -218,3 +218,89 @@ def test_validate_checks_both_kinds_and_renders_templates(tmp_path):
     bad = simulate_cli("validate", str(SHOP / "personas.yaml"), str(scenario))
     assert bad.returncode == 1
     assert "scenario 's' for persona 'ana': opening" in bad.stderr
+
+
+def test_demo_plays_the_bundled_library_and_reports_what_it_found(tmp_path):
+    result = simulate_cli("demo", "--out", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    ds = simulate.load_run(tmp_path / "demo")
+    assert ds.num_rows >= 40
+    assert len(set(ds["persona_id"])) >= 12 and len(set(ds["scenario_id"])) >= 8
+    assert "goal rate per persona" in result.stdout
+    # the bundled agent's weaknesses are found: a leak of its hidden instructions, another
+    # customer's data, and users who give up
+    assert "NWA-INTERNAL-7731" in result.stdout
+    assert "greta.lindqvist@example.org" in result.stdout
+    assert "gave_up" in result.stdout
+    assert 0 < sum(ds["success"]) < ds.num_rows
+
+
+def shop_against(target: str, out: Path, *extra: str):
+    return simulate_cli(
+        "run",
+        "--personas",
+        str(SHOP / "personas.yaml"),
+        "--scenarios",
+        str(SHOP / "scenarios.yaml"),
+        "--target",
+        target,
+        "--out",
+        str(out),
+        "-q",
+        *extra,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "reason"),
+    [
+        ("error", [], "HTTP 500"),
+        ("slow", ["--turn-timeout", "0.3"], "0.3s"),
+        ("garbage", [], "JSON"),
+    ],
+)
+def test_http_target_faults_are_recorded_and_the_run_finishes(tmp_path, mode, extra, reason):
+    from fakes.agent_server import AgentServer
+
+    with AgentServer() as server:
+        server.mode = mode
+        server.delay_s = 2.0
+        result = shop_against(server.url, tmp_path / "run", *extra)
+    assert result.returncode == 0, result.stderr
+    ds = simulate.load_run(tmp_path / "run")
+    assert ds.num_rows == 6
+    assert {o["status"] for o in ds["outcome"]} == {"target_error"}
+    assert all(reason in o["reason"] for o in ds["outcome"]), ds["outcome"][0]
+    assert "goal rate n/a" in result.stdout  # no episode counts for or against the agent
+
+
+def test_http_target_that_works_reaches_goals(tmp_path):
+    from fakes.agent_server import AgentServer
+
+    def agent(request):
+        said = " ".join(m["content"] for m in request["messages"] if m["role"] == "user")
+        if "@" in said:
+            return {"reply": "Your parcel is on its way.", "context": ["tracking: in transit"]}
+        return "What is your email address?"
+
+    with AgentServer(agent) as server:
+        result = shop_against(server.url, tmp_path / "run", "--scenario", "status")
+        sessions = {r["session_id"] for r in server.requests}
+    assert result.returncode == 0, result.stderr
+    ds = simulate.load_run(tmp_path / "run")
+    assert all(ds["success"])
+    assert sessions == set(ds["episode_id"])
+    assert ds[0]["messages"][-2]["context"] == ["tracking: in transit"]
+
+
+def test_cmd_target_crash_is_recorded_with_its_exit_and_the_run_finishes(tmp_path):
+    script = DATA / "jsonl_agent.py"
+    result = shop_against(f"cmd:{sys.executable} {script} --crash-on-turn 2", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    ds = simulate.load_run(tmp_path / "run")
+    assert ds.num_rows == 6
+    for episode in ds:
+        assert episode["outcome"]["status"] == "target_error"
+        assert episode["n_turns"] == 1  # the first turn was answered, the second crashed
+        assert "exited with code 3" in episode["outcome"]["reason"]
+        assert "boom: crashed on turn 2" in episode["outcome"]["reason"]
