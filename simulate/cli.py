@@ -192,10 +192,12 @@ def _play(config: RunConfig, quiet: bool) -> RunResult:
             return asyncio.run(run(config, on_start=started, on_episode=finished))
         except KeyboardInterrupt:
             progress.stop()
-            raise SimulateError(
-                f"interrupted; finished episodes are stored in {config.out}; "
-                "continue with the same command plus --resume"
-            ) from None
+            click.echo(
+                f"interrupted: finished episodes are stored in {config.out}; "
+                "continue with the same command plus --resume",
+                err=True,
+            )
+            sys.exit(130)
 
 
 def _print_summary(result: RunResult, findings: bool = False) -> None:

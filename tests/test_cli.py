@@ -134,6 +134,50 @@ def test_resume_after_sigkill_stores_every_episode_exactly_once(tmp_path):
     assert not list((out / "episodes").glob(".*.tmp"))
 
 
+def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(tmp_path):
+    out = tmp_path / "interrupted"
+    args = [
+        "run",
+        "--personas",
+        str(SHOP / "personas.yaml"),
+        "--scenarios",
+        str(SHOP / "scenarios.yaml"),
+        "--target",
+        AGENT,
+        "--out",
+        str(out),
+        "-q",
+        "--trials",
+        "8",
+        "--concurrency",
+        "2",
+    ]
+    env = {**os.environ, "SHOP_AGENT_DELAY": "0.05"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulate", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((out / "episodes").glob("*.parquet")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "--resume" in stderr and "Traceback" not in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert 0 < manifest["counts"]["stored"] < 48
+    assert manifest["counts"]["stored"] == len(simulate.load_run(out))
+    assert simulate_cli(*args, "--resume").returncode == 0
+    assert sorted(set(simulate.load_run(out)["episode_id"])) == sorted(
+        simulate.load_run(out)["episode_id"]
+    )
+    assert len(simulate.load_run(out)) == 48
+
+
 def test_an_existing_run_is_never_overwritten_and_a_changed_plan_cannot_resume(tmp_path):
     out = tmp_path / "run"
     assert run_shop(out).returncode == 0
