@@ -348,3 +348,62 @@ def test_cmd_target_crash_is_recorded_with_its_exit_and_the_run_finishes(tmp_pat
         assert episode["n_turns"] == 1  # the first turn was answered, the second crashed
         assert "exited with code 3" in episode["outcome"]["reason"]
         assert "boom: crashed on turn 2" in episode["outcome"]["reason"]
+
+
+def test_scripted_user_plays_only_the_script_and_needs_one(tmp_path):
+    scenario = tmp_path / "scenarios.yaml"
+    scenario.write_text(
+        "id: status\ndescription: Where is my parcel?\ngoal: told\n"
+        "script: ['Where is my parcel?', 'My email is {{ persona.attributes.email }}']\n"
+        "success: {must_mention: [on its way]}\n"
+    )
+    result = simulate_cli(
+        "run",
+        "--personas",
+        str(SHOP / "personas.yaml"),
+        "--scenarios",
+        str(scenario),
+        "--target",
+        AGENT,
+        "--out",
+        str(tmp_path / "run"),
+        "--user",
+        "scripted",
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    ds = simulate.load_run(tmp_path / "run")
+    for row in ds:
+        users = [m["content"] for m in row["messages"] if m["role"] == "user"]
+        assert users[0] == "Where is my parcel?" and users[1].startswith("My email is ")
+        assert row["outcome"]["status"] == "goal_reached"
+    missing = simulate_cli(
+        "run",
+        "--personas",
+        str(SHOP / "personas.yaml"),
+        "--scenarios",
+        str(SHOP / "scenarios.yaml"),
+        "--target",
+        AGENT,
+        "--out",
+        str(tmp_path / "run2"),
+        "--user",
+        "scripted",
+    )
+    assert missing.returncode == 1
+    assert "--user scripted needs a `script`" in missing.stderr and "refund" in missing.stderr
+
+
+def test_credentials_in_a_target_url_never_reach_the_run_folder(tmp_path):
+    from fakes.agent_server import AgentServer
+
+    with AgentServer() as server:
+        url = server.url.replace("http://", "http://bot:s3cr3t-token@") + "?api_key=k3y-v4lue"
+        result = shop_against(url, tmp_path / "run", "--scenario", "status")
+    assert result.returncode == 0, result.stderr
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"s3cr3t-token" not in data and b"k3y-v4lue" not in data, path
+    assert "s3cr3t-token" not in result.stdout + result.stderr
+    assert simulate.load_run(tmp_path / "run")[0]["target"].startswith("http://***@127.0.0.1")
