@@ -93,49 +93,8 @@ def test_same_seed_gives_identical_rows_and_another_seed_does_not(tmp_path):
     assert a != c
 
 
-def test_resume_after_sigkill_stores_every_episode_exactly_once(tmp_path):
-    out = tmp_path / "killed"
-    args = [
-        "run",
-        "--personas",
-        str(SHOP / "personas.yaml"),
-        "--scenarios",
-        str(SHOP / "scenarios.yaml"),
-        "--target",
-        AGENT,
-        "--out",
-        str(out),
-        "-q",
-        "--trials",
-        "8",
-        "--concurrency",
-        "2",
-    ]
-    env = {**os.environ, "SHOP_AGENT_DELAY": "0.05"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "simulate", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list((out / "episodes").glob("*.parquet"))) < 2:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    partial = len(simulate.load_run(out))
-    assert 0 < partial < 48, "the kill should land mid-run"
-
-    resumed = simulate_cli(*args, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    ids = simulate.load_run(out)["episode_id"]
-    assert len(ids) == 48 and len(set(ids)) == 48
-    assert f"{partial} already stored" in resumed.stdout
-    assert not list((out / "episodes").glob(".*.tmp"))
-
-
-def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(tmp_path):
-    out = tmp_path / "interrupted"
+def start_slow_run(out: Path, shards: int) -> tuple[list[str], subprocess.Popen]:
+    """Start a 48-episode run with a slow agent; return once ``shards`` shards are on disk."""
     args = [
         "run",
         "--personas",
@@ -161,8 +120,30 @@ def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(tmp_path)
         text=True,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list((out / "episodes").glob("*.parquet")):
+    while time.monotonic() < deadline and len(list((out / "episodes").glob("*.parquet"))) < shards:
         time.sleep(0.05)
+    return args, process
+
+
+def test_resume_after_sigkill_stores_every_episode_exactly_once(tmp_path):
+    out = tmp_path / "killed"
+    args, process = start_slow_run(out, shards=2)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    partial = len(simulate.load_run(out))
+    assert 0 < partial < 48, "the kill should land mid-run"
+
+    resumed = simulate_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    ids = simulate.load_run(out)["episode_id"]
+    assert len(ids) == 48 and len(set(ids)) == 48
+    assert f"{partial} already stored" in resumed.stdout
+    assert not list((out / "episodes").glob(".*.tmp"))
+
+
+def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(tmp_path):
+    out = tmp_path / "interrupted"
+    args, process = start_slow_run(out, shards=1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
