@@ -24,7 +24,7 @@ from rich.table import Table
 from simulate.errors import ConfigError, SimulateError
 from simulate.runner import Tally, goal_rate
 from simulate.schema import Episode
-from simulate.session import RunConfig, RunResult, prepare, run
+from simulate.session import RunConfig, RunResult, estimate_run, prepare, run
 from simulate.store import iter_episodes, read_manifest
 from simulate.summary import summarize_run
 
@@ -99,6 +99,54 @@ def _run_options(func: Any) -> Any:
         click.option("--name", default=None, help="Run name, part of episode ids [folder name]."),
         click.option("--resume", is_flag=True, help="Continue the run in --out."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option(
+            "--user-prompt",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Jinja2 template replacing the LLM user's system prompt.",
+        ),
+        click.option(
+            "--temperature",
+            type=click.FloatRange(0, 2),
+            help="Sampling temperature of the LLM user.",
+        ),
+        click.option(
+            "--llm-config",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="YAML endpoint settings: base_url, api_key_env, limits, prices.",
+        ),
+        click.option(
+            "--base-url",
+            metavar="URL",
+            help="OpenAI-compatible endpoint (vLLM, Ollama...) [OPENAI_BASE_URL].",
+        ),
+        click.option(
+            "--no-cache",
+            "no_cache",
+            is_flag=True,
+            help="Do not serve repeated model requests from the cache.",
+        ),
+        click.option(
+            "--replay-only",
+            is_flag=True,
+            help="Answer model requests only from the cache; a miss stops the run.",
+        ),
+        click.option(
+            "--max-calls",
+            type=click.IntRange(1),
+            help="Stop cleanly after this many paid model calls.",
+        ),
+        click.option(
+            "--max-cost-usd",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Stop cleanly once this much is spent on models.",
+        ),
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Print the plan and an estimate of model calls and cost; run nothing.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -124,14 +172,30 @@ def _run_options(func: Any) -> Any:
     "--target",
     required=True,
     metavar="SPEC",
-    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND or demo.",
+    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND, openai:MODEL, demo.",
 )
 @click.option("--stateful", is_flag=True, help="Send the target only the newest user message.")
+@click.option(
+    "--system-prompt",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="For --target openai:MODEL: the agent's system prompt.",
+)
+@click.option(
+    "--tools",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="For --target openai:MODEL: YAML tools the model may call.",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @_run_options
-def run_command(quiet: bool, **options: Any) -> None:
+def run_command(quiet: bool, dry_run: bool, **options: Any) -> None:
     """Play personas x scenarios against a target and record the conversations."""
-    result = _play(_config(options), quiet)
+    config = _config(options)
+    if dry_run:
+        _print_estimate(config)
+        return
+    result = _play(config, quiet)
     _print_summary(result)
 
 
@@ -144,7 +208,7 @@ def run_command(quiet: bool, **options: Any) -> None:
     help="Run folder.",
 )
 @_run_options
-def demo_command(quiet: bool, **options: Any) -> None:
+def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
     """Play the bundled personas and scenarios against the bundled airline agent, offline."""
     with ExitStack() as stack:
         base = stack.enter_context(resources.as_file(resources.files("simulate.demo")))
@@ -160,7 +224,36 @@ def demo_command(quiet: bool, **options: Any) -> None:
 
 def _config(options: dict[str, Any]) -> RunConfig:
     options["turn_timeout_s"] = options.pop("turn_timeout")
+    options["use_cache"] = not options.pop("no_cache")
     return RunConfig.model_validate(options)
+
+
+def _print_estimate(config: RunConfig) -> None:
+    """`--dry-run`: the plan and a rough count of model calls and their cost."""
+    estimate = estimate_run(config)
+    out.print(
+        f"plan: {estimate['episodes']} episodes ({estimate['personas']} personas × "
+        f"{estimate['scenarios']} scenarios × {config.trials} trials), "
+        f"at most {config.max_turns} turns each"
+    )
+    if not estimate["models"]:
+        out.print("no model calls: this user and target run offline")
+        return
+    for row in estimate["models"]:
+        cost = row["cost_usd_max"]
+        price = (
+            "no price known"
+            if cost is None
+            else (f"${row['cost_usd_typical']:.2f} typical, ${cost:.2f} at most")
+        )
+        out.print(
+            f"{row['role']} {row['model']}: about {row['calls_typical']} calls "
+            f"(at most {row['calls_max']}), {price}"
+        )
+    out.print(
+        "rough estimate: ~6 turns per conversation typical, every turn to --max-turns at "
+        "most; tokens ~ prompt length + history; cached requests cost nothing"
+    )
 
 
 def _play(config: RunConfig, quiet: bool) -> RunResult:
@@ -217,6 +310,8 @@ def _print_summary(result: RunResult, findings: bool = False) -> None:
             f"[bold]goal rate {rate:.0%}[/] ({summary['successes']}/{summary['rated']} "
             "episodes; target and simulator errors left out)"
         )
+    if result.usage:
+        _print_usage(result)
     if findings:
         _print_findings(summary)
     out.print(
@@ -224,6 +319,22 @@ def _print_summary(result: RunResult, findings: bool = False) -> None:
         f"python: simulate.load_run({str(result.run_dir)!r})  ·  "
         f"transcripts: simulate show {result.run_dir} --failed"
     )
+    if result.stopped:
+        click.echo(
+            f"stopped early: {result.stopped}; finished episodes are kept; "
+            "continue with the same command plus --resume",
+            err=True,
+        )
+        sys.exit(3)
+
+
+def _print_usage(result: RunResult) -> None:
+    for row in result.usage:
+        cost = "" if row.cost_usd is None else f", ${row.cost_usd:.4f}"
+        out.print(
+            f"model {row.role} {row.model}: {row.calls} calls, {row.prompt_tokens} prompt + "
+            f"{row.completion_tokens} completion tokens{cost}"
+        )
 
 
 def _print_findings(summary: dict[str, Any]) -> None:
@@ -314,7 +425,7 @@ def validate_command(paths: Sequence[str]) -> None:
     if not persona_paths or not scenario_paths:
         _validate_one_kind(persona_paths, scenario_paths)
         return
-    specs, _ = prepare(config)
+    specs = prepare(config).specs
     personas = {s.persona.id for s in specs}
     scenarios = {s.scenario.id for s in specs}
     out.print(

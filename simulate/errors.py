@@ -4,6 +4,8 @@
     ├── ConfigError          bad files and flags: names the file, line, field and the fix
     ├── RunFolderError       a run folder that is missing, foreign, or planned differently
     ├── LLMError             a model endpoint failed or answered out of contract
+    ├── RunStopped           ends the whole run, not one episode: a spent budget, a cache
+    │                        miss in replay-only mode (finished episodes are kept)
     └── TargetError          the agent under test failed (recorded on the episode, not raised
                              past the runner)
 
@@ -31,6 +33,10 @@ class RunFolderError(SimulateError):
 
 class LLMError(SimulateError):
     """A model endpoint failed or replied with something outside its contract."""
+
+
+class RunStopped(SimulateError):
+    """A condition that ends the whole run cleanly, not one episode (budget, replay miss)."""
 
 
 class TargetError(SimulateError):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulate.checks import failed_checks
+from simulate.errors import RunStopped
 from simulate.schema import (
     NOT_AGENT_FAULT,
     Episode,
@@ -128,6 +129,8 @@ async def _converse(
     while True:
         try:
             turn = await user.next_turn(state)
+        except RunStopped:
+            raise
         except Exception as exc:  # the simulator's fault, recorded as such
             return Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))
         if turn.done:
@@ -148,6 +151,8 @@ async def _converse(
         except TimeoutError:
             reason = f"no reply within {settings.turn_timeout_s:g}s (--turn-timeout)"
             return Outcome(status=Status.TARGET_ERROR, reason=reason)
+        except RunStopped:
+            raise
         except Exception as exc:  # the agent's crash, recorded, the run goes on
             return Outcome(status=Status.TARGET_ERROR, reason=_describe(exc))
         state.messages.append(_reply_message(reply, (time.perf_counter() - began) * 1000))
@@ -159,6 +164,8 @@ async def _after_target_end(state: EpisodeState, user: UserSimulator) -> Outcome
     """The agent closed the conversation: goal reached if the user says so, else target_ended."""
     try:
         turn = await user.next_turn(state)
+    except RunStopped:
+        raise
     except Exception as exc:
         return Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))
     if turn.done and turn.status == Status.GOAL_REACHED:
@@ -194,12 +201,23 @@ async def run_episodes(
 
     Shards are flushed at least every second and once more on the way out, cancellation
     included, so everything finished is on disk when this returns or is cancelled.
+
+    Raises:
+        RunStopped: a budget ran out or a replay missed; the episodes it cut short are not
+            stored (a resume plays them), every finished one is.
     """
     pending = iter(specs)
+    stopped: list[RunStopped] = []
 
     async def worker() -> None:
         for spec in pending:  # a shared iterator: each spec goes to exactly one worker
-            episode = await _play_with_fresh_parties(spec, make_user, make_target, settings)
+            if stopped:
+                return
+            try:
+                episode = await _play_with_fresh_parties(spec, make_user, make_target, settings)
+            except RunStopped as exc:
+                stopped.append(exc)
+                return
             writer.add(episode)
             if len(writer.buffer) >= FLUSH_MAX_EPISODES:
                 writer.flush()
@@ -222,6 +240,8 @@ async def run_episodes(
             await flusher
         writer.flush()
         await _close(make_target)
+    if stopped:
+        raise stopped[0]
 
 
 async def _play_with_fresh_parties(
@@ -230,6 +250,8 @@ async def _play_with_fresh_parties(
     """Make this episode's user and target, play it, and close the target whatever happens."""
     try:
         user = make_user(spec)
+    except RunStopped:
+        raise
     except Exception as exc:
         return _record(
             spec, settings, Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))

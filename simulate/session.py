@@ -10,17 +10,21 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from simulate.errors import ConfigError
+from simulate import targets, users
+from simulate.errors import ConfigError, RunStopped
+from simulate.llm.pool import LLMPool
+from simulate.llm.settings import LLMSettings
+from simulate.llm.usage import UsageMeter, estimate_cost
 from simulate.loader import load_personas, load_scenarios
 from simulate.plan import build_plan
 from simulate.runner import RunSettings, Tally, goal_rate, run_episodes
-from simulate.schema import SCHEMA_VERSION, Episode, EpisodeSpec, Model
+from simulate.schema import SCHEMA_VERSION, Episode, EpisodeSpec, Model, Usage
 from simulate.store import (
     ShardWriter,
     environment,
@@ -29,8 +33,7 @@ from simulate.store import (
     stored_outcomes,
     write_manifest,
 )
-from simulate.targets import TargetOptions, load_target
-from simulate.users import load_user
+from simulate.users.llm import read_prompt
 
 
 class RunConfig(Model):
@@ -55,6 +58,26 @@ class RunConfig(Model):
     persona_filter: list[str] = Field(default_factory=list)
     scenario_filter: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+    user_prompt: str | None = None
+    """A Jinja2 file replacing the LLM user's system-prompt template (`--user-prompt`)."""
+    temperature: float | None = Field(None, ge=0, le=2)
+    """Sampling temperature of the LLM user; None: the endpoint's default."""
+    system_prompt: str | None = None
+    """The `openai:` target's system-prompt file."""
+    tools: str | None = None
+    """The `openai:` target's tools file."""
+    llm_config: str | None = None
+    """A YAML file of endpoint settings (base_url, api_key_env, limits, prices, models)."""
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint; overrides the config file and OPENAI_BASE_URL."""
+    use_cache: bool = True
+    """Serve repeated model requests from the cache (`--no-cache` turns it off)."""
+    replay_only: bool = False
+    """Answer model requests only from the cache; a miss stops the run."""
+    max_calls: int | None = Field(None, ge=1)
+    """Stop the run cleanly after this many paid model calls."""
+    max_cost_usd: float | None = Field(None, gt=0)
+    """Stop the run cleanly once this much is spent on models."""
     resume: bool = False
     """Continue the run already in `out`, skipping stored episodes."""
 
@@ -72,6 +95,24 @@ class RunResult:
     tally: Tally
     stored: dict[str, Any]
     """Counts over every episode in the folder, earlier sessions of a resumed run included."""
+    stopped: str | None = None
+    """Why the run stopped before its end (a spent budget, a replay miss), or None."""
+    usage: list[Usage] = field(default_factory=list)
+    """Model usage of this session, per role and model."""
+
+
+@dataclass
+class Prepared:
+    """A checked run: its plan, how episodes are played, and the prompt files' texts."""
+
+    specs: list[EpisodeSpec]
+    settings: RunSettings
+    texts: dict[str, str]
+    """`user_prompt`, `system_prompt`, `tools`: what was read from those files."""
+
+    def text_hashes(self) -> dict[str, str]:
+        """Short hashes of the prompt files, for the manifest and the plan fingerprint."""
+        return {k: hashlib.sha256(v.encode()).hexdigest()[:16] for k, v in self.texts.items()}
 
 
 _URL_SECRET = re.compile(r"(?<=://)[^/@\s]+@")
@@ -83,16 +124,18 @@ def redact(spec: str) -> str:
     return _QUERY_SECRET.sub(r"\1***", _URL_SECRET.sub("***@", spec))
 
 
-def plan_fingerprint(specs: list[EpisodeSpec], settings: RunSettings) -> str:
+def plan_fingerprint(prepared: Prepared) -> str:
     """A hash of everything that decides the episodes' content, to refuse mixed resumes."""
+    settings = prepared.settings
     digest = hashlib.sha256()
     digest.update(json.dumps([settings.user, settings.target, settings.stateful]).encode())
-    for spec in specs:
+    digest.update(json.dumps(prepared.text_hashes(), sort_keys=True).encode())
+    for spec in prepared.specs:
         digest.update(spec.model_dump_json().encode())
     return digest.hexdigest()
 
 
-def prepare(config: RunConfig) -> tuple[list[EpisodeSpec], RunSettings]:
+def prepare(config: RunConfig) -> Prepared:
     """Load and check every input and build the plan; raises ConfigError on bad input."""
     personas = load_personas(config.personas)
     scenarios = load_scenarios(config.scenarios)
@@ -120,7 +163,38 @@ def prepare(config: RunConfig) -> tuple[list[EpisodeSpec], RunSettings]:
         turn_timeout_s=config.turn_timeout_s,
         stateful=config.stateful,
     )
-    return specs, settings
+    texts = {}
+    if users.needs_llm(config.user):
+        texts["user_prompt"] = read_prompt(config.user_prompt)
+    for name, path in (("system_prompt", config.system_prompt), ("tools", config.tools)):
+        if path:
+            texts[name] = _read(path, f"--{name.replace('_', '-')}")
+    if targets.needs_llm(config.target) and "system_prompt" not in texts:
+        raise ConfigError("--target openai:MODEL needs --system-prompt FILE (the agent's prompt)")
+    return Prepared(specs=specs, settings=settings, texts=texts)
+
+
+def _read(path: str, flag: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path!r}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{flag} {path!r}: not UTF-8 text") from exc
+
+
+def llm_pool(config: RunConfig) -> LLMPool:
+    """The run's model clients and usage meter, from flags, the config file and the env."""
+    settings = LLMSettings.resolve(
+        config.llm_config,
+        base_url=config.base_url,
+        use_cache=config.use_cache,
+        replay_only=config.replay_only,
+    )
+    meter = UsageMeter(
+        settings.prices, max_calls=config.max_calls, max_cost_usd=config.max_cost_usd
+    )
+    return LLMPool(settings, meter)
 
 
 async def run(
@@ -134,10 +208,29 @@ async def run(
         on_start: called once with the tally, after planning, before the first episode.
         on_episode: called with each finished episode and the tally so far.
     """
-    specs, settings = prepare(config)
-    make_user = load_user(config.user)
-    make_target = load_target(config.target, TargetOptions(turn_timeout_s=config.turn_timeout_s))
-    manifest = _new_manifest(config, specs, settings)
+    prepared = prepare(config)
+    specs = prepared.specs
+    uses_llm = users.needs_llm(config.user) or targets.needs_llm(config.target)
+    pool = llm_pool(config) if uses_llm else None
+    get_llm = pool.get if pool else None
+    make_user = users.load_user(
+        config.user,
+        users.UserOptions(
+            get_llm=get_llm,
+            prompt=prepared.texts.get("user_prompt"),
+            temperature=config.temperature,
+        ),
+    )
+    make_target = targets.load_target(
+        config.target,
+        targets.TargetOptions(
+            turn_timeout_s=config.turn_timeout_s,
+            system_prompt=prepared.texts.get("system_prompt"),
+            tools_file=config.tools,
+            get_llm=get_llm,
+        ),
+    )
+    manifest = _new_manifest(config, prepared)
     done = prepare_run_folder(config.out, manifest, resume=config.resume)
     todo = [spec for spec in specs if spec.episode_id not in done]
     tally = Tally(planned=len(specs), skipped=len(specs) - len(todo))
@@ -150,14 +243,21 @@ async def run(
             on_episode(episode, tally)
 
     started = time.perf_counter()
-    status = "interrupted"
+    status, stopped = "interrupted", None
+    writer = ShardWriter(config.out)
     try:
-        await run_episodes(todo, make_user, make_target, ShardWriter(config.out), settings, record)
+        await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
         status = "complete"
+    except RunStopped as exc:
+        status, stopped = "stopped", str(exc)
     finally:
+        if pool is not None:
+            await pool.aclose()
         stored = stored_outcomes(config.out)
+        usage = pool.meter.as_usage_list() if pool else []
         manifest.update(
             status=status,
+            stopped_because=stopped,
             updated_at=now_iso(),
             counts={"planned": len(specs), **stored},
             last_session={
@@ -165,17 +265,42 @@ async def run(
                 "skipped_already_stored": tally.skipped,
                 "duration_s": round(time.perf_counter() - started, 3),
                 "goal_rate": goal_rate(tally),
+                "model_usage": [u.model_dump() for u in usage],
             },
         )
+        if pool is not None:
+            manifest["llm"] = _llm_manifest(pool, prepared)
         write_manifest(config.out, manifest)
-    return RunResult(run_dir=Path(config.out), tally=tally, stored=stored)
+    return RunResult(
+        run_dir=Path(config.out), tally=tally, stored=stored, stopped=stopped, usage=usage
+    )
 
 
-def _new_manifest(
-    config: RunConfig, specs: list[EpisodeSpec], settings: RunSettings
-) -> dict[str, Any]:
+def _llm_manifest(pool: LLMPool, prepared: Prepared) -> dict[str, Any]:
+    """What the manifest says of the models: endpoint host, models, prompt hashes, totals."""
+    totals = pool.meter.totals()
+    return {
+        "endpoint": pool.settings.host,
+        "cache": pool.settings.use_cache,
+        "replay_only": pool.settings.replay_only,
+        "prompt_hashes": prepared.text_hashes(),
+        "calls": totals.calls,
+        "cached_calls": totals.cached_calls,
+        "prompt_tokens": totals.prompt_tokens,
+        "completion_tokens": totals.completion_tokens,
+        "cost_usd": totals.cost_usd,
+    }
+
+
+def _new_manifest(config: RunConfig, prepared: Prepared) -> dict[str, Any]:
+    settings = prepared.settings
     recorded = config.model_dump(exclude={"resume"})
-    recorded.update(user=settings.user, target=settings.target, run_id=config.run_id)
+    recorded.update(
+        user=settings.user,
+        target=settings.target,
+        run_id=config.run_id,
+        base_url=redact(config.base_url) if config.base_url else None,
+    )
     return {
         "simulate": "run",
         "schema_version": SCHEMA_VERSION,
@@ -183,6 +308,42 @@ def _new_manifest(
         "created_at": now_iso(),
         "status": "running",
         "config": recorded,
-        "plan": {"episodes": len(specs), "fingerprint": plan_fingerprint(specs, settings)},
+        "plan": {"episodes": len(prepared.specs), "fingerprint": plan_fingerprint(prepared)},
         "environment": environment(),
+    }
+
+
+TYPICAL_TURNS = 6
+MESSAGE_TOKENS = 40
+"""Rough size of one chat message, for `--dry-run` estimates."""
+
+
+def estimate_run(config: RunConfig) -> dict[str, Any]:
+    """The plan's size and a rough count of model calls and cost, without calling anything."""
+    prepared = prepare(config)
+    specs = prepared.specs
+    callers = []
+    if users.needs_llm(config.user):
+        callers.append(("user", config.user.partition(":")[2], prepared.texts["user_prompt"]))
+    if targets.needs_llm(config.target):
+        callers.append(("target", config.target.partition(":")[2], prepared.texts["system_prompt"]))
+    prices = LLMSettings.resolve(config.llm_config).prices if callers else {}
+    rows = []
+    for role, model, prompt in callers:
+        system_tokens = len(prompt) // 4
+        row: dict[str, Any] = {"role": role, "model": model}
+        for label, turns in (
+            ("typical", min(TYPICAL_TURNS, config.max_turns)),
+            ("max", config.max_turns),
+        ):
+            prompt_tokens = turns * system_tokens + MESSAGE_TOKENS * turns * (turns - 1)
+            cost = estimate_cost(model, prompt_tokens, MESSAGE_TOKENS * turns, prices)
+            row[f"calls_{label}"] = turns * len(specs)
+            row[f"cost_usd_{label}"] = None if cost is None else cost * len(specs)
+        rows.append(row)
+    return {
+        "episodes": len(specs),
+        "personas": len({s.persona.id for s in specs}),
+        "scenarios": len({s.scenario.id for s in specs}),
+        "models": rows,
     }

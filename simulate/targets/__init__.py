@@ -49,6 +49,12 @@ class TargetOptions:
 
     turn_timeout_s: float = 30.0
     """Seconds one reply may take before the episode ends as `target_error`."""
+    system_prompt: str | None = None
+    """For `openai:` targets: the agent's system prompt (`--system-prompt` file's text)."""
+    tools_file: str | None = None
+    """For `openai:` targets: a YAML file of tools the model may call (`--tools`)."""
+    get_llm: Callable[[str, str], Any] | None = None
+    """(model spec, role) -> the run's shared LLM, for model-backed targets."""
 
 
 def to_protocol(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -95,6 +101,12 @@ def _cmd(arg: str, options: TargetOptions) -> TargetFactory:
     return CommandTargetFactory(arg, options)
 
 
+def _openai(arg: str, options: TargetOptions) -> TargetFactory:
+    from simulate.targets.openai import openai_target_factory
+
+    return openai_target_factory(arg, options)
+
+
 def _demo(arg: str, options: TargetOptions) -> TargetFactory:
     from simulate.demo.agent import DemoAgent
 
@@ -114,14 +126,21 @@ TARGETS: dict[str, Callable[[str, TargetOptions], TargetFactory]] = {
     "http": _http,
     "https": _http,
     "cmd": _cmd,
+    "openai": _openai,
     "demo": _demo,
 }
+
+
+def needs_llm(spec: str) -> bool:
+    """Whether a `--target` spec is a model reached through the LLM layer."""
+    return spec.partition(":")[0] == "openai"
 
 
 def load_target(spec: str, options: TargetOptions | None = None) -> TargetFactory:
     """Turn a `--target` spec into a factory of per-episode targets.
 
-    Forms: `python:FILE_OR_MODULE:CALLABLE`, `http://host/path`, `cmd:"COMMAND"`, `demo`.
+    Forms: `python:FILE_OR_MODULE:CALLABLE`, `http://host/path`, `cmd:"COMMAND"`,
+    `openai:MODEL` (with `system_prompt`), `demo`.
     """
     options = options or TargetOptions()
     kind, _, arg = spec.partition(":")

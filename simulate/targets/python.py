@@ -68,15 +68,9 @@ def load_python_target(arg: str, options: TargetOptions) -> TargetFactory:
         ConfigError: the spec is malformed, the file or module cannot be imported, or the
             name is missing or not usable as an agent.
     """
-    where, _, name = arg.rpartition(":")
     flag = f"--target python:{arg}"
-    if not where or not name:
-        raise ConfigError(f"{flag}: missing ':CALLABLE' part; {EXPECTED}")
-    module = _import(where, flag)
-    if not hasattr(module, name):
-        public = [n for n in vars(module) if not n.startswith("_")]
-        raise ConfigError(f"{flag}: {where} has no {name!r}{did_you_mean(name, public)}")
-    obj = getattr(module, name)
+    obj = import_callable(arg, flag)
+    where, _, name = arg.rpartition(":")
     source = f"{Path(where).name}:{name}"
     if isinstance(obj, type):
         if not (callable(getattr(obj, "respond", None)) or "__call__" in dir(obj)):
@@ -88,6 +82,18 @@ def load_python_target(arg: str, options: TargetOptions) -> TargetFactory:
             "or an object with respond()"
         )
     return lambda session_id: PythonTarget(obj, source=source)
+
+
+def import_callable(arg: str, flag: str) -> Any:
+    """The object named by `FILE_OR_MODULE:NAME`; ConfigError (starting with ``flag``) if not."""
+    where, _, name = arg.rpartition(":")
+    if not where or not name:
+        raise ConfigError(f"{flag}: missing ':CALLABLE' part; {EXPECTED}")
+    module = _import(where, flag)
+    if not hasattr(module, name):
+        public = [n for n in vars(module) if not n.startswith("_")]
+        raise ConfigError(f"{flag}: {where} has no {name!r}{did_you_mean(name, public)}")
+    return getattr(module, name)
 
 
 def _import(where: str, flag: str) -> ModuleType:

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from simulate.errors import unknown_choice
+from simulate.errors import ConfigError, unknown_choice
+from simulate.llm import LLM
 from simulate.schema import EpisodeSpec, Message, Usage
 
 
@@ -50,28 +51,59 @@ class UserSimulator(Protocol):
 UserFactory = Callable[[EpisodeSpec], UserSimulator]
 
 
-def _agenda(arg: str) -> UserFactory:
+@dataclass(frozen=True)
+class UserOptions:
+    """What model-backed simulators need beyond their spec."""
+
+    get_llm: Callable[[str, str], LLM] | None = None
+    """(model spec, role) -> the run's shared LLM for it."""
+    prompt: str | None = None
+    """The system-prompt template (`--user-prompt`); None: the shipped one."""
+    temperature: float | None = None
+
+
+def _agenda(arg: str, options: UserOptions) -> UserFactory:
     from simulate.users.agenda import AgendaUser
 
     return AgendaUser
 
 
-def _scripted(arg: str) -> UserFactory:
+def _scripted(arg: str, options: UserOptions) -> UserFactory:
     from simulate.users.scripted import ScriptedUser
 
     return ScriptedUser
 
 
+def _llm(arg: str, options: UserOptions) -> UserFactory:
+    from simulate.users.llm import default_prompt, llm_user_factory
+
+    if not arg:
+        raise ConfigError("--user llm needs a model: --user llm:MODEL (e.g. llm:gpt-4o-mini)")
+    if options.get_llm is None:
+        raise ConfigError("--user llm:MODEL needs a model endpoint, and none was configured")
+    llm = options.get_llm(arg, "user")
+    return llm_user_factory(llm, arg, options.prompt or default_prompt(), options.temperature)
+
+
 #: `--user` spec prefix -> function of the rest of the spec returning a per-episode factory.
-USERS: dict[str, Callable[[str], UserFactory]] = {"agenda": _agenda, "scripted": _scripted}
+USERS: dict[str, Callable[[str, UserOptions], UserFactory]] = {
+    "agenda": _agenda,
+    "scripted": _scripted,
+    "llm": _llm,
+}
 
 
-def load_user(spec: str) -> UserFactory:
-    """Turn a `--user` spec such as `agenda` into a factory of per-episode simulators."""
+def needs_llm(spec: str) -> bool:
+    """Whether a `--user` spec plays the user with a model."""
+    return spec.partition(":")[0] == "llm"
+
+
+def load_user(spec: str, options: UserOptions | None = None) -> UserFactory:
+    """Turn a `--user` spec (`agenda`, `scripted`, `llm:MODEL`) into a per-episode factory."""
     kind, _, arg = spec.partition(":")
     if kind not in USERS:
         raise unknown_choice("--user", spec, USERS)
-    return USERS[kind](arg)
+    return USERS[kind](arg, options or UserOptions())
 
 
 def usage_of(user: UserSimulator) -> list[Usage]:

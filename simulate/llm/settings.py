@@ -1,0 +1,222 @@
+"""How to reach models: endpoint, key, limits, cache and prices, from flags, a file or the env.
+
+    settings = LLMSettings.resolve("simulate.yaml", base_url=flag_or_none)
+
+Explicit values win over the config file, which wins over the environment (`OPENAI_API_KEY`,
+`OPENAI_BASE_URL`, `SIMULATE_CACHE_DIR`). A config file names the variable that holds the key
+(`api_key_env`) and never holds the key itself. The key is a `SecretStr`, left out of every dump.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from simulate.errors import ConfigError, did_you_mean
+from simulate.llm import LLMRole
+from simulate.llm.usage import Price, builtin_prices
+
+OPENAI_URL = "https://api.openai.com/v1"
+PLACEHOLDER_KEY = "not-needed"
+"""Sent to endpoints other than api.openai.com when no key is given (vLLM, Ollama take any)."""
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for Simulate, e.g. ~/.cache/simulate (not created here)."""
+    return platformdirs.user_cache_path("simulate", appauthor=False)
+
+
+class LLMSettings(BaseModel):
+    """Everything an `OpenAILLM` needs besides its model name; shared by the LLMs of a run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint, e.g. http://localhost:8000/v1; None is api.openai.com."""
+    api_key: SecretStr | None = Field(None, exclude=True, repr=False)
+    """The key; never dumped, logged, hashed into cache keys or put in error messages."""
+    timeout_s: float = Field(60.0, gt=0)
+    """Seconds one HTTP request may take before it is retried."""
+    max_retries: int = Field(5, ge=0)
+    """Retries after a 429, 5xx, timeout, dropped connection or garbled 200 reply."""
+    retry_backoff_s: float = Field(0.5, ge=0)
+    """First wait before a retry (unless the server sent Retry-After); doubles up to 8 s."""
+    max_concurrency: int = Field(64, ge=1)
+    """Requests in flight at once, per LLM."""
+    requests_per_minute: float | None = Field(None, gt=0)
+    """Spread requests evenly to at most this rate, per LLM; None: no limit."""
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    """Folder of the completion cache (`llm-cache.sqlite`)."""
+    use_cache: bool = True
+    """Read and write the completion cache."""
+    replay_only: bool = False
+    """Answer only from the cache; a miss is an error instead of a request."""
+    prices: dict[str, Price] = Field(default_factory=builtin_prices)
+    """Model -> USD per million tokens, for cost estimates and budgets."""
+    models: dict[LLMRole, str] = Field(default_factory=dict)
+    """A default model per role (user, target, judge)."""
+
+    @model_validator(mode="after")
+    def _replay_needs_cache(self) -> LLMSettings:
+        if self.replay_only and not self.use_cache:
+            raise ValueError("replay_only answers from the cache, so it needs use_cache")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL requests go to."""
+        return self.base_url or OPENAI_URL
+
+    @property
+    def host(self) -> str:
+        """The endpoint's host and port, for messages (no credentials, no path)."""
+        parts = urlsplit(self.endpoint)
+        host = parts.hostname or self.endpoint
+        return f"{host}:{parts.port}" if parts.port else host
+
+    def client_key(self) -> str:
+        """The key to send: the given one, or a placeholder for endpoints other than OpenAI's.
+
+        Raises:
+            ConfigError: no key is given and the endpoint is api.openai.com.
+        """
+        if self.api_key is not None and self.api_key.get_secret_value():
+            return self.api_key.get_secret_value()
+        if self.host == "api.openai.com":
+            raise ConfigError(
+                "no API key: set OPENAI_API_KEY (or name the variable that holds it with"
+                " `api_key_env` in the config file); for a local server (vLLM, Ollama) set"
+                " OPENAI_BASE_URL or --base-url instead"
+            )
+        return PLACEHOLDER_KEY
+
+    @classmethod
+    def resolve(
+        cls,
+        config: str | Path | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        **given: Any,
+    ) -> LLMSettings:
+        """Settings from explicit values, then a config file, then the environment.
+
+        Args:
+            config: a YAML config file (`base_url`, `api_key_env`, `timeout_s`, `max_retries`,
+                `max_concurrency`, `requests_per_minute`, `prices`, `models`), or None.
+            env: the environment to read; defaults to `os.environ`.
+            given: explicit values of `LLMSettings` fields (flags); None means not given.
+                `prices` and `models` are merged over the file's, which are merged over the
+                built-in prices.
+
+        Raises:
+            ConfigError: the file is wrong or holds a key, or a value is out of range.
+        """
+        env = os.environ if env is None else env
+        unknown = set(given) - set(cls.model_fields)
+        if unknown:
+            raise TypeError(f"unknown LLMSettings fields: {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name, var in (
+            ("base_url", "OPENAI_BASE_URL"),
+            ("api_key", "OPENAI_API_KEY"),
+            ("cache_dir", "SIMULATE_CACHE_DIR"),
+        ):
+            if env.get(var):
+                values[name] = env[var]
+        prices: dict[str, Any] = dict(builtin_prices())
+        models: dict[LLMRole, str] = {}
+        layers = [_read_config(Path(config), env)] if config is not None else []
+        layers.append({k: v for k, v in given.items() if v is not None})
+        for layer in layers:
+            prices.update(layer.pop("prices", None) or {})
+            models.update(layer.pop("models", None) or {})
+            values.update(layer)
+        try:
+            return cls(**values, prices=prices, models=models)
+        except ValidationError as exc:
+            raise ConfigError(f"LLM settings: {_first_error(exc)}") from None
+
+
+class _ConfigFile(BaseModel):
+    """The fields a config file may set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    retry_backoff_s: float | None = Field(None, ge=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    prices: dict[str, Price] | None = None
+    models: dict[LLMRole, str] | None = None
+
+
+def _read_config(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """A config file's settings as `LLMSettings` values, the key read from `api_key_env`."""
+    try:
+        text = path.read_text("utf-8")
+        data = yaml.safe_load(text)
+        lines = _key_lines(text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file is a mapping of settings, not a list or text")
+    if "api_key" in data:
+        raise ConfigError(
+            f"{path}:{lines.get('api_key', 1)}: `api_key` is not allowed in a config file, since"
+            " config files get committed and shared; put the key in an environment variable and"
+            " name it with `api_key_env: OPENAI_API_KEY`"
+        )
+    for name in data:
+        if name not in _ConfigFile.model_fields:
+            raise ConfigError(
+                f"{path}:{lines.get(name, 1)}: unknown setting {name!r}"
+                f"{did_you_mean(str(name), _ConfigFile.model_fields)};"
+                f" choose from: {', '.join(_ConfigFile.model_fields)}"
+            )
+    try:
+        file = _ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        raise ConfigError(f"{path}:{lines.get(field, 1)}: {_first_error(exc)}") from None
+    values = file.model_dump(exclude_none=True, exclude={"api_key_env"})
+    if file.prices is not None:
+        values["prices"] = file.prices  # keep the Price objects
+    if file.api_key_env is not None:
+        key = env.get(file.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"{path}:{lines.get('api_key_env', 1)}: api_key_env names"
+                f" {file.api_key_env!r}, but that environment variable is not set"
+            )
+        values["api_key"] = key
+    return values
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line numbers of a YAML mapping's top-level keys."""
+    node = yaml.compose(text)
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"] if p != "[key]")
+    return f"{where}: {error['msg']}" if where else error["msg"]
