@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from simulate.errors import ConfigError, did_you_mean
-from simulate.schema import Persona, Scenario, Traits
+from simulate.schema import Persona, Rubric, Scenario, Traits
 
 SUFFIXES = (".yaml", ".yml", ".json")
 """File endings read from folders."""
@@ -30,6 +30,7 @@ M = TypeVar("M", bound=BaseModel)
 _KINDS: dict[type[BaseModel], tuple[str, str]] = {
     Persona: ("persona", "personas"),
     Scenario: ("scenario", "scenarios"),
+    Rubric: ("rubric", "rubrics"),
 }
 _ID_RULE = "letters, digits and '_', '.', ':', '-', starting with a letter or digit"
 
@@ -62,6 +63,11 @@ def load_scenarios(paths: Sequence[str | Path] | str | Path) -> list[Scenario]:
         ConfigError: a path, file or scenario is wrong; the message names file, line and field.
     """
     return _load(paths, Scenario)
+
+
+def load_rubrics(paths: Sequence[str | Path] | str | Path) -> list[Rubric]:
+    """Read rubrics from files and folders, with the same errors as personas and scenarios."""
+    return _load(paths, Rubric)
 
 
 def split_by_kind(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:

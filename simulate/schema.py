@@ -11,7 +11,14 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -271,3 +278,133 @@ class Episode(Model):
     """The agent's spec, e.g. `python:agent.py:respond`."""
     created_at: str
     """When the episode finished, ISO 8601 UTC."""
+
+
+# --- labels and rubrics -----------------------------------------------------------------------
+
+LabelerKind = Literal["rule", "judge", "human"]
+
+
+class Label(Model):
+    """One judgement of one unit (an episode, an agent reply, or a tool call) on one criterion."""
+
+    episode_id: str
+    criterion: str
+    """The rubric criterion (or rule) id."""
+    turn_index: int | None = None
+    """Index in `messages` of the judged agent reply; None for the whole episode."""
+    tool_call_index: int | None = None
+    """For tool-call units: which call of that reply."""
+    value: str
+    """The answer: `yes`/`no`, a scale point as text, or a category."""
+    score: float | None = None
+    """The value as a number where it has one (1/0 for binary, the scale point)."""
+    passed: bool | None = None
+    """Whether the value is a pass under the criterion; None when it has no pass/fail."""
+    rationale: str = ""
+    labeler: str
+    """Who labeled: `rule:must_mention`, `judge:gpt-4o-mini`, `human:ana`."""
+    labeler_kind: LabelerKind
+    rubric: str | None = None
+    """`<rubric id>@<version>` the label answers; None for rule labels."""
+    samples: int | None = None
+    """For judges asked several times: how many answers the majority was taken from."""
+    spread: float | None = None
+    """Share of those answers that disagreed with the majority (0 = unanimous)."""
+    created_at: str
+
+
+class Example(Model):
+    """A worked example for a criterion, shown to judges and annotators."""
+
+    text: str
+    """An excerpt: a reply, a tool call, or a short conversation."""
+    value: str
+    """The right answer for it."""
+    why: str = ""
+
+
+class Criterion(Model):
+    """One question of a rubric."""
+
+    id: Id
+    question: str = Field(min_length=1)
+    """What the judge or annotator answers, e.g. "Is every claim supported by the context?"."""
+    kind: Literal["binary", "scale", "category"] = "binary"
+    applies_to: Literal["episode", "assistant_turn", "tool_call"] = "episode"
+    scale_min: int | None = None
+    """For `scale`: the lowest point."""
+    scale_max: int | None = None
+    """For `scale`: the highest point."""
+    pass_at: float | None = None
+    """For `scale`: points at or above this pass (default: the upper half)."""
+    options: list[str] = Field(default_factory=list)
+    """For `category`: the answers allowed."""
+    passing: list[str] = Field(default_factory=list)
+    """For `category`: the options that count as a pass (none: the criterion has no pass)."""
+    examples: list[Example] = Field(default_factory=list)
+
+    @field_validator("options", "passing")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("options must be distinct")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Criterion:
+        if self.kind == "scale" and (
+            self.scale_min is None or self.scale_max is None or self.scale_min >= self.scale_max
+        ):
+            raise ValueError("a scale criterion needs scale_min < scale_max")
+        if self.kind == "category" and len(self.options) < 2:
+            raise ValueError("a category criterion needs at least two options")
+        if not set(self.passing) <= set(self.options):
+            raise ValueError("passing must be among options")
+        return self
+
+    def allowed_values(self) -> list[str]:
+        """Every answer this criterion accepts, as text."""
+        if self.kind == "binary":
+            return ["yes", "no"]
+        if self.kind == "scale":
+            assert self.scale_min is not None and self.scale_max is not None
+            return [str(v) for v in range(self.scale_min, self.scale_max + 1)]
+        return list(self.options)
+
+    def judge_value(self, value: str) -> tuple[float | None, bool | None]:
+        """The score and pass of an answer (which must be one of `allowed_values()`)."""
+        if self.kind == "binary":
+            return (1.0, True) if value == "yes" else (0.0, False)
+        if self.kind == "scale":
+            assert self.scale_min is not None and self.scale_max is not None
+            threshold = (
+                self.pass_at
+                if self.pass_at is not None
+                else ((self.scale_min + self.scale_max) / 2)
+            )
+            return float(value), float(value) >= threshold
+        return None, (value in self.passing) if self.passing else None
+
+
+class Rubric(Model):
+    """Criteria to label runs with, versioned so labels say which wording they answer."""
+
+    id: Id
+    version: str = "1"
+    description: str = ""
+    criteria: list[Criterion] = Field(min_length=1)
+
+    @property
+    def ref(self) -> str:
+        """`id@version`, stored on every label made with this rubric."""
+        return f"{self.id}@{self.version}"
+
+    @field_validator("criteria")
+    @classmethod
+    def _unique_ids(cls, criteria: list[Criterion]) -> list[Criterion]:
+        ids = [c.id for c in criteria]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"duplicate criterion id {repeated[0]!r}")
+        return criteria

@@ -24,9 +24,10 @@ from typing import Any
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from simulate.errors import RunFolderError
-from simulate.schema import Episode
+from simulate.schema import Episode, Label
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
@@ -73,15 +74,37 @@ EPISODE_FEATURES = datasets.Features(
 )
 EPISODE_SCHEMA: pa.Schema = EPISODE_FEATURES.arrow_schema
 
+LABELS = "labels"
+LABEL_FEATURES = datasets.Features(
+    {
+        "episode_id": _str,
+        "criterion": _str,
+        "turn_index": datasets.Value("int32"),
+        "tool_call_index": datasets.Value("int32"),
+        "value": _str,
+        "score": datasets.Value("float64"),
+        "passed": datasets.Value("bool"),
+        "rationale": _str,
+        "labeler": _str,
+        "labeler_kind": _str,
+        "rubric": _str,
+        "samples": datasets.Value("int32"),
+        "spread": datasets.Value("float64"),
+        "created_at": _str,
+    }
+)
+LABEL_SCHEMA: pa.Schema = LABEL_FEATURES.arrow_schema
+_SCHEMAS = {EPISODES: EPISODE_SCHEMA, LABELS: LABEL_SCHEMA}
+
 
 def now_iso() -> str:
     """The current time, ISO 8601 in UTC, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def shard_paths(run_dir: str | Path) -> list[Path]:
-    """The run's episode shards, in the order they were written."""
-    return sorted((Path(run_dir) / EPISODES).glob("*.parquet"))
+def shard_paths(run_dir: str | Path, kind: str = EPISODES) -> list[Path]:
+    """The run's shards of ``kind`` (`episodes` or `labels`), in the order they were written."""
+    return sorted((Path(run_dir) / kind).glob("*.parquet"))
 
 
 def stored_episode_ids(run_dir: str | Path) -> set[str]:
@@ -177,37 +200,38 @@ def prepare_run_folder(run_dir: str | Path, manifest: dict[str, Any], *, resume:
     return done
 
 
-def episodes_to_table(episodes: Sequence[Episode]) -> pa.Table:
-    """Episodes as an Arrow table with the fixed episode schema."""
-    rows = [e.model_dump(mode="json") for e in episodes]
-    return pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
+def rows_to_table(rows: Sequence[BaseModel], kind: str = EPISODES) -> pa.Table:
+    """Episodes or labels as an Arrow table with the fixed schema of ``kind``."""
+    return pa.Table.from_pylist([r.model_dump(mode="json") for r in rows], schema=_SCHEMAS[kind])
 
 
 class ShardWriter:
-    """Buffers finished episodes and writes them as whole parquet shards.
+    """Buffers finished episodes (or labels) and writes them as whole parquet shards.
 
-    ``flush()`` is called by the runner at least once a second and at the end; each call that
-    has episodes writes one new shard.
+    ``flush()`` is called at least once a second and at the end; each call that has rows
+    writes one new shard, to a hidden temporary file renamed into place.
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.folder = Path(run_dir) / EPISODES
-        self.buffer: list[Episode] = []
+    def __init__(self, run_dir: str | Path, kind: str = EPISODES) -> None:
+        self.kind = kind
+        self.folder = Path(run_dir) / kind
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.buffer: list[BaseModel] = []
         self.written = 0
         self._prefix = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
         self._count = 0
 
-    def add(self, episode: Episode) -> None:
-        """Queue one finished episode for the next shard."""
-        self.buffer.append(episode)
+    def add(self, row: BaseModel) -> None:
+        """Queue one finished episode (or label) for the next shard."""
+        self.buffer.append(row)
 
     def flush(self) -> None:
-        """Write every queued episode as one shard, atomically."""
+        """Write every queued row as one shard, atomically."""
         if not self.buffer:
             return
         name = f"part-{self._prefix}-{self._count:05d}.parquet"
         tmp = self.folder / f".{name}.tmp"
-        pq.write_table(episodes_to_table(self.buffer), tmp)
+        pq.write_table(rows_to_table(self.buffer, self.kind), tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, self.folder / name)
@@ -245,3 +269,21 @@ def load_run(run_dir: str | Path) -> datasets.Dataset:
         [("persona_id", "ascending"), ("scenario_id", "ascending"), ("trial", "ascending")]
     )
     return datasets.Dataset(table.replace_schema_metadata(EPISODE_SCHEMA.metadata))
+
+
+def read_labels(run_dir: str | Path) -> list[Label]:
+    """Every label stored in the run folder, in the order they were written."""
+    rows: list[Label] = []
+    for path in shard_paths(run_dir, LABELS):
+        rows += [Label.model_validate(r) for r in pq.read_table(path).to_pylist()]
+    return rows
+
+
+def load_labels(run_dir: str | Path) -> datasets.Dataset:
+    """The run's labels as a Hugging Face dataset, one row per label."""
+    read_manifest(run_dir)
+    files = shard_paths(run_dir, LABELS)
+    if not files:
+        return datasets.Dataset.from_list([], features=LABEL_FEATURES)
+    table = pa.concat_tables(pq.read_table(f, schema=LABEL_SCHEMA) for f in files)
+    return datasets.Dataset(table.replace_schema_metadata(LABEL_SCHEMA.metadata))
