@@ -218,6 +218,9 @@ def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
             target="demo",
             stateful=False,
         )
+        if dry_run:
+            _print_estimate(_config(options))
+            return
         result = _play(_config(options), quiet)
     _print_summary(result, findings=True)
 
