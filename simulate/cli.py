@@ -38,6 +38,47 @@ def cli() -> None:
     """Simulated users for conversational agents, recorded as Hugging Face datasets."""
 
 
+def _llm_options(func: Any) -> Any:
+    """Model endpoint, cache and budget options, shared by `run`, `demo` and `label`."""
+    options = [
+        click.option(
+            "--llm-config",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="YAML endpoint settings: base_url, api_key_env, limits, prices.",
+        ),
+        click.option(
+            "--base-url",
+            metavar="URL",
+            help="OpenAI-compatible endpoint (vLLM, Ollama...) [OPENAI_BASE_URL].",
+        ),
+        click.option(
+            "--no-cache",
+            "no_cache",
+            is_flag=True,
+            help="Do not serve repeated model requests from the cache.",
+        ),
+        click.option(
+            "--replay-only",
+            is_flag=True,
+            help="Answer model requests only from the cache; a miss stops the run.",
+        ),
+        click.option(
+            "--max-calls",
+            type=click.IntRange(1),
+            help="Stop cleanly after this many paid model calls.",
+        ),
+        click.option(
+            "--max-cost-usd",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Stop cleanly once this much is spent on models.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _run_options(func: Any) -> Any:
     """Options shared by `run` and `demo`."""
     options = [
@@ -111,43 +152,12 @@ def _run_options(func: Any) -> Any:
             help="Sampling temperature of the LLM user.",
         ),
         click.option(
-            "--llm-config",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="YAML endpoint settings: base_url, api_key_env, limits, prices.",
-        ),
-        click.option(
-            "--base-url",
-            metavar="URL",
-            help="OpenAI-compatible endpoint (vLLM, Ollama...) [OPENAI_BASE_URL].",
-        ),
-        click.option(
-            "--no-cache",
-            "no_cache",
-            is_flag=True,
-            help="Do not serve repeated model requests from the cache.",
-        ),
-        click.option(
-            "--replay-only",
-            is_flag=True,
-            help="Answer model requests only from the cache; a miss stops the run.",
-        ),
-        click.option(
-            "--max-calls",
-            type=click.IntRange(1),
-            help="Stop cleanly after this many paid model calls.",
-        ),
-        click.option(
-            "--max-cost-usd",
-            type=click.FloatRange(min=0, min_open=True),
-            help="Stop cleanly once this much is spent on models.",
-        ),
-        click.option(
             "--dry-run",
             is_flag=True,
             help="Print the plan and an estimate of model calls and cost; run nothing.",
         ),
     ]
+    func = _llm_options(func)
     for option in reversed(options):
         func = option(func)
     return func
@@ -223,6 +233,7 @@ def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
             return
         result = _play(_config(options), quiet)
     _print_summary(result, findings=True)
+    _label_demo(result.run_dir)
 
 
 def _config(options: dict[str, Any]) -> RunConfig:
@@ -357,6 +368,82 @@ def _print_findings(summary: dict[str, Any]) -> None:
         out.print("read one: simulate show RUN --episode ID")
 
 
+@cli.command("golden")
+@click.argument("run_dir", type=click.Path())
+@click.option(
+    "--split",
+    default="0.8,0.1,0.1",
+    show_default=True,
+    metavar="TRAIN,VAL,TEST",
+    help="Fractions of persona x scenario pairs per split; they sum to 1.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Split seed.")
+@click.option(
+    "--precedence",
+    default="human,judge,rule",
+    show_default=True,
+    help="Labeler kinds, strongest first; kinds left out are ignored.",
+)
+@click.option(
+    "--keep-disputed",
+    is_flag=True,
+    help="Keep disputed units, marked, instead of leaving them out.",
+)
+@click.option(
+    "--license", "license_id", default="cc-by-4.0", show_default=True, help="Hub licence id."
+)
+@click.option("--out", type=click.Path(file_okay=False), help="Golden folder [RUN/golden].")
+def golden_command(
+    run_dir: str,
+    split: str,
+    seed: int,
+    precedence: str,
+    keep_disputed: bool,
+    license_id: str,
+    out: str | None,
+) -> None:
+    """Merge a run's labels into a golden DatasetDict with splits and a dataset card."""
+    from simulate.label.golden import build_golden, parse_precedence, parse_split
+
+    result = build_golden(
+        run_dir,
+        split=parse_split(split),
+        seed=seed,
+        precedence=parse_precedence(precedence),
+        keep_disputed=keep_disputed,
+        license=license_id,
+        out=out,
+    )
+    _print_golden(result)
+
+
+def _print_golden(result: Any) -> None:
+    sizes = ", ".join(f"{name} {n}" for name, n in result.splits.items())
+    out.print(f"[bold]golden[/] {result.path}  ({sizes} episodes)")
+    policy = "kept, marked" if result.kept_disputed else "left out (--keep-disputed keeps them)"
+    out.print(f"disputed units: {result.disputed}" + (f", {policy}" if result.disputed else ""))
+    if result.unlabeled:
+        out.print(f"episodes without labels, left out: {result.unlabeled}")
+    out.print(f"criteria: {', '.join(result.criteria)}")
+    out.print(
+        f"load: datasets.load_dataset({str(result.path)!r})  ·  card: {result.path}/README.md"
+    )
+
+
+def _label_demo(run_dir: Path) -> None:
+    """`simulate demo`: label the run with the rules and build its golden set."""
+    from simulate.label.golden import build_golden
+    from simulate.label.session import LabelConfig, label_run
+
+    labeled = asyncio.run(label_run(LabelConfig(run_dir=str(run_dir))))
+    out.print(f"labels: {labeled.written} rule labels added to {run_dir}/labels/")
+    result = build_golden(run_dir)
+    sizes = ", ".join(f"{name} {n}" for name, n in result.splits.items())
+    out.print(
+        f"golden: {result.path}/ ({sizes})  ·  python: datasets.load_dataset({str(result.path)!r})"
+    )
+
+
 @cli.command("show")
 @click.argument("run_dir", type=click.Path())
 @click.option("--status", help="Only episodes that ended so (goal_reached, gave_up, ...).")
@@ -417,6 +504,189 @@ def _print_transcript(episode: Episode) -> None:
     out.print(f"[{color}]{outcome.status}[/] {outcome.reason}{checks}\n", markup=True)
 
 
+def _rule_limit_options(func: Any) -> Any:
+    """`--max-turns`, `--reply-chars`, `--latency-ms`: thresholds of the limit rules."""
+    from simulate.label.rules import RuleLimits
+
+    defaults = RuleLimits()
+    options = [
+        click.option(
+            "--max-turns",
+            default=defaults.max_turns,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Rule max_turns: agent replies a conversation may take.",
+        ),
+        click.option(
+            "--reply-chars",
+            default=defaults.reply_chars,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Rule reply_chars: characters one agent reply may have.",
+        ),
+        click.option(
+            "--latency-ms",
+            default=defaults.latency_ms,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Rule latency_ms: milliseconds one agent reply may take.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command("label")
+@click.argument("run_dir", type=click.Path())
+@click.option(
+    "--rubric",
+    "rubrics",
+    multiple=True,
+    metavar="FILE_OR_NAME",
+    help="Rubric file, or a shipped one: support, goal_completion, faithfulness, "
+    "context_relevance, tool_use, safety, tone (repeatable).",
+)
+@click.option(
+    "--judge",
+    metavar="llm:MODEL",
+    help="Who answers the rubric, e.g. llm:gpt-4o-mini [models.judge of --llm-config].",
+)
+@click.option(
+    "--samples",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Ask the judge this many times per unit and keep the majority.",
+)
+@click.option("--rules-only", is_flag=True, help="Only the rule checks: offline, no model.")
+@click.option(
+    "--import",
+    "import_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Bring in people's labels: CSV or JSONL with episode_id, criterion, turn_index, value.",
+)
+@click.option("--annotator", metavar="NAME", help="Who gave the --import labels (human:NAME).")
+@click.option(
+    "--criterion",
+    "criteria",
+    multiple=True,
+    metavar="ID",
+    help="Only these criteria, of the rules or rubrics (repeatable).",
+)
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Units judged at once.",
+)
+@click.option(
+    "--human-examples",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Labels people gave in this run shown to the judge as examples, per criterion.",
+)
+@_rule_limit_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@_llm_options
+def label_command(
+    run_dir: str,
+    rubrics: tuple[str, ...],
+    import_file: str | None,
+    annotator: str | None,
+    rules_only: bool,
+    quiet: bool,
+    **options: Any,
+) -> None:
+    """Label a run: rule checks, LLM judges with a rubric, or people's labels (--import)."""
+    from simulate.label.imports import import_labels
+    from simulate.label.rules import RuleLimits
+    from simulate.label.session import LabelConfig, label_run, summarize_labels
+
+    if import_file or annotator:
+        if not (import_file and annotator):
+            raise click.UsageError("--import FILE and --annotator NAME go together")
+        if options["judge"] or rules_only or options["criteria"]:
+            raise click.UsageError("--import only brings labels in; label in another command")
+        imported = import_labels(run_dir, import_file, annotator, rubrics)
+        skipped = f" ({imported.skipped} given before, skipped)" if imported.skipped else ""
+        out.print(f"imported {imported.written} labels as human:{annotator}{skipped}")
+        _print_label_summary(summarize_labels(run_dir, {f"human:{annotator}"}))
+        return
+    if rules_only and (rubrics or options["judge"]):
+        raise click.UsageError("--rules-only runs no judge: drop --rubric and --judge")
+    limits = RuleLimits(
+        max_turns=options.pop("max_turns"),
+        reply_chars=options.pop("reply_chars"),
+        latency_ms=options.pop("latency_ms"),
+    )
+    config = LabelConfig(
+        run_dir=run_dir,
+        rubrics=list(rubrics),
+        limits=limits,
+        use_cache=not options.pop("no_cache"),
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+    )
+    progress = Progress(
+        TextColumn("[bold]labels"),
+        TextColumn("{task.completed}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+    )
+    task = progress.add_task("labels", total=None)
+    with progress:
+        try:
+            result = asyncio.run(label_run(config, on_label=lambda _: progress.advance(task)))
+        except KeyboardInterrupt:
+            progress.stop()
+            click.echo(
+                f"interrupted: labels written are kept in {run_dir}/labels; "
+                "run the same command again to continue",
+                err=True,
+            )
+            sys.exit(130)
+    skipped = f", {result.skipped} units already labeled" if result.skipped else ""
+    out.print(f"[bold]Labels[/] {run_dir}  ({result.written} written{skipped})")
+    if not rubrics:
+        out.print("rules only; LLM judges: --rubric support --judge llm:MODEL")
+    _print_label_summary(result.summary)
+    if result.usage:
+        for row in result.usage:
+            cost = "" if row.cost_usd is None else f", ${row.cost_usd:.4f}"
+            out.print(f"model {row.role} {row.model}: {row.calls} calls{cost}")
+    if result.failures:
+        click.echo(
+            f"{len(result.failures)} units failed and were not labeled "
+            "(run the same command again to retry them):",
+            err=True,
+        )
+        for line in result.failures[:5]:
+            click.echo(f"  {line}", err=True)
+        if len(result.failures) > 5:
+            click.echo(f"  ... and {len(result.failures) - 5} more", err=True)
+    if result.stopped:
+        click.echo(
+            f"stopped early: {result.stopped}; labels written are kept; "
+            "run the same command again to continue",
+            err=True,
+        )
+        sys.exit(3)
+
+
+def _print_label_summary(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="per criterion", title_justify="left")
+    for column in ("criterion", "labeler", "units", "pass rate", "n"):
+        table.add_column(column, justify="left" if column in ("criterion", "labeler") else "right")
+    for row in rows:
+        rate = "-" if row["pass_rate"] is None else f"{row['pass_rate']:.0%}"
+        table.add_row(row["criterion"], row["labeler"], str(row["units"]), rate, str(row["rated"]))
+    out.print(table)
+
+
 @cli.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def validate_command(paths: Sequence[str]) -> None:
@@ -447,6 +717,85 @@ def _validate_one_kind(persona_paths: list[str], scenario_paths: list[str]) -> N
             f"ok: {len(load_scenarios(scenario_paths))} scenarios "
             "(templates not rendered: give personas too to check them)"
         )
+
+
+@cli.command("agreement")
+@click.argument("run_dir", type=click.Path())
+@click.option("--criterion", metavar="ID", help="Only this criterion.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def agreement_command(run_dir: str, criterion: str | None, as_json: bool) -> None:
+    """How far labelers agree per criterion, and judges and rules against people."""
+    from simulate.label.agreement import agreement_report
+
+    report = agreement_report(run_dir, criterion=criterion)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    out.print(f"[bold]Agreement[/] {run_dir}  ({report['labels']} labels)")
+    alone = [s for s in report["criteria"] if s["agreement"] is None]
+    for section in report["criteria"]:
+        if section["agreement"] is not None:
+            _print_agreement(section)
+    if alone:
+        names = ", ".join(f"{s['criterion']} ({s['raters'][0]['labeler']})" for s in alone)
+        out.print(f"\none labeler only, nothing to compare: {names}")
+
+
+def _figure_cells(figure: dict[str, Any], percent: bool = False) -> list[str]:
+    """Value, interval and n of a report figure, as table cells."""
+    value, low, high = figure.get("value"), figure.get("low"), figure.get("high")
+    if value is None:
+        return ["n/a", figure["reason"], str(figure["n"])]
+    fmt = "{:.0%}" if percent else "{:.3f}"
+    interval = (
+        figure.get("reason", "—") if low is None else f"{fmt.format(low)} – {fmt.format(high)}"
+    )
+    return [fmt.format(value), interval, str(figure["n"])]
+
+
+def _figure_table(title: str, rows: list[tuple[str, dict[str, Any], bool]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("figure", "value", "95% interval", "n"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for name, figure, percent in rows:
+        table.add_row(name, *_figure_cells(figure, percent))
+    return table
+
+
+def _print_agreement(section: dict[str, Any]) -> None:
+    raters = ", ".join(f"{r['labeler']} ({r['units']})" for r in section["raters"])
+    out.print(
+        f"\n[bold]{section['criterion']}[/] ({section['kind']}) · {section['units']} units · "
+        f"raters (units): {raters}"
+    )
+    agreement = section["agreement"]
+    rows = [
+        (name, agreement[key], False)
+        for key, name in (("cohen_kappa", "Cohen's kappa"), ("fleiss_kappa", "Fleiss' kappa"))
+        if key in agreement
+    ]
+    rows += [
+        (f"Krippendorff's alpha ({level})", figure, False)
+        for level, figure in agreement["krippendorff_alpha"].items()
+    ]
+    out.print(_figure_table("between raters", rows))
+    for row in section["vs_people"]:
+        ties = f"; {row['ties_left_out']} tied units left out" if row["ties_left_out"] else ""
+        title = f"{row['labeler']} against people ({', '.join(row['people'])}{ties})"
+        out.print(
+            _figure_table(
+                title,
+                [
+                    ("accuracy", row["accuracy"], True),
+                    ("true-positive rate", row["tpr"], True),
+                    ("true-negative rate", row["tnr"], True),
+                    ("pass rate, observed", row["pass_rate"], True),
+                    ("pass rate, corrected", row["corrected_pass_rate"], True),
+                ],
+            )
+        )
+    if any(r["corrected_pass_rate"].get("value") is not None for r in section["vs_people"]):
+        out.print(f"[dim]corrected: {section['vs_people'][0]['corrected_pass_rate']['method']}[/]")
 
 
 @cli.command("schema")

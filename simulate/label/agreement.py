@@ -1,0 +1,365 @@
+"""How far labelers agree, per criterion, and how far a judge can be trusted against people.
+
+Units are ``(episode_id, turn_index, tool_call_index)``; for each criterion the raters are the
+labelers that answered it. Inter-rater figures: Cohen's kappa for two raters, Fleiss' kappa
+(units every rater answered) for more, and Krippendorff's alpha (missing answers allowed;
+nominal, plus ordinal and interval for scale criteria). Judges and rules against people: accuracy,
+true-positive and true-negative rates on ``passed`` with Wilson intervals, and the machine's pass
+rate corrected for those error rates (Rogan–Gladen) with a percentile-bootstrap interval.
+
+The statistics are statsmodels' and the ``krippendorff`` package's; this module builds their
+inputs from the label store and reports every figure with its n.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from simulate.errors import SimulateError, unknown_choice
+from simulate.schema import Label
+from simulate.store import read_labels, read_manifest
+
+UnitKey = tuple[str, int | None, int | None]
+"""One judged thing: (episode_id, turn_index, tool_call_index); None = the whole episode/reply."""
+Ratings = dict[str, dict[UnitKey, Label]]
+"""One criterion's labels: labeler -> unit -> that labeler's latest label of the unit."""
+Level = Literal["nominal", "ordinal", "interval"]
+"""Krippendorff's levels of measurement we report (ordinal and interval for scales only)."""
+
+ALPHA = 0.05
+"""Two-sided error of every interval: they are 95% intervals."""
+BOOTSTRAP_REPLICATES = 4000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_METHOD = (
+    f"Rogan–Gladen; percentile bootstrap interval ({BOOTSTRAP_REPLICATES} replicates, seed "
+    f"{BOOTSTRAP_SEED}) resampling the people-labeled passes, failures and the labeler's labels"
+)
+HOW_TO_ADD_RATERS = (
+    "import people's labels with `simulate label RUN --import FILE --annotator NAME`, "
+    "or add a judge with `simulate label RUN --rubric FILE --judge MODEL`"
+)
+
+
+def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> dict[str, Any]:
+    """Agreement figures for every criterion of a run (or one), as plain JSON-able data.
+
+    Raises:
+        RunFolderError: ``run_dir`` is not a run folder.
+        ConfigError: ``criterion`` has no labels in the run.
+        SimulateError: the run has no labels, or no criterion was answered by two labelers.
+    """
+    manifest = read_manifest(run_dir)
+    labels = read_labels(run_dir)
+    by_criterion = group_ratings(labels)
+    if not by_criterion:
+        raise SimulateError(
+            f"no labels in {str(run_dir)!r}: label it with `simulate label RUN --rules-only` "
+            "or `--rubric FILE --judge MODEL`, or import people's labels with "
+            "`simulate label RUN --import FILE --annotator NAME`"
+        )
+    if criterion is not None and criterion not in by_criterion:
+        raise unknown_choice("criterion", criterion, by_criterion)
+    names = [criterion] if criterion is not None else sorted(by_criterion)
+    sections = [criterion_report(name, by_criterion[name]) for name in names]
+    if not any(s["agreement"] for s in sections):
+        only = "; ".join(f"{s['criterion']}: {s['raters'][0]['labeler']}" for s in sections[:3])
+        only += "; ..." if len(sections) > 3 else ""
+        scope = f"criterion {criterion!r} has" if criterion else "every criterion has"
+        raise SimulateError(
+            f"{scope} labels from one labeler only ({only}); agreement needs two or more: "
+            f"{HOW_TO_ADD_RATERS}"
+        )
+    return {
+        "run_dir": str(run_dir),
+        "run_id": manifest.get("run_id"),
+        "labels": len(labels),
+        "confidence": 1 - ALPHA,
+        "criteria": sections,
+    }
+
+
+def group_ratings(labels: list[Label]) -> dict[str, Ratings]:
+    """Labels by criterion, labeler and unit; a labeler's later label of a unit wins."""
+    grouped: dict[str, Ratings] = defaultdict(dict)
+    for label in labels:
+        if not label.value:
+            continue
+        unit = (label.episode_id, label.turn_index, label.tool_call_index)
+        grouped[label.criterion].setdefault(label.labeler, {})[unit] = label
+    return dict(grouped)
+
+
+def criterion_report(criterion: str, ratings: Ratings) -> dict[str, Any]:
+    """One criterion: its raters, inter-rater agreement, and each machine against people."""
+    kind = infer_kind([label.value for by_unit in ratings.values() for label in by_unit.values()])
+    units = set().union(*(by_unit.keys() for by_unit in ratings.values()))
+    raters = [
+        {
+            "labeler": labeler,
+            "kind": _kind(by_unit),
+            "units": len(by_unit),
+        }
+        for labeler, by_unit in sorted(ratings.items())
+    ]
+    return {
+        "criterion": criterion,
+        "kind": kind,
+        "units": len(units),
+        "raters": raters,
+        "agreement": inter_rater(ratings, kind) if len(ratings) >= 2 else None,
+        "vs_people": against_people(ratings),
+    }
+
+
+def infer_kind(values: list[str]) -> str:
+    """`binary` (yes/no), `scale` (numbers) or `category` (anything else), from the answers."""
+    if set(values) <= {"yes", "no"}:
+        return "binary"
+    if all(_number(v) is not None for v in values):
+        return "scale"
+    return "category"
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _unit_order(unit: UnitKey) -> tuple[str, int, int]:
+    return unit[0], -1 if unit[1] is None else unit[1], -1 if unit[2] is None else unit[2]
+
+
+def rating_matrix(ratings: Ratings, kind: str) -> tuple[list[str], list[UnitKey], np.ndarray]:
+    """Raters x units matrix of answers as numbers (NaN = not answered).
+
+    Scale answers keep their numeric value; other answers become codes 0..k-1 in sorted order.
+    """
+    raters = sorted(ratings)
+    units = sorted(set().union(*(r.keys() for r in ratings.values())), key=_unit_order)
+    values = {label.value for by_unit in ratings.values() for label in by_unit.values()}
+    codes = {v: float(i) for i, v in enumerate(sorted(values))}
+    column = {unit: j for j, unit in enumerate(units)}
+    matrix = np.full((len(raters), len(units)), np.nan)
+    for i, rater in enumerate(raters):
+        for unit, label in ratings[rater].items():
+            value = _number(label.value) if kind == "scale" else codes[label.value]
+            matrix[i, column[unit]] = value
+    return raters, units, matrix
+
+
+def inter_rater(ratings: Ratings, kind: str) -> dict[str, Any]:
+    """Cohen's kappa (two raters) or Fleiss' kappa (more), and Krippendorff's alpha."""
+    raters, _, matrix = rating_matrix(ratings, kind)
+    result: dict[str, Any] = {"raters": raters}
+    if len(raters) == 2:
+        result["cohen_kappa"] = cohen_kappa(matrix)
+    else:
+        result["fleiss_kappa"] = fleiss_kappa(matrix)
+    levels: list[Level] = ["nominal", "ordinal", "interval"] if kind == "scale" else ["nominal"]
+    result["krippendorff_alpha"] = {level: krippendorff_alpha(matrix, level) for level in levels}
+    return result
+
+
+def _undefined(n: int, reason: str) -> dict[str, Any]:
+    return {"value": None, "n": n, "reason": reason}
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Answers (any numbers) as codes 0..k-1, and k."""
+    categories, codes = np.unique(values, return_inverse=True)
+    return codes.reshape(values.shape), len(categories)
+
+
+def cohen_kappa(matrix: np.ndarray) -> dict[str, Any]:
+    """Cohen's kappa of a 2 x units matrix over the units both raters answered, with its CI."""
+    from statsmodels.stats.inter_rater import cohens_kappa
+
+    both = matrix[:, ~np.isnan(matrix).any(axis=0)]
+    n = both.shape[1]
+    if n == 0:
+        return _undefined(0, "no unit was answered by both raters")
+    codes, k = _codes(both)
+    if k < 2:
+        return _undefined(n, "undefined: every shared unit got the same answer")
+    table = np.zeros((k, k))
+    np.add.at(table, (codes[0], codes[1]), 1)
+    fit = cohens_kappa(table)  # its interval is the asymptotic 95% one
+    return {
+        "value": float(fit["kappa"]),
+        "low": float(fit["kappa_low"]),
+        "high": float(fit["kappa_upp"]),
+        "n": n,
+    }
+
+
+def fleiss_kappa(matrix: np.ndarray) -> dict[str, Any]:
+    """Fleiss' kappa of a raters x units matrix over the units every rater answered."""
+    from statsmodels.stats.inter_rater import aggregate_raters
+    from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
+
+    everyone = matrix[:, ~np.isnan(matrix).any(axis=0)]
+    n = everyone.shape[1]
+    if n == 0:
+        return _undefined(0, "no unit was answered by every rater")
+    codes, k = _codes(everyone)
+    if k < 2:
+        return _undefined(n, "undefined: every unit got the same answer")
+    counts, _ = aggregate_raters(codes.T, n_cat=k)
+    return {"value": float(statsmodels_fleiss(counts, method="fleiss")), "n": n}
+
+
+def krippendorff_alpha(matrix: np.ndarray, level: Level) -> dict[str, Any]:
+    """Krippendorff's alpha at ``level``; n counts the units with two or more answers."""
+    import krippendorff
+
+    answered = (~np.isnan(matrix)).sum(axis=0)
+    pairable = matrix[:, answered >= 2]
+    n = pairable.shape[1]
+    if n == 0:
+        return _undefined(0, "no unit was answered by two raters")
+    if len(np.unique(pairable[~np.isnan(pairable)])) < 2:
+        return _undefined(n, "undefined: every unit got the same answer")
+    value = krippendorff.alpha(reliability_data=pairable, level_of_measurement=level)
+    return {"value": float(value), "n": n}
+
+
+# --- judges and rules against people ----------------------------------------------------------
+
+
+def people_verdicts(ratings: Ratings) -> tuple[dict[UnitKey, bool], int]:
+    """Per unit, the people's majority on ``passed``, and how many units tied (left out)."""
+    votes: dict[UnitKey, Counter[bool]] = defaultdict(Counter)
+    for by_unit in ratings.values():
+        for unit, label in by_unit.items():
+            if label.labeler_kind == "human" and label.passed is not None:
+                votes[unit][label.passed] += 1
+    verdicts = {u: c[True] > c[False] for u, c in votes.items() if c[True] != c[False]}
+    return verdicts, len(votes) - len(verdicts)
+
+
+def against_people(ratings: Ratings) -> list[dict[str, Any]]:
+    """Each judge or rule labeler of the criterion against the people's verdicts."""
+    people = sorted(r for r, by_unit in ratings.items() if _kind(by_unit) == "human")
+    if not people:
+        return []
+    truth, ties = people_verdicts(ratings)
+    rows = []
+    for labeler, by_unit in sorted(ratings.items()):
+        if _kind(by_unit) == "human":
+            continue
+        verdicts = {u: label.passed for u, label in by_unit.items() if label.passed is not None}
+        if not verdicts:
+            continue
+        row = judge_vs_people(verdicts, truth)
+        rows.append({"labeler": labeler, "kind": _kind(by_unit), "people": people, **row})
+        rows[-1]["ties_left_out"] = ties
+    return rows
+
+
+def _kind(by_unit: dict[UnitKey, Label]) -> str:
+    return next(iter(by_unit.values())).labeler_kind
+
+
+def judge_vs_people(verdicts: dict[UnitKey, bool], truth: dict[UnitKey, bool]) -> dict[str, Any]:
+    """Accuracy, TPR, TNR on the shared units; observed and corrected pass rate over all units.
+
+    ``verdicts`` are the machine's ``passed`` per unit; ``truth`` the people's.
+    """
+    shared = [(verdicts[u], truth[u]) for u in verdicts if u in truth]
+    correct = sum(v == t for v, t in shared)
+    tp = sum(v and t for v, t in shared)
+    tn = sum(not v and not t for v, t in shared)
+    positives = sum(t for _, t in shared)
+    negatives = len(shared) - positives
+    passes = sum(verdicts.values())
+    return {
+        "n": len(shared),
+        "accuracy": wilson(correct, len(shared)),
+        "tpr": wilson(tp, positives),
+        "tnr": wilson(tn, negatives),
+        "pass_rate": wilson(passes, len(verdicts)),
+        "corrected_pass_rate": corrected_pass_rate(
+            passes, len(verdicts), tp, positives, tn, negatives
+        ),
+    }
+
+
+def wilson(successes: int, n: int) -> dict[str, Any]:
+    """A proportion with its Wilson score interval (statsmodels), and its n."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n == 0:
+        return _undefined(0, "no units")
+    low, high = proportion_confint(successes, n, alpha=ALPHA, method="wilson")
+    return {"value": successes / n, "low": float(low), "high": float(high), "n": n}
+
+
+def rogan_gladen(observed: float, sensitivity: float, specificity: float) -> float | None:
+    """The true pass rate behind an ``observed`` one, given the labeler's error rates.
+
+    ``(observed + specificity - 1) / (sensitivity + specificity - 1)``, clipped to [0, 1];
+    None when ``sensitivity + specificity <= 1`` (the labeler is no better than chance).
+    """
+    youden = sensitivity + specificity - 1
+    if youden <= 0:
+        return None
+    return min(1.0, max(0.0, (observed + specificity - 1) / youden))
+
+
+def corrected_pass_rate(
+    passes: int,
+    n: int,
+    tp: int,
+    positives: int,
+    tn: int,
+    negatives: int,
+    *,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """The Rogan–Gladen pass rate with a percentile-bootstrap interval.
+
+    Resampling n yes/no answers with replacement draws their count from Binomial(n, k/n), so
+    each replicate draws the labeler's passes over its ``n`` units, its true positives over the
+    people's ``positives`` and its true negatives over their ``negatives``. Replicates where the
+    labeler is no better than chance are left out; with more than 5% of them, no interval.
+    """
+    figure: dict[str, Any] = {
+        "n": n,
+        "n_positives": positives,
+        "n_negatives": negatives,
+        "method": BOOTSTRAP_METHOD,
+    }
+    if positives == 0 or negatives == 0:
+        missing = "passes" if positives == 0 else "failures"
+        return {**figure, "value": None, "reason": f"not estimable: people gave no {missing}"}
+    value = rogan_gladen(passes / n, tp / positives, tn / negatives)
+    if value is None:
+        return {
+            **figure,
+            "value": None,
+            "reason": "not estimable: sensitivity + specificity - 1 <= 0",
+        }
+    rng = np.random.default_rng(seed)
+    observed = rng.binomial(n, passes / n, replicates) / n
+    sensitivity = rng.binomial(positives, tp / positives, replicates) / positives
+    specificity = rng.binomial(negatives, tn / negatives, replicates) / negatives
+    youden = sensitivity + specificity - 1
+    usable = youden > 0
+    estimates = np.clip((observed[usable] + specificity[usable] - 1) / youden[usable], 0, 1)
+    figure.update(value=value, replicates=int(usable.sum()))
+    if usable.mean() < 0.95:
+        chance = f"{1 - usable.mean():.0%}"
+        reason = f"interval not estimable: no better than chance in {chance} of replicates"
+        return {**figure, "low": None, "high": None, "reason": reason}
+    tail = ALPHA / 2 * 100
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return {**figure, "low": float(low), "high": float(high)}

@@ -1,0 +1,212 @@
+"""Rule labels: deterministic checks that need no model.
+
+From each episode's scenario success checks (`must_mention`, `must_not_mention`,
+`must_call_tools`: one label per kind of check, naming each phrase or tool), its outcome
+(`goal_reached`), and limits on turns (`max_turns`), reply length (`reply_chars`) and latency
+(`latency_ms`), the last two per agent reply. Every value is `yes` (the rule holds: a pass) or
+`no`; the labeler is `rule:<criterion>` and the rubric None.
+
+Episodes that ended in a target or simulator error get no episode-level rule labels: they say
+nothing about the agent's quality (DESIGN), and are left out of its rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import Field
+
+from simulate.label import Unit, units_of
+from simulate.schema import (
+    NOT_AGENT_FAULT,
+    Criterion,
+    Episode,
+    Label,
+    Model,
+    Scenario,
+    Status,
+)
+from simulate.store import now_iso
+
+
+class RuleLimits(Model):
+    """Thresholds of the limit rules."""
+
+    max_turns: int = Field(10, ge=1)
+    """Agent replies a conversation may take."""
+    reply_chars: int = Field(1200, ge=1)
+    """Characters one agent reply may have."""
+    latency_ms: float = Field(10_000, gt=0)
+    """Milliseconds one agent reply may take."""
+
+
+def rule_criteria(limits: RuleLimits | None = None) -> list[Criterion]:
+    """The criteria the rules answer, with their thresholds in the questions."""
+    limits = limits or RuleLimits()
+    return [
+        Criterion(
+            id="must_mention",
+            question="Did the agent say every phrase the scenario requires?",
+        ),
+        Criterion(
+            id="must_not_mention",
+            question="Did the agent avoid every phrase the scenario forbids?",
+        ),
+        Criterion(
+            id="must_call_tools",
+            question="Did the agent call every tool the scenario requires?",
+        ),
+        Criterion(id="goal_reached", question="Did the conversation end with the goal reached?"),
+        Criterion(
+            id="max_turns",
+            question=f"Did the conversation end within {limits.max_turns} agent replies?",
+        ),
+        Criterion(
+            id="reply_chars",
+            question=f"Is this reply at most {limits.reply_chars} characters long?",
+            applies_to="assistant_turn",
+        ),
+        Criterion(
+            id="latency_ms",
+            question=f"Did this reply come within {limits.latency_ms:g} ms?",
+            applies_to="assistant_turn",
+        ),
+    ]
+
+
+RULE_IDS = [c.id for c in rule_criteria()]
+
+Finding = tuple[bool, str]
+"""(the rule holds, why)."""
+
+
+class RuleLabeler:
+    """Labels episodes with the deterministic rules (a `Labeler`)."""
+
+    def __init__(self, limits: RuleLimits | None = None) -> None:
+        self.limits = limits or RuleLimits()
+        self._episode_rules: dict[str, Callable[[Episode, Scenario], Finding | None]] = {
+            "must_mention": _must_mention,
+            "must_not_mention": _must_not_mention,
+            "must_call_tools": _must_call_tools,
+            "goal_reached": _goal_reached,
+            "max_turns": self._max_turns,
+        }
+        self._reply_rules: dict[str, Callable[[Episode, int], Finding | None]] = {
+            "reply_chars": self._reply_chars,
+            "latency_ms": self._latency,
+        }
+
+    async def label(self, episode: Episode, criterion: Criterion) -> list[Label]:
+        """The rule's labels for ``episode``: none when the rule does not apply to it."""
+        return self.label_now(episode, criterion)
+
+    def label_now(self, episode: Episode, criterion: Criterion) -> list[Label]:
+        """`label()` without the event loop: rules never wait."""
+        if criterion.id in self._episode_rules:
+            if episode.outcome.status in NOT_AGENT_FAULT:
+                return []
+            scenario = Scenario.model_validate_json(episode.scenario)
+            verdict = self._episode_rules[criterion.id](episode, scenario)
+            return [] if verdict is None else [_label(episode, criterion, Unit(), verdict)]
+        if criterion.id in self._reply_rules:
+            labels = []
+            for unit in units_of(episode, "assistant_turn"):
+                assert unit.turn_index is not None
+                verdict = self._reply_rules[criterion.id](episode, unit.turn_index)
+                if verdict is not None:
+                    labels.append(_label(episode, criterion, unit, verdict))
+            return labels
+        raise KeyError(f"no rule for criterion {criterion.id!r}")
+
+    def _max_turns(self, episode: Episode, scenario: Scenario) -> Finding:
+        limit = self.limits.max_turns
+        return episode.n_turns <= limit, f"{episode.n_turns} agent replies (limit {limit})"
+
+    def _reply_chars(self, episode: Episode, turn: int) -> Finding:
+        size, limit = len(episode.messages[turn].content), self.limits.reply_chars
+        return size <= limit, f"{size} characters (limit {limit})"
+
+    def _latency(self, episode: Episode, turn: int) -> Finding | None:
+        latency, limit = episode.messages[turn].latency_ms, self.limits.latency_ms
+        if latency is None:
+            return None
+        return latency <= limit, f"{latency:g} ms (limit {limit:g} ms)"
+
+
+def _said_at(episode: Episode, phrase: str) -> list[int]:
+    """Indexes of the agent replies that contain ``phrase`` (case-insensitive)."""
+    folded = phrase.casefold()
+    return [
+        i
+        for i, m in enumerate(episode.messages)
+        if m.role == "assistant" and folded in m.content.casefold()
+    ]
+
+
+def _where(indexes: list[int]) -> str:
+    return ", ".join(str(i) for i in indexes)
+
+
+def _must_mention(episode: Episode, scenario: Scenario) -> Finding | None:
+    phrases = scenario.success.must_mention
+    if not phrases:
+        return None
+    parts, ok = [], True
+    for phrase in phrases:
+        at = _said_at(episode, phrase)
+        ok = ok and bool(at)
+        parts.append(f"said {phrase!r} in message {_where(at)}" if at else f"never said {phrase!r}")
+    return ok, "; ".join(parts)
+
+
+def _must_not_mention(episode: Episode, scenario: Scenario) -> Finding | None:
+    phrases = scenario.success.must_not_mention
+    if not phrases:
+        return None
+    said = {p: at for p in phrases if (at := _said_at(episode, p))}
+    if not said:
+        return True, "never said " + ", ".join(repr(p) for p in phrases)
+    return False, "; ".join(f"said {p!r} in message {_where(at)}" for p, at in said.items())
+
+
+def _must_call_tools(episode: Episode, scenario: Scenario) -> Finding | None:
+    tools = scenario.success.must_call_tools
+    if not tools:
+        return None
+    parts, ok = [], True
+    for tool in tools:
+        at = [
+            i
+            for i, m in enumerate(episode.messages)
+            if m.role == "assistant" and any(c.name == tool for c in m.tool_calls)
+        ]
+        ok = ok and bool(at)
+        parts.append(f"called {tool!r} in message {_where(at)}" if at else f"never called {tool!r}")
+    return ok, "; ".join(parts)
+
+
+def _goal_reached(episode: Episode, scenario: Scenario) -> Finding:
+    outcome = episode.outcome
+    why = f"ended {outcome.status.value}" + (f": {outcome.reason}" if outcome.reason else "")
+    return outcome.status == Status.GOAL_REACHED, why
+
+
+def _label(episode: Episode, criterion: Criterion, unit: Unit, verdict: Finding) -> Label:
+    held, why = verdict
+    value = "yes" if held else "no"
+    score, passed = criterion.judge_value(value)
+    return Label(
+        episode_id=episode.episode_id,
+        criterion=criterion.id,
+        turn_index=unit.turn_index,
+        tool_call_index=unit.tool_call_index,
+        value=value,
+        score=score,
+        passed=passed,
+        rationale=why,
+        labeler=f"rule:{criterion.id}",
+        labeler_kind="rule",
+        rubric=None,
+        created_at=now_iso(),
+    )
