@@ -263,7 +263,7 @@ def load_run(run_dir: str | Path) -> datasets.Dataset:
     read_manifest(run_dir)
     files = [str(p) for p in shard_paths(run_dir)]
     if not files:
-        return datasets.Dataset.from_list([], features=EPISODE_FEATURES)
+        return datasets.Dataset(EPISODE_SCHEMA.empty_table())
     table = pa.concat_tables(pq.read_table(f, schema=EPISODE_SCHEMA) for f in files)
     table = table.sort_by(
         [("persona_id", "ascending"), ("scenario_id", "ascending"), ("trial", "ascending")]
@@ -284,6 +284,6 @@ def load_labels(run_dir: str | Path) -> datasets.Dataset:
     read_manifest(run_dir)
     files = shard_paths(run_dir, LABELS)
     if not files:
-        return datasets.Dataset.from_list([], features=LABEL_FEATURES)
+        return datasets.Dataset(LABEL_SCHEMA.empty_table())
     table = pa.concat_tables(pq.read_table(f, schema=LABEL_SCHEMA) for f in files)
     return datasets.Dataset(table.replace_schema_metadata(LABEL_SCHEMA.metadata))

@@ -388,3 +388,13 @@ def test_credentials_in_a_target_url_never_reach_the_run_folder(tmp_path):
             assert b"s3cr3t-token" not in data and b"k3y-v4lue" not in data, path
     assert "s3cr3t-token" not in result.stdout + result.stderr
     assert simulate.load_run(tmp_path / "run")[0]["target"].startswith("http://***@127.0.0.1")
+
+
+def test_a_run_with_no_episode_stored_yet_loads_as_an_empty_dataset(tmp_path):
+    from simulate.store import load_labels, write_manifest
+
+    (tmp_path / "episodes").mkdir()
+    write_manifest(tmp_path, {"run_id": "empty"})
+    ds = simulate.load_run(tmp_path)
+    assert ds.num_rows == 0 and "messages" in ds.column_names
+    assert load_labels(tmp_path).num_rows == 0
