@@ -147,7 +147,10 @@ async def _converse(
         sent = state.messages[-1:] if settings.stateful else state.messages
         began = time.perf_counter()
         try:
-            reply = await asyncio.wait_for(target.respond(sent), settings.turn_timeout_s)
+            # Not wait_for: its task per turn costs CPU, and its hop through the event loop
+            # leaves more pooled connections idle, each probed by the HTTP client per request.
+            async with asyncio.timeout(settings.turn_timeout_s):
+                reply = await target.respond(sent)
         except TimeoutError:
             reason = f"no reply within {settings.turn_timeout_s:g}s (--turn-timeout)"
             return Outcome(status=Status.TARGET_ERROR, reason=reason)

@@ -79,6 +79,10 @@ class Persona(Model):
     """Facts the user knows about themselves (email, account number...), usable in scenarios."""
     tags: list[str] = Field(default_factory=list)
     """Free labels; `adversarial` makes the offline simulator insert attacks."""
+    source: str | None = None
+    """Where the persona comes from when it was imported or generated (e.g. `personahub`)."""
+    license: str | None = None
+    """The licence of that source (e.g. `CC-BY-NC-SA-4.0`), carried into dataset cards."""
 
     @field_validator("attributes", mode="before")
     @classmethod

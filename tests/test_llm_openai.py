@@ -25,6 +25,7 @@ from simulate.errors import ConfigError, LLMError
 from simulate.llm import get_llm
 from simulate.llm.cache import CompletionCache
 from simulate.llm.openai import OpenAILLM, strict_schema
+from simulate.llm.pool import LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import BudgetExceeded, Price, UsageMeter, estimate_cost, find_price
 from simulate.schema import Message, ToolCall, Usage
@@ -180,6 +181,41 @@ async def test_tool_calls_are_converted_both_ways(server: FakeOpenAIServer, llm:
         ("broken", {"_raw": '{"order": "123'}),
     ]
     assert all(c.id and c.id.startswith("call_") for c in completion.tool_calls)
+
+
+async def test_transport_options_reach_the_wire_as_create_would_send_them(
+    server: FakeOpenAIServer, llm: OpenAILLM
+) -> None:
+    await llm.complete(
+        HI,
+        extra_headers={"X-Trace": "t-1"},
+        extra_query={"api-version": "2024-06-01"},
+        extra_body={"top_k": 3},
+        timeout=5,
+    )
+
+    request = server.requests[0]
+    assert request.headers["x-trace"] == "t-1"
+    assert request.authorization == f"Bearer {KEY}"
+    assert request.path.endswith("?api-version=2024-06-01")
+    assert request.body["top_k"] == 3
+    assert not {"extra_headers", "extra_query", "extra_body", "timeout"} & set(request.body)
+
+
+async def test_a_runs_llms_share_one_client_that_the_pool_closes(
+    server: FakeOpenAIServer, settings: LLMSettings
+) -> None:
+    pool = LLMPool(settings, UsageMeter())
+    user, target = pool.get(f"openai:{MODEL}", "user"), pool.get(f"openai:{MODEL}", "target")
+    await user.complete(HI)
+    await target.complete(HI)
+    client = user._client  # type: ignore[attr-defined]
+
+    assert client is not None and client is target._client  # type: ignore[attr-defined]
+    await user.aclose()
+    assert not client.is_closed()  # the target still uses it
+    await pool.aclose()
+    assert client.is_closed()
 
 
 # --- structured output ------------------------------------------------------------------------

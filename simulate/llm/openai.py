@@ -8,6 +8,11 @@ Transient failures are retried here, not by the openai client, so that every att
 the rate limit and the concurrency bound and one count covers them all: 429 (after its
 Retry-After), 5xx, timeouts, dropped connections, and 200 replies that are not completions
 (cut-short JSON, a proxy's HTML page). Simulate's messages become the OpenAI shape only here.
+
+Requests go out through the client's generic `post()` and replies come back as plain JSON:
+the same wire, the same retries and errors, without `create()`'s walk of the parameters and
+without its response models, which together are half the client's CPU per call
+(benchmarks/throughput.py).
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from typing import Any, Literal
 
 import openai
 from aiolimiter import AsyncLimiter
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from simulate.errors import LLMError
@@ -54,6 +58,7 @@ REPAIR_INSTRUCTIONS = (
 
 # Request options that say how to send, not what to ask: left out of cache keys.
 _TRANSPORT_PARAMS = frozenset({"extra_headers", "extra_query", "timeout"})
+_CHAT_PATH = "/chat/completions"
 _FORMAT_WORDS = ("response_format", "json_schema", "json schema", "structured output", "guided")
 
 _jitter = random.Random()  # not the global one: seeded simulations may rely on it
@@ -70,13 +75,16 @@ class _FormatRejected(Exception):
 class OpenAILLM:
     """A model behind an OpenAI-compatible chat completions endpoint.
 
-    The `openai.AsyncOpenAI` client is made on the first call and closed by `aclose()`.
+    The `openai.AsyncOpenAI` client is made on the first call and closed by `aclose()`, unless
+    one is given to share.
 
     Args:
         model: the model name the endpoint knows, e.g. `gpt-4o-mini`.
         settings: endpoint, key, limits and cache; default `LLMSettings.resolve()` (the env).
         role: whose calls these are in the usage meter.
         meter: the run's shared usage meter; default a meter of its own.
+        client: a client (`new_client(settings)`) shared with the run's other LLMs, so that
+            they share one connection pool; its owner closes it. Limits stay per LLM.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class OpenAILLM:
         settings: LLMSettings | None = None,
         role: LLMRole = "user",
         meter: UsageMeter | None = None,
+        client: openai.AsyncOpenAI | None = None,
     ) -> None:
         self.model = model
         self.settings = settings if settings is not None else LLMSettings.resolve()
@@ -95,6 +104,7 @@ class OpenAILLM:
         """Moves to json_object, then text, once the endpoint refuses one and takes the next."""
         use_cache = self.settings.use_cache or self.settings.replay_only
         self._cache = CompletionCache(self.settings.cache_dir) if use_cache else None
+        self._shared_client = client
         self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._limiter: AsyncLimiter | None = None
@@ -154,7 +164,7 @@ class OpenAILLM:
         """Close the HTTP client and the cache file; a later call opens them again."""
         client, self._client = self._client, None
         self._semaphore = self._limiter = None
-        if client is not None:
+        if client is not None and client is not self._shared_client:
             await client.close()
         if self._cache is not None:
             self._cache.close()
@@ -226,7 +236,7 @@ class OpenAILLM:
         )
         return completion
 
-    async def _send(self, request: dict[str, Any]) -> ChatCompletion:
+    async def _send(self, request: dict[str, Any]) -> dict[str, Any]:
         """POST the request under the limits, retrying transient failures with backoff.
 
         Retried: 408, 409, 429 (after its Retry-After), 5xx, timeouts, dropped connections,
@@ -234,6 +244,7 @@ class OpenAILLM:
         attempt passes the rate limiter and holds a concurrency slot; waits hold neither.
         """
         client, semaphore, limiter = self._open()
+        body, options = _split_request(request)
         attempts = self.settings.max_retries + 1
         for attempt in range(1, attempts + 1):
             wait: float | None = None
@@ -241,7 +252,9 @@ class OpenAILLM:
                 if limiter is not None:
                     await limiter.acquire()
                 try:
-                    response = await client.chat.completions.create(**request)
+                    response = await client.post(
+                        _CHAT_PATH, body=body, options=options, cast_to=object
+                    )
                 except json.JSONDecodeError:
                     failure = "a 200 reply whose body is not JSON"
                 except openai.APIError as exc:
@@ -251,7 +264,7 @@ class OpenAILLM:
                     if isinstance(exc, openai.APIStatusError):
                         wait = retry_after(exc.response.headers)
                 else:
-                    if isinstance(response, ChatCompletion) and response.choices:
+                    if _is_completion(response):
                         return response
                     failure = "a 200 reply that is not a chat completion"
             if attempt == attempts:
@@ -269,12 +282,7 @@ class OpenAILLM:
         """The client and limits, made on first use (inside the running loop)."""
         if self._client is None or self._semaphore is None:
             settings = self.settings
-            self._client = openai.AsyncOpenAI(
-                base_url=settings.endpoint,
-                api_key=settings.client_key(),
-                timeout=settings.timeout_s,
-                max_retries=0,  # retried in _send, under the limits, with one attempt count
-            )
+            self._client = self._shared_client or new_client(settings)
             self._semaphore = asyncio.Semaphore(settings.max_concurrency)
             rpm = settings.requests_per_minute
             # One request per 60/rpm seconds, evenly: no burst of a whole minute's quota.
@@ -344,6 +352,20 @@ class OpenAILLM:
         return completion
 
 
+def new_client(settings: LLMSettings) -> openai.AsyncOpenAI:
+    """The openai client for ``settings``; it does not retry (`OpenAILLM` does, under limits).
+
+    Raises:
+        ConfigError: no API key for api.openai.com.
+    """
+    return openai.AsyncOpenAI(
+        base_url=settings.endpoint,
+        api_key=settings.client_key(),
+        timeout=settings.timeout_s,
+        max_retries=0,
+    )
+
+
 # --- conversion at the edge -------------------------------------------------------------------
 
 
@@ -394,23 +416,50 @@ def parse_arguments(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": text}
 
 
-def _to_completion(response: ChatCompletion, model: str) -> Completion:
-    choice = response.choices[0]
-    message = choice.message
+def _split_request(request: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A request as `create()` takes it -> the JSON body and the client's request options."""
+    body = {k: v for k, v in request.items() if k not in _TRANSPORT_PARAMS and k != "extra_body"}
+    body.update(request.get("extra_body") or {})
+    options: dict[str, Any] = {"security": {"bearer_auth": True}}  # as create() sends it
+    for name, option in (("extra_headers", "headers"), ("extra_query", "params")):
+        if request.get(name) is not None:
+            options[option] = request[name]
+    if "timeout" in request:
+        options["timeout"] = request["timeout"]
+    return body, options
+
+
+def _is_completion(data: Any) -> bool:
+    """Whether a 200 reply's JSON is a chat completion with a message to read."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    return bool(
+        isinstance(choices, list)
+        and choices
+        and isinstance(choices[0], dict)
+        and isinstance(choices[0].get("message"), dict)
+    )
+
+
+def _to_completion(response: Mapping[str, Any], model: str) -> Completion:
+    """A chat completion's JSON (checked by `_is_completion`) as a Completion."""
+    choice = response["choices"][0]
+    message = choice["message"]
     calls = []
-    for call in message.tool_calls or []:
-        function = getattr(call, "function", None)  # custom (non-function) tools are skipped
-        if function is not None:
-            arguments = parse_arguments(function.arguments)
-            calls.append(ToolCall(id=call.id, name=function.name, arguments=arguments))
-    usage = response.usage
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):  # custom (non-function) tools are skipped
+            arguments = parse_arguments(function.get("arguments"))
+            calls.append(
+                ToolCall(id=call.get("id"), name=function.get("name") or "", arguments=arguments)
+            )
+    usage = response.get("usage") or {}
     return Completion(
-        content=message.content or "",
+        content=message.get("content") or "",
         tool_calls=calls,
-        model=response.model or model,
-        prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-        completion_tokens=(usage.completion_tokens or 0) if usage else 0,
-        finish_reason=choice.finish_reason,
+        model=response.get("model") or model,
+        prompt_tokens=usage.get("prompt_tokens") or 0,
+        completion_tokens=usage.get("completion_tokens") or 0,
+        finish_reason=choice.get("finish_reason"),
     )
 
 

@@ -1,4 +1,9 @@
-"""The LLMs of one run: one client per (model, role), one usage meter, closed together."""
+"""The LLMs of one run: one per (model, role), one usage meter, closed together.
+
+The run's OpenAI-compatible LLMs share one HTTP client, so one connection pool: a second
+pool's connections would sit idle while the first one's are busy, and the client checks every
+idle connection on each request.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ class LLMPool:
         self.settings = settings
         self.meter = meter
         self._llms: dict[tuple[str, str], LLM] = {}
+        self._client: Any = None
+        """The `openai.AsyncOpenAI` shared by the openai LLMs, made with the first of them."""
 
     def get(self, spec: str, role: str) -> LLM:
         """The LLM for a `backend:model` spec playing ``role`` (user, target, judge)."""
@@ -25,13 +32,21 @@ class LLMPool:
             backend, model = split_spec(spec)
             options: dict[str, Any] = {}
             if backend == "openai":
-                if not self.settings.replay_only:  # a replay never calls out, so needs no key
-                    self.settings.client_key()  # no key for api.openai.com: say so up front
-                self.meter.require_prices([model])
                 role_name: LLMRole = role  # type: ignore[assignment]
                 options = {"settings": self.settings, "role": role_name, "meter": self.meter}
+                if not self.settings.replay_only:  # a replay never calls out, so needs no key
+                    options["client"] = self._openai_client()  # no key for OpenAI: say so now
+                self.meter.require_prices([model])
             self._llms[key] = get_llm(spec, **options)
         return self._llms[key]
+
+    def _openai_client(self) -> Any:
+        """The openai client the run's LLMs share; ConfigError when OpenAI's needs a key."""
+        if self._client is None:
+            from simulate.llm.openai import new_client
+
+            self._client = new_client(self.settings)
+        return self._client
 
     async def aclose(self) -> None:
         """Close every client the run opened."""
@@ -40,3 +55,7 @@ class LLMPool:
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
