@@ -20,7 +20,7 @@ from simulate import targets, users
 from simulate.errors import ConfigError, RunStopped
 from simulate.llm.pool import LLMPool
 from simulate.llm.settings import LLMSettings
-from simulate.llm.usage import UsageMeter, estimate_cost
+from simulate.llm.usage import estimate_cost
 from simulate.loader import load_personas, load_scenarios
 from simulate.plan import build_plan
 from simulate.runner import RunSettings, Tally, goal_rate, run_episodes
@@ -185,16 +185,14 @@ def _read(path: str, flag: str) -> str:
 
 def llm_pool(config: RunConfig) -> LLMPool:
     """The run's model clients and usage meter, from flags, the config file and the env."""
-    settings = LLMSettings.resolve(
+    return LLMPool.from_flags(
         config.llm_config,
         base_url=config.base_url,
         use_cache=config.use_cache,
         replay_only=config.replay_only,
+        max_calls=config.max_calls,
+        max_cost_usd=config.max_cost_usd,
     )
-    meter = UsageMeter(
-        settings.prices, max_calls=config.max_calls, max_cost_usd=config.max_cost_usd
-    )
-    return LLMPool(settings, meter)
 
 
 async def run(

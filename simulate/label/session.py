@@ -34,7 +34,6 @@ from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import RuleLabeler, RuleLimits, rule_criteria
 from simulate.llm.pool import LLMPool
 from simulate.llm.settings import LLMSettings
-from simulate.llm.usage import UsageMeter
 from simulate.schema import NOT_AGENT_FAULT, Criterion, Episode, Label, Model, Rubric, Usage
 from simulate.store import (
     LABELS,
@@ -139,16 +138,15 @@ def _plan(config: LabelConfig) -> _Plan:
 
 
 def _pool(config: LabelConfig) -> LLMPool:
-    settings = LLMSettings.resolve(
+    """The labeling's model clients and usage meter."""
+    return LLMPool.from_flags(
         config.llm_config,
         base_url=config.base_url,
         use_cache=config.use_cache,
         replay_only=config.replay_only,
+        max_calls=config.max_calls,
+        max_cost_usd=config.max_cost_usd,
     )
-    meter = UsageMeter(
-        settings.prices, max_calls=config.max_calls, max_cost_usd=config.max_cost_usd
-    )
-    return LLMPool(settings, meter)
 
 
 async def label_run(

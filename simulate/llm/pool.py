@@ -25,6 +25,25 @@ class LLMPool:
         self._client: Any = None
         """The `openai.AsyncOpenAI` shared by the openai LLMs, made with the first of them."""
 
+    @classmethod
+    def from_flags(
+        cls,
+        llm_config: str | None = None,
+        *,
+        base_url: str | None = None,
+        use_cache: bool = True,
+        replay_only: bool = False,
+        max_calls: int | None = None,
+        max_cost_usd: float | None = None,
+    ) -> LLMPool:
+        """A pool from the endpoint flags every model-using command takes, the config file
+        and the environment."""
+        settings = LLMSettings.resolve(
+            llm_config, base_url=base_url, use_cache=use_cache, replay_only=replay_only
+        )
+        meter = UsageMeter(settings.prices, max_calls=max_calls, max_cost_usd=max_cost_usd)
+        return cls(settings, meter)
+
     def get(self, spec: str, role: str) -> LLM:
         """The LLM for a `backend:model` spec playing ``role`` (user, target, judge)."""
         key = (spec, role)
