@@ -798,6 +798,114 @@ def _print_agreement(section: dict[str, Any]) -> None:
         out.print(f"[dim]corrected: {section['vs_people'][0]['corrected_pass_rate']['method']}[/]")
 
 
+@cli.command("plan-size")
+@click.option(
+    "--margin",
+    required=True,
+    type=click.FloatRange(0, 0.5, min_open=True),
+    help="Half-width of the goal rate's interval, e.g. 0.05 for ±5 points.",
+)
+@click.option(
+    "--confidence",
+    default=0.95,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Confidence level of the interval.",
+)
+@click.option(
+    "--expected",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="The goal rate you expect (0.5 is the worst case).",
+)
+@click.option(
+    "--cells",
+    type=click.IntRange(min=1),
+    help="Persona × scenario pairs, to turn episodes into trials per pair.",
+)
+def plan_size_command(margin: float, confidence: float, expected: float, cells: int | None) -> None:
+    """How many episodes give a goal rate within ±MARGIN at a confidence."""
+    from simulate.stats import episodes_needed, episodes_needed_wilson
+
+    normal = episodes_needed(margin, confidence, expected)
+    wilson = episodes_needed_wilson(margin, confidence, expected)
+    out.print(
+        f"episodes for a goal rate within ±{margin:g} at {confidence * 100:g}% confidence, "
+        f"if it is near {expected:g}:"
+    )
+    if normal == wilson:
+        out.print(f"  normal approximation and Wilson score interval: {normal}")
+    else:
+        out.print(f"  normal approximation: {normal}")
+        out.print(f"  Wilson score interval: {wilson}")
+    if cells:
+        trials = -(-max(normal, wilson) // cells)
+        out.print(
+            f"over {cells} persona × scenario cells: {trials} trials per cell "
+            f"({trials * cells} episodes); the margin is for the overall rate, not each cell's"
+        )
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Bring existing task and persona collections in as scenario and persona files."""
+
+
+@import_group.command("tau2")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--out", "out_file", required=True, metavar="FILE", help="Scenario YAML.")
+@click.option("--domain", help="Domain in ids and tags [the tasks' own, else the folder name].")
+@click.option("--split", help="Only this split of the split_tasks.json beside FILE (e.g. test).")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def import_tau2_command(
+    file: str, out_file: str, domain: str | None, split: str | None, force: bool
+) -> None:
+    """Scenarios from a tau2-bench task file (tasks.json)."""
+    from simulate.importers import TAU2_LICENSE, TAU2_SOURCE, import_tau2, write_yaml
+
+    scenarios = import_tau2(file, domain=domain, split=split)
+    part = f", split {split}" if split else ""
+    header = (
+        f"Imported by `simulate import tau2` from {Path(file).name}{part}: "
+        f"{len(scenarios)} scenarios.\nSource: {TAU2_SOURCE}\n"
+        f"Licence: {TAU2_LICENSE}, Copyright (c) 2025 Sierra Research; keep this notice."
+    )
+    write_yaml(scenarios, out_file, header=header, force=force)
+    out.print(f"wrote {len(scenarios)} scenarios to {out_file}")
+
+
+@import_group.command("personahub")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--out", "out_file", required=True, metavar="FILE", help="Persona YAML.")
+@click.option("--n", "n", required=True, type=int, help="How many personas to sample.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampling and Faker seed.")
+@click.option(
+    "--locale",
+    default="en_US",
+    show_default=True,
+    help="Faker locale for names and contact details; several, comma-separated, mix.",
+)
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def import_personahub_command(
+    file: str, out_file: str, n: int, seed: int, locale: str, force: bool
+) -> None:
+    """Personas from PersonaHub JSON Lines ({"persona": text}); Faker fills the details."""
+    from simulate.importers import PERSONAHUB_LICENSE, import_personahub, write_yaml
+
+    personas = import_personahub(file, n, seed=seed, locale=locale)
+    header = (
+        f"Imported by `simulate import personahub` from {Path(file).name}: {len(personas)} "
+        f"personas, seed {seed}, locale {locale}.\n"
+        "Source: PersonaHub (https://github.com/tencent-ailab/persona-hub, arXiv:2406.20094); "
+        "names and contact details are Faker's.\n"
+        f"Licence: {PERSONAHUB_LICENSE} (non-commercial, share-alike): do not ship it in a "
+        "commercial product."
+    )
+    write_yaml(personas, out_file, header=header, force=force)
+    out.print(f"wrote {len(personas)} personas to {out_file}")
+
+
 @cli.command("schema")
 @click.option(
     "--out",

@@ -242,7 +242,7 @@ CASES = [
         "personas",
         {"p.yaml": "id: ana\nname: Ana\ncolour: red\n"},
         "p.yaml:3: persona 'ana': unknown field 'colour'; valid fields: id, name, description, "
-        "traits, attributes, tags",
+        "traits, attributes, tags, source, license",
         id="unknown-field-lists-fields",
     ),
     pytest.param(
