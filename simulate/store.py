@@ -9,6 +9,7 @@ leaves either a whole shard or none; `--resume` skips every episode id already i
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -19,9 +20,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
@@ -29,72 +29,93 @@ from pydantic import BaseModel
 from simulate.errors import RunFolderError
 from simulate.schema import Episode, Label
 
+if TYPE_CHECKING:
+    import datasets
+
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
 
-_str = datasets.Value("string")
-EPISODE_FEATURES = datasets.Features(
-    {
-        "episode_id": _str,
-        "run_id": _str,
-        "persona_id": _str,
-        "scenario_id": _str,
-        "trial": datasets.Value("int32"),
-        "seed": datasets.Value("int64"),
-        "persona": _str,
-        "scenario": _str,
-        "messages": datasets.List(
-            {
-                "role": _str,
-                "content": _str,
-                "tool_calls": _str,
-                "tool_call_id": _str,
-                "context": datasets.List(_str),
-                "latency_ms": datasets.Value("float64"),
-            }
-        ),
-        "outcome": {"status": _str, "reason": _str, "failed_checks": datasets.List(_str)},
-        "success": datasets.Value("bool"),
-        "n_turns": datasets.Value("int32"),
-        "usage": datasets.List(
-            {
-                "role": _str,
-                "model": _str,
-                "calls": datasets.Value("int64"),
-                "prompt_tokens": datasets.Value("int64"),
-                "completion_tokens": datasets.Value("int64"),
-                "cost_usd": datasets.Value("float64"),
-            }
-        ),
-        "duration_s": datasets.Value("float64"),
-        "user": _str,
-        "target": _str,
-        "created_at": _str,
-    }
-)
-EPISODE_SCHEMA: pa.Schema = EPISODE_FEATURES.arrow_schema
-
 LABELS = "labels"
-LABEL_FEATURES = datasets.Features(
-    {
-        "episode_id": _str,
-        "criterion": _str,
-        "turn_index": datasets.Value("int32"),
-        "tool_call_index": datasets.Value("int32"),
-        "value": _str,
-        "score": datasets.Value("float64"),
-        "passed": datasets.Value("bool"),
-        "rationale": _str,
-        "labeler": _str,
-        "labeler_kind": _str,
-        "rubric": _str,
-        "samples": datasets.Value("int32"),
-        "spread": datasets.Value("float64"),
-        "created_at": _str,
-    }
-)
-LABEL_SCHEMA: pa.Schema = LABEL_FEATURES.arrow_schema
-_SCHEMAS = {EPISODES: EPISODE_SCHEMA, LABELS: LABEL_SCHEMA}
+
+
+@functools.cache
+def episode_features() -> datasets.Features:
+    """The episode row's Hugging Face features (built on first use: `datasets` is slow to
+    import, and commands like `validate` never need it)."""
+    import datasets
+
+    _str = datasets.Value("string")
+    return datasets.Features(
+        {
+            "episode_id": _str,
+            "run_id": _str,
+            "persona_id": _str,
+            "scenario_id": _str,
+            "trial": datasets.Value("int32"),
+            "seed": datasets.Value("int64"),
+            "persona": _str,
+            "scenario": _str,
+            "messages": datasets.List(
+                {
+                    "role": _str,
+                    "content": _str,
+                    "tool_calls": _str,
+                    "tool_call_id": _str,
+                    "context": datasets.List(_str),
+                    "latency_ms": datasets.Value("float64"),
+                }
+            ),
+            "outcome": {"status": _str, "reason": _str, "failed_checks": datasets.List(_str)},
+            "success": datasets.Value("bool"),
+            "n_turns": datasets.Value("int32"),
+            "usage": datasets.List(
+                {
+                    "role": _str,
+                    "model": _str,
+                    "calls": datasets.Value("int64"),
+                    "prompt_tokens": datasets.Value("int64"),
+                    "completion_tokens": datasets.Value("int64"),
+                    "cost_usd": datasets.Value("float64"),
+                }
+            ),
+            "duration_s": datasets.Value("float64"),
+            "user": _str,
+            "target": _str,
+            "created_at": _str,
+        }
+    )
+
+
+@functools.cache
+def label_features() -> datasets.Features:
+    """The label row's Hugging Face features."""
+    import datasets
+
+    _str = datasets.Value("string")
+    return datasets.Features(
+        {
+            "episode_id": _str,
+            "criterion": _str,
+            "turn_index": datasets.Value("int32"),
+            "tool_call_index": datasets.Value("int32"),
+            "value": _str,
+            "score": datasets.Value("float64"),
+            "passed": datasets.Value("bool"),
+            "rationale": _str,
+            "labeler": _str,
+            "labeler_kind": _str,
+            "rubric": _str,
+            "samples": datasets.Value("int32"),
+            "spread": datasets.Value("float64"),
+            "created_at": _str,
+        }
+    )
+
+
+@functools.cache
+def arrow_schema(kind: str = EPISODES) -> pa.Schema:
+    """The fixed Arrow schema of episode or label shards, with the features as metadata."""
+    return (episode_features() if kind == EPISODES else label_features()).arrow_schema
 
 
 def now_iso() -> str:
@@ -202,7 +223,9 @@ def prepare_run_folder(run_dir: str | Path, manifest: dict[str, Any], *, resume:
 
 def rows_to_table(rows: Sequence[BaseModel], kind: str = EPISODES) -> pa.Table:
     """Episodes or labels as an Arrow table with the fixed schema of ``kind``."""
-    return pa.Table.from_pylist([r.model_dump(mode="json") for r in rows], schema=_SCHEMAS[kind])
+    return pa.Table.from_pylist(
+        [r.model_dump(mode="json") for r in rows], schema=arrow_schema(kind)
+    )
 
 
 class ShardWriter:
@@ -260,15 +283,17 @@ def load_run(run_dir: str | Path) -> datasets.Dataset:
 
     Rows are sorted by persona, scenario and trial, so two runs of the same plan line up.
     """
+    import datasets
+
     read_manifest(run_dir)
     files = [str(p) for p in shard_paths(run_dir)]
     if not files:
-        return datasets.Dataset(EPISODE_SCHEMA.empty_table())
-    table = pa.concat_tables(pq.read_table(f, schema=EPISODE_SCHEMA) for f in files)
+        return datasets.Dataset(arrow_schema().empty_table())
+    table = pa.concat_tables(pq.read_table(f, schema=arrow_schema()) for f in files)
     table = table.sort_by(
         [("persona_id", "ascending"), ("scenario_id", "ascending"), ("trial", "ascending")]
     )
-    return datasets.Dataset(table.replace_schema_metadata(EPISODE_SCHEMA.metadata))
+    return datasets.Dataset(table.replace_schema_metadata(arrow_schema().metadata))
 
 
 def read_labels(run_dir: str | Path) -> list[Label]:
@@ -281,9 +306,11 @@ def read_labels(run_dir: str | Path) -> list[Label]:
 
 def load_labels(run_dir: str | Path) -> datasets.Dataset:
     """The run's labels as a Hugging Face dataset, one row per label."""
+    import datasets
+
     read_manifest(run_dir)
     files = shard_paths(run_dir, LABELS)
     if not files:
-        return datasets.Dataset(LABEL_SCHEMA.empty_table())
-    table = pa.concat_tables(pq.read_table(f, schema=LABEL_SCHEMA) for f in files)
-    return datasets.Dataset(table.replace_schema_metadata(LABEL_SCHEMA.metadata))
+        return datasets.Dataset(arrow_schema(LABELS).empty_table())
+    table = pa.concat_tables(pq.read_table(f, schema=arrow_schema(LABELS)) for f in files)
+    return datasets.Dataset(table.replace_schema_metadata(arrow_schema(LABELS).metadata))

@@ -35,7 +35,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from simulate.errors import ConfigError, RunFolderError, SimulateError
 from simulate.schema import Label, LabelerKind, Model
-from simulate.store import EPISODE_FEATURES, load_run, read_labels, read_manifest
+from simulate.store import episode_features, load_run, read_labels, read_manifest
 
 GOLDEN = "golden"
 SPLITS = ("train", "validation", "test")
@@ -271,7 +271,7 @@ def golden_features(episode_criteria: Iterable[str]) -> datasets.Features:
     """The episode columns, `labels`, and `passed_<criterion>` per episode-level criterion."""
     return datasets.Features(
         {
-            **EPISODE_FEATURES,
+            **episode_features(),
             "labels": datasets.List(LABEL_STRUCT),
             **{f"passed_{c}": datasets.Value("bool") for c in sorted(episode_criteria)},
         }
