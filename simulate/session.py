@@ -183,18 +183,6 @@ def _read(path: str, flag: str) -> str:
         raise ConfigError(f"{flag} {path!r}: not UTF-8 text") from exc
 
 
-def llm_pool(config: RunConfig) -> LLMPool:
-    """The run's model clients and usage meter, from flags, the config file and the env."""
-    return LLMPool.from_flags(
-        config.llm_config,
-        base_url=config.base_url,
-        use_cache=config.use_cache,
-        replay_only=config.replay_only,
-        max_calls=config.max_calls,
-        max_cost_usd=config.max_cost_usd,
-    )
-
-
 async def run(
     config: RunConfig,
     on_start: Callable[[Tally], Any] | None = None,
@@ -209,7 +197,7 @@ async def run(
     prepared = prepare(config)
     specs = prepared.specs
     uses_llm = users.needs_llm(config.user) or targets.needs_llm(config.target)
-    pool = llm_pool(config) if uses_llm else None
+    pool = LLMPool.from_config(config) if uses_llm else None
     get_llm = pool.get if pool else None
     make_user = users.load_user(
         config.user,

@@ -137,18 +137,6 @@ def _plan(config: LabelConfig) -> _Plan:
     return _Plan(rules=rules, judged=judged, judge_spec=config.judge)
 
 
-def _pool(config: LabelConfig) -> LLMPool:
-    """The labeling's model clients and usage meter."""
-    return LLMPool.from_flags(
-        config.llm_config,
-        base_url=config.base_url,
-        use_cache=config.use_cache,
-        replay_only=config.replay_only,
-        max_calls=config.max_calls,
-        max_cost_usd=config.max_cost_usd,
-    )
-
-
 async def label_run(
     config: LabelConfig, on_label: Callable[[Label], Any] | None = None
 ) -> LabelResult:
@@ -160,7 +148,7 @@ async def label_run(
     """
     plan = _plan(config)
     result = LabelResult(run_dir=Path(config.run_dir))
-    pool = _pool(config) if plan.judged else None
+    pool = LLMPool.from_config(config) if plan.judged else None
     judge_name, judge_llm = "", None
     if pool is not None:
         plan.judge_spec = plan.judge_spec or _default_judge(pool.settings)

@@ -8,11 +8,22 @@ idle connection on each request.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
 from simulate.llm import LLM, LLMRole, get_llm, split_spec
 from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import UsageMeter
+
+
+class EndpointFlags(Protocol):
+    """The endpoint settings every model-using command takes (RunConfig, LabelConfig)."""
+
+    llm_config: str | None
+    base_url: str | None
+    use_cache: bool
+    replay_only: bool
+    max_calls: int | None
+    max_cost_usd: float | None
 
 
 class LLMPool:
@@ -26,22 +37,17 @@ class LLMPool:
         """The `openai.AsyncOpenAI` shared by the openai LLMs, made with the first of them."""
 
     @classmethod
-    def from_flags(
-        cls,
-        llm_config: str | None = None,
-        *,
-        base_url: str | None = None,
-        use_cache: bool = True,
-        replay_only: bool = False,
-        max_calls: int | None = None,
-        max_cost_usd: float | None = None,
-    ) -> LLMPool:
-        """A pool from the endpoint flags every model-using command takes, the config file
-        and the environment."""
+    def from_config(cls, config: EndpointFlags) -> LLMPool:
+        """A pool from the endpoint flags of a run or a labeling, the config file and the env."""
         settings = LLMSettings.resolve(
-            llm_config, base_url=base_url, use_cache=use_cache, replay_only=replay_only
+            config.llm_config,
+            base_url=config.base_url,
+            use_cache=config.use_cache,
+            replay_only=config.replay_only,
         )
-        meter = UsageMeter(settings.prices, max_calls=max_calls, max_cost_usd=max_cost_usd)
+        meter = UsageMeter(
+            settings.prices, max_calls=config.max_calls, max_cost_usd=config.max_cost_usd
+        )
         return cls(settings, meter)
 
     def get(self, spec: str, role: str) -> LLM:
