@@ -906,6 +906,51 @@ def import_personahub_command(
     out.print(f"wrote {len(personas)} personas to {out_file}")
 
 
+@cli.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    metavar="FORMAT",
+    help="jsonl, parquet, csv (episodes), turns (one row per message), openai-chat, "
+    "deepeval or inspect (one record per persona x scenario pair).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(),
+    help="Output file; a folder (or a path ending in /) gets a default file name.",
+)
+@click.option(
+    "--criterion",
+    metavar="ID",
+    help="Only episodes that pass this labeled criterion (implies --passed-only).",
+)
+@click.option("--passed-only", is_flag=True, help="Only episodes that passed [success].")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def export_command(
+    run_dir: str,
+    fmt: str,
+    out_path: str,
+    criterion: str | None,
+    passed_only: bool,
+    force: bool,
+) -> None:
+    """Write a run's episodes in a format other tools read (files; no Hub push yet)."""
+    from simulate.export import export_run
+
+    result = export_run(
+        run_dir, fmt, out_path, criterion=criterion, passed_only=passed_only, force=force
+    )
+    what = {"turns": "rows", "deepeval": "goldens", "inspect": "samples"}.get(
+        result.format, "episodes"
+    )
+    left = f", {result.left_out} left out" if result.left_out else ""
+    out.print(f"wrote {result.rows} {what} ({result.format}) to {result.path}{left}")
+
+
 @cli.command("schema")
 @click.option(
     "--out",

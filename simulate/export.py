@@ -1,0 +1,371 @@
+"""Export a run's episodes to local files in the formats other tools read.
+
+    jsonl        one episode per line, the stored row (``tool_calls`` stays a JSON string)
+    parquet      the episodes with the run's schema and Hugging Face features
+    csv          one episode per row; nested columns (messages, outcome, usage) JSON-encoded
+    turns        one row per message, parquet (or JSON Lines when --out ends in .jsonl)
+    openai-chat  OpenAI chat fine-tuning JSON Lines: {"messages": [...]} per episode
+    deepeval     DeepEval conversational goldens, a JSON array: one per persona x scenario pair
+    inspect      Inspect AI samples, JSON Lines: one per persona x scenario pair
+
+``--out`` is a file; an existing folder or a path ending in ``/`` gets a default file name
+(``episodes.jsonl``, ``turns.parquet``...). Files are written to a hidden temporary sibling and
+renamed into place, so a failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from simulate.errors import ConfigError, RunFolderError, unknown_choice
+from simulate.schema import Episode, Message, ToolCall
+from simulate.store import load_run, read_labels, read_manifest, shard_paths
+
+#: Export formats and the file name an output folder gets for each.
+FORMATS = {
+    "jsonl": "episodes.jsonl",
+    "parquet": "episodes.parquet",
+    "csv": "episodes.csv",
+    "turns": "turns.parquet",
+    "openai-chat": "openai-chat.jsonl",
+    "deepeval": "deepeval-goldens.json",
+    "inspect": "inspect-samples.jsonl",
+}
+
+#: The criterion `--passed-only` uses when none is named: the episode's own `success` column.
+SUCCESS = "success"
+
+TURN_SCHEMA = pa.schema(
+    [
+        ("episode_id", pa.string()),
+        ("run_id", pa.string()),
+        ("persona_id", pa.string()),
+        ("scenario_id", pa.string()),
+        ("trial", pa.int32()),
+        ("turn_index", pa.int32()),
+        ("role", pa.string()),
+        ("content", pa.string()),
+        ("tool_calls", pa.string()),
+        ("tool_call_id", pa.string()),
+        ("context", pa.list_(pa.string())),
+        ("latency_ms", pa.float64()),
+        ("status", pa.string()),
+        ("success", pa.bool_()),
+    ]
+)
+
+
+@dataclass
+class ExportResult:
+    """What `export_run` wrote."""
+
+    path: Path
+    format: str
+    episodes: int
+    """Episodes exported (after `--passed-only`; for openai-chat, those with an agent reply)."""
+    rows: int
+    """Records written: episodes, messages for `turns`, pairs for `deepeval` and `inspect`."""
+    left_out: int
+    """Episodes of the run not written (failed the criterion, or had no agent reply)."""
+
+
+def export_run(
+    run_dir: str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    criterion: str | None = None,
+    passed_only: bool = False,
+    force: bool = False,
+) -> ExportResult:
+    """Write the run's episodes to ``out`` in format ``fmt``.
+
+    Args:
+        run_dir: The run folder.
+        fmt: One of `FORMATS`.
+        out: The output file; an existing folder or a path ending in `/` gets a default name.
+        criterion: Keep only episodes that pass this label criterion (implies ``passed_only``);
+            `success` is the episode's own success column.
+        passed_only: Keep only episodes that pass ``criterion`` (`success` when none is named).
+        force: Overwrite ``out`` if it exists.
+
+    Raises:
+        ConfigError: an unknown format or criterion, an existing ``out`` without ``force``,
+            no episode left to write.
+        RunFolderError: ``run_dir`` is not a run folder, or holds no episodes.
+    """
+    if fmt not in FORMATS:
+        raise unknown_choice("format", fmt, FORMATS)
+    read_manifest(run_dir)
+    if not shard_paths(run_dir):
+        raise RunFolderError(f"run {str(run_dir)!r} has no episodes to export")
+    path = _target(out, fmt)
+    if path.exists() and not force:
+        raise ConfigError(f"--out {str(path)!r} exists; add --force to overwrite it")
+    table = load_run(run_dir).data.table
+    total = table.num_rows
+    if passed_only or criterion is not None:
+        wanted = _passing_ids(run_dir, table, criterion or SUCCESS)
+        table = table.filter(pc.is_in(table.column("episode_id"), pa.array(sorted(wanted))))
+        if table.num_rows == 0:
+            raise ConfigError(
+                f"no episode of {str(run_dir)!r} passes {criterion or SUCCESS!r}; nothing written"
+            )
+    rows = table.to_pylist()
+    if fmt == "openai-chat":
+        lines = [chat for row in rows if (chat := openai_chat(Episode.model_validate(row)))]
+        if not lines:
+            raise ConfigError(f"no episode of {str(run_dir)!r} has an agent reply; nothing written")
+        _write_atomically(path, lambda tmp: _write_jsonl(tmp, lines))
+        return ExportResult(path, fmt, len(lines), len(lines), total - len(lines))
+    if fmt == "turns":
+        turns = [t for row in rows for t in turn_rows(row)]
+        if path.suffix == ".jsonl":
+            _write_atomically(path, lambda tmp: _write_jsonl(tmp, turns))
+        else:
+            _write_atomically(
+                path, lambda tmp: pq.write_table(pa.Table.from_pylist(turns, TURN_SCHEMA), tmp)
+            )
+        return ExportResult(path, fmt, len(rows), len(turns), total - len(rows))
+    if fmt in ("deepeval", "inspect"):
+        pairs = _first_of_each_pair(rows)
+        if fmt == "deepeval":
+            goldens = [deepeval_golden(row, n) for row, n in pairs]
+            _write_atomically(path, lambda tmp: _write_json(tmp, goldens))
+        else:
+            samples = [inspect_sample(row, n) for row, n in pairs]
+            _write_atomically(path, lambda tmp: _write_jsonl(tmp, samples))
+        return ExportResult(path, fmt, len(rows), len(pairs), total - len(rows))
+    writers: dict[str, Callable[[Path], None]] = {
+        "jsonl": lambda tmp: _write_jsonl(tmp, rows),
+        "parquet": lambda tmp: pq.write_table(table, tmp),
+        "csv": lambda tmp: _write_csv(tmp, table.column_names, rows),
+    }
+    _write_atomically(path, writers[fmt])
+    return ExportResult(path, fmt, len(rows), len(rows), total - len(rows))
+
+
+def _target(out: str | Path, fmt: str) -> Path:
+    """The output file: ``out`` itself, or the format's default name inside a folder."""
+    path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", os.sep)):
+        return path / FORMATS[fmt]
+    if fmt == "turns" and path.suffix not in (".parquet", ".jsonl"):
+        raise ConfigError(
+            f"--out {str(out)!r}: turns are written as .parquet or .jsonl; name the file so"
+        )
+    return path
+
+
+def _passing_ids(run_dir: str | Path, table: pa.Table, criterion: str) -> set[str]:
+    """Ids of the episodes that pass ``criterion``.
+
+    `success` is the episode's own column. Any other criterion is read from the run's labels,
+    merged as golden sets merge them (people over judges over rules, majority within a kind):
+    an episode passes when it has labels for the criterion and every labeled unit passed.
+    """
+    if criterion == SUCCESS:
+        ids = table.column("episode_id").to_pylist()
+        return {i for i, ok in zip(ids, table.column("success").to_pylist(), strict=True) if ok}
+    from simulate.label.golden import merge_labels
+
+    merged = merge_labels(read_labels(run_dir))
+    known = {m.criterion for m in merged}
+    if criterion not in known:
+        if not known:
+            raise ConfigError(
+                f"--criterion {criterion!r}: run {str(run_dir)!r} has no labels; label it with "
+                f"`simulate label`, or use --passed-only alone (the {SUCCESS!r} column)"
+            )
+        raise unknown_choice("criterion", criterion, known | {SUCCESS})
+    verdicts: dict[str, bool] = {}
+    for label in merged:
+        if label.criterion == criterion:
+            ok = label.passed is True and not label.disputed
+            verdicts[label.episode_id] = verdicts.get(label.episode_id, True) and ok
+    return {episode_id for episode_id, ok in verdicts.items() if ok}
+
+
+# --- formats ----------------------------------------------------------------------------------
+
+
+def turn_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """One stored episode row as one row per message (the `turns` format)."""
+    return [
+        {
+            "episode_id": row["episode_id"],
+            "run_id": row["run_id"],
+            "persona_id": row["persona_id"],
+            "scenario_id": row["scenario_id"],
+            "trial": row["trial"],
+            "turn_index": index,
+            "role": message["role"],
+            "content": message["content"],
+            "tool_calls": message["tool_calls"],
+            "tool_call_id": message["tool_call_id"],
+            "context": message["context"],
+            "latency_ms": message["latency_ms"],
+            "status": row["outcome"]["status"],
+            "success": row["success"],
+        }
+        for index, message in enumerate(row["messages"])
+    ]
+
+
+def openai_chat(episode: Episode) -> dict[str, Any] | None:
+    """One episode as an OpenAI chat fine-tuning example, or None when the agent never replied.
+
+    The agent is the assistant. A reply that called tools becomes the assistant's tool calls,
+    one `tool` message per call (its result, JSON-encoded unless text; `null` when the agent did
+    not report it) and then the reply's text, the order in which the model saw them. Messages
+    after the agent's last reply (the user's closing words) are dropped, so every example ends
+    with an assistant message.
+    """
+    from simulate.llm.openai import to_openai_message
+
+    messages: list[dict[str, Any]] = []
+    for index, message in enumerate(episode.messages):
+        if message.role != "assistant" or not message.tool_calls:
+            messages.append(to_openai_message(message))
+            continue
+        calls = [
+            call.model_copy(update={"id": call.id or f"call_{index}_{i}"})
+            for i, call in enumerate(message.tool_calls)
+        ]
+        following = episode.messages[index + 1 : index + 2]
+        if following and following[0].role == "tool":  # the transcript has its tool messages
+            messages.append(to_openai_message(message.model_copy(update={"tool_calls": calls})))
+            continue
+        messages.append(to_openai_message(Message(role="assistant", tool_calls=calls)))
+        messages += [
+            {"role": "tool", "tool_call_id": call.id, "content": _result_text(call)}
+            for call in calls
+        ]
+        messages.append({"role": "assistant", "content": message.content})
+    while messages and (messages[-1]["role"] != "assistant" or messages[-1].get("tool_calls")):
+        messages.pop()
+    return {"messages": messages} if messages else None
+
+
+def _result_text(call: ToolCall) -> str:
+    return call.result if isinstance(call.result, str) else json.dumps(call.result, default=str)
+
+
+def _first_of_each_pair(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """The first episode of each persona x scenario pair, with the pair's episode count."""
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        pairs.setdefault((row["persona_id"], row["scenario_id"]), []).append(row)
+    return [(group[0], len(group)) for group in pairs.values()]
+
+
+def _pair_metadata(row: dict[str, Any], episodes: int) -> dict[str, Any]:
+    scenario = json.loads(row["scenario"])
+    return {
+        "persona_id": row["persona_id"],
+        "scenario_id": row["scenario_id"],
+        "run_id": row["run_id"],
+        "episodes": episodes,
+        "known_info": {k: fact["value"] for k, fact in scenario["known_info"].items()},
+        "unknown_info": scenario["unknown_info"],
+        "success_checks": scenario["success"],
+    }
+
+
+def deepeval_golden(row: dict[str, Any], episodes: int = 1) -> dict[str, Any]:
+    """A persona x scenario pair as a DeepEval `ConversationalGolden` record.
+
+    The keys `EvaluationDataset.add_goldens_from_json_file` reads: `scenario` (what the user
+    wants, and how they behave), `expected_outcome` (the goal), `user_description` (the
+    persona), `name` and `additional_metadata`. No `turns`: a golden is what to simulate, not a
+    recorded conversation.
+    """
+    persona, scenario = json.loads(row["persona"]), json.loads(row["scenario"])
+    return {
+        "scenario": " ".join([scenario["description"], *scenario["instructions"]]),
+        "expected_outcome": scenario["goal"],
+        "user_description": _user_description(persona),
+        "name": f"{row['persona_id']} x {row['scenario_id']}",
+        "additional_metadata": _pair_metadata(row, episodes),
+    }
+
+
+def _user_description(persona: dict[str, Any]) -> str:
+    traits = ", ".join(
+        f"{name} {value}"
+        for name, value in persona["traits"].items()
+        if name in ("patience", "expertise", "tone", "verbosity", "politeness")
+    )
+    return " ".join(filter(None, [f"{persona['name']}.", persona["description"], f"({traits})"]))
+
+
+def inspect_sample(row: dict[str, Any], episodes: int = 1) -> dict[str, Any]:
+    """A persona x scenario pair as an Inspect AI sample record (`json_dataset` reads it).
+
+    `input` is the user's opening message as recorded, `target` the scenario's goal (for a
+    model-graded scorer), `metadata` the persona, the scenario and its success checks.
+    """
+    persona, scenario = json.loads(row["persona"]), json.loads(row["scenario"])
+    opening = next((m["content"] for m in row["messages"] if m["role"] == "user"), None)
+    return {
+        "id": f"{row['persona_id']}__{row['scenario_id']}",
+        "input": opening or scenario["opening"] or scenario["description"],
+        "target": scenario["goal"],
+        "metadata": {
+            **_pair_metadata(row, episodes),
+            "user_description": _user_description(persona),
+            "scenario": scenario["description"],
+        },
+    }
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n", "utf-8")
+
+
+def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Episodes as CSV: nested values JSON-encoded, booleans as `true`/`false`, None empty."""
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, dict | list):
+            return json.dumps(value, ensure_ascii=False, default=str)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value
+
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: cell(value) for key, value in row.items()})
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a hidden temporary sibling renamed into place; remove it on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(3)}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
