@@ -31,21 +31,24 @@ def simulate_cli(*args: str, env: dict[str, str] | None = None, timeout: float =
     )
 
 
-def run_shop(out: Path, *extra: str, env: dict[str, str] | None = None):
-    return simulate_cli(
+def shop_args(out: Path, target: str = AGENT) -> list[str]:
+    """`simulate run` arguments for the shop personas and scenarios against ``target``."""
+    return [
         "run",
         "--personas",
         str(SHOP / "personas.yaml"),
         "--scenarios",
         str(SHOP / "scenarios.yaml"),
         "--target",
-        AGENT,
+        target,
         "--out",
         str(out),
         "-q",
-        *extra,
-        env=env,
-    )
+    ]
+
+
+def run_shop(out: Path, *extra: str, env: dict[str, str] | None = None):
+    return simulate_cli(*shop_args(out), *extra, env=env)
 
 
 def comparable(ds: datasets.Dataset) -> list[dict]:
@@ -95,22 +98,7 @@ def test_same_seed_gives_identical_rows_and_another_seed_does_not(tmp_path):
 
 def start_slow_run(out: Path, shards: int) -> tuple[list[str], subprocess.Popen]:
     """Start a 48-episode run with a slow agent; return once ``shards`` shards are on disk."""
-    args = [
-        "run",
-        "--personas",
-        str(SHOP / "personas.yaml"),
-        "--scenarios",
-        str(SHOP / "scenarios.yaml"),
-        "--target",
-        AGENT,
-        "--out",
-        str(out),
-        "-q",
-        "--trials",
-        "8",
-        "--concurrency",
-        "2",
-    ]
+    args = [*shop_args(out), "--trials", "8", "--concurrency", "2"]
     env = {**os.environ, "SHOP_AGENT_DELAY": "0.05"}
     process = subprocess.Popen(
         [sys.executable, "-m", "simulate", *args],
@@ -261,19 +249,7 @@ def test_demo_plays_the_bundled_library_and_reports_what_it_found(tmp_path):
 
 
 def shop_against(target: str, out: Path, *extra: str):
-    return simulate_cli(
-        "run",
-        "--personas",
-        str(SHOP / "personas.yaml"),
-        "--scenarios",
-        str(SHOP / "scenarios.yaml"),
-        "--target",
-        target,
-        "--out",
-        str(out),
-        "-q",
-        *extra,
-    )
+    return simulate_cli(*shop_args(out, target), *extra)
 
 
 @pytest.mark.parametrize(
@@ -358,19 +334,7 @@ def test_scripted_user_plays_only_the_script_and_needs_one(tmp_path):
         users = [m["content"] for m in row["messages"] if m["role"] == "user"]
         assert users[0] == "Where is my parcel?" and users[1].startswith("My email is ")
         assert row["outcome"]["status"] == "goal_reached"
-    missing = simulate_cli(
-        "run",
-        "--personas",
-        str(SHOP / "personas.yaml"),
-        "--scenarios",
-        str(SHOP / "scenarios.yaml"),
-        "--target",
-        AGENT,
-        "--out",
-        str(tmp_path / "run2"),
-        "--user",
-        "scripted",
-    )
+    missing = simulate_cli(*shop_args(tmp_path / "run2"), "--user", "scripted")
     assert missing.returncode == 1
     assert "--user scripted needs a `script`" in missing.stderr and "refund" in missing.stderr
 
