@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import pyarrow.parquet as pq
 
-from simulate.schema import Criterion, Episode, Label, Message
-from simulate.store import LABELS, shard_paths
+from simulate.schema import Criterion, Episode, Label, LabelerKind, Message
+from simulate.store import LABELS, now_iso, shard_paths
 
 
 class Labeler(Protocol):
@@ -42,6 +42,37 @@ class Unit:
         if self.tool_call_index is None:
             return f"reply {self.turn_index}"
         return f"tool call {self.tool_call_index} of reply {self.turn_index}"
+
+
+def make_label(
+    episode_id: str,
+    criterion: Criterion,
+    unit: Unit,
+    value: str,
+    *,
+    labeler: str,
+    kind: LabelerKind,
+    rationale: str = "",
+    rubric: str | None = None,
+    **extra: Any,
+) -> Label:
+    """A label for one unit, its score and pass worked out from the criterion."""
+    score, passed = criterion.judge_value(value)
+    return Label(
+        episode_id=episode_id,
+        criterion=criterion.id,
+        turn_index=unit.turn_index,
+        tool_call_index=unit.tool_call_index,
+        value=value,
+        score=score,
+        passed=passed,
+        rationale=rationale,
+        labeler=labeler,
+        labeler_kind=kind,
+        rubric=rubric,
+        created_at=now_iso(),
+        **extra,
+    )
 
 
 def assistant_turns(messages: Sequence[Message]) -> list[int]:

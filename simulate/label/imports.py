@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from simulate.errors import ConfigError, did_you_mean
-from simulate.label import Unit, label_key, labeled_keys, normalize_value
+from simulate.label import Unit, label_key, labeled_keys, make_label, normalize_value
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import rule_criteria
 from simulate.label.session import record_labeling
 from simulate.schema import Criterion, Label
-from simulate.store import LABELS, ShardWriter, iter_episodes, now_iso, read_manifest
+from simulate.store import LABELS, ShardWriter, iter_episodes, read_manifest
 
 REQUIRED = ("episode_id", "criterion", "value")
 COLUMNS = ("episode_id", "criterion", "turn_index", "tool_call_index", "value", "rationale")
@@ -243,21 +243,16 @@ def _to_label(row: dict[str, Any], checks: _Checks, where: str) -> Label:
             f"{where}: value {raw!r} is not allowed for {criterion_id!r}; "
             f"allowed: {', '.join(criterion.allowed_values())}"
         )
-    score, passed = criterion.judge_value(value)
     rationale = row.get("rationale")
-    return Label(
-        episode_id=episode_id,
-        criterion=criterion_id,
-        turn_index=unit.turn_index,
-        tool_call_index=unit.tool_call_index,
-        value=value,
-        score=score,
-        passed=passed,
-        rationale=rationale.strip() if isinstance(rationale, str) else "",
+    return make_label(
+        episode_id,
+        criterion,
+        unit,
+        value,
         labeler=checks.labeler,
-        labeler_kind="human",
+        kind="human",
+        rationale=rationale.strip() if isinstance(rationale, str) else "",
         rubric=rubric,
-        created_at=now_iso(),
     )
 
 

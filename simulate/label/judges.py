@@ -25,10 +25,9 @@ from typing import Any, Literal
 import jinja2
 from pydantic import BaseModel, Field, create_model, field_validator
 
-from simulate.label import Unit, match_value, units_of
+from simulate.label import Unit, make_label, match_value, units_of
 from simulate.llm import LLM
 from simulate.schema import Criterion, Episode, Example, Label, Message, Rubric
-from simulate.store import now_iso
 
 SYSTEM_PROMPT = "judge_system.md.j2"
 UNIT_PROMPT = "judge_unit.md.j2"
@@ -231,22 +230,17 @@ class JudgeLabeler:
             )
             verdicts.append(completion.parsed)
         value, spread = majority(criterion, [v.value for v in verdicts])
-        score, passed = criterion.judge_value(value)
-        return Label(
-            episode_id=episode.episode_id,
-            criterion=criterion.id,
-            turn_index=unit.turn_index,
-            tool_call_index=unit.tool_call_index,
-            value=value,
-            score=score,
-            passed=passed,
-            rationale=next(v.rationale for v in verdicts if v.value == value),
+        return make_label(
+            episode.episode_id,
+            criterion,
+            unit,
+            value,
             labeler=self.name,
-            labeler_kind="judge",
+            kind="judge",
+            rationale=next(v.rationale for v in verdicts if v.value == value),
             rubric=self.rubric.ref,
             samples=self.samples,
             spread=spread,
-            created_at=now_iso(),
         )
 
     def _examples(self, episode: Episode, criterion: Criterion) -> list[Example | FewShot]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from pydantic import Field
 
-from simulate.label import Unit, units_of
+from simulate.label import Unit, make_label, units_of
 from simulate.schema import (
     NOT_AGENT_FAULT,
     Criterion,
@@ -26,7 +26,6 @@ from simulate.schema import (
     Scenario,
     Status,
 )
-from simulate.store import now_iso
 
 
 class RuleLimits(Model):
@@ -194,19 +193,12 @@ def _goal_reached(episode: Episode, scenario: Scenario) -> Finding:
 
 def _label(episode: Episode, criterion: Criterion, unit: Unit, verdict: Finding) -> Label:
     held, why = verdict
-    value = "yes" if held else "no"
-    score, passed = criterion.judge_value(value)
-    return Label(
-        episode_id=episode.episode_id,
-        criterion=criterion.id,
-        turn_index=unit.turn_index,
-        tool_call_index=unit.tool_call_index,
-        value=value,
-        score=score,
-        passed=passed,
-        rationale=why,
+    return make_label(
+        episode.episode_id,
+        criterion,
+        unit,
+        "yes" if held else "no",
         labeler=f"rule:{criterion.id}",
-        labeler_kind="rule",
-        rubric=None,
-        created_at=now_iso(),
+        kind="rule",
+        rationale=why,
     )
