@@ -14,7 +14,6 @@ import os
 import random
 import re
 import tempfile
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
@@ -23,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from simulate.errors import ConfigError, did_you_mean
+from simulate.generate import check_locales, contact_details
 from simulate.schema import Persona, Scenario, Traits
 
 TAU2_SOURCE = "tau2-bench (https://github.com/sierra-research/tau2-bench)"
@@ -384,9 +384,6 @@ def _literal(text: str) -> str:
 
 # --- PersonaHub -------------------------------------------------------------------------------
 
-#: Locale languages whose names Faker writes family name first.
-_FAMILY_FIRST = {"ja", "zh", "ko", "hu", "vi"}
-
 
 def import_personahub(
     path: str | Path, n: int, seed: int = 0, locale: str | Sequence[str] = "en_US"
@@ -409,7 +406,7 @@ def import_personahub(
         ConfigError: missing file, a line that is not a persona object, bad n or locale.
     """
     shown = str(path)
-    locales = _locales(locale)
+    locales = check_locales(locale)
     rows = _personahub_rows(_read(Path(path), shown), shown)
     if not 1 <= n <= len(rows):
         raise ConfigError(
@@ -429,23 +426,6 @@ def import_personahub(
         fake.seed_instance(persona_seed)
         personas.append(_hub_persona(line, text, fake, rng, chosen_locale))
     return personas
-
-
-def _locales(locale: str | Sequence[str]) -> list[str]:
-    from faker.config import AVAILABLE_LOCALES
-
-    names = [p.strip() for p in locale.split(",")] if isinstance(locale, str) else list(locale)
-    names = [n for n in names if n]
-    if not names:
-        raise ConfigError("--locale is empty; give a Faker locale such as en_US")
-    for name in names:
-        if name not in AVAILABLE_LOCALES:
-            fixed = name.replace("-", "_")
-            close = did_you_mean(fixed, AVAILABLE_LOCALES) or did_you_mean(name, AVAILABLE_LOCALES)
-            raise ConfigError(
-                f"unknown locale {name!r}{close}; Faker knows: {', '.join(AVAILABLE_LOCALES)}"
-            )
-    return list(dict.fromkeys(names))
 
 
 def _personahub_rows(text: str, shown: str) -> list[tuple[int, str]]:
@@ -492,8 +472,7 @@ def _personahub_rows(text: str, shown: str) -> list[tuple[int, str]]:
 
 def _hub_persona(line: int, text: str, fake: Any, rng: random.Random, locale: str) -> Persona:
     language = locale.split("_")[0]
-    first, last = fake.first_name(), fake.last_name()
-    name = f"{last} {first}" if language in _FAMILY_FIRST else f"{first} {last}"
+    name, attributes = contact_details(fake, language)
     traits = {
         axis: rng.choice(get_args(Traits.model_fields[axis].annotation))
         for axis in ("patience", "expertise", "tone", "verbosity", "politeness")
@@ -503,33 +482,11 @@ def _hub_persona(line: int, text: str, fake: Any, rng: random.Random, locale: st
         name=name,
         description=text,
         traits=Traits(**traits, language=language),
-        attributes={
-            "first_name": first,
-            "last_name": last,
-            "email": _email(first, last, fake),
-            "phone": fake.phone_number(),
-            "address": ", ".join(fake.address().splitlines()),
-        },
+        attributes=attributes,
         tags=["personahub"],
         source=PERSONAHUB_SOURCE,
         license=PERSONAHUB_LICENSE,
     )
-
-
-def _email(first: str, last: str, fake: Any) -> str:
-    """An address at a reserved example domain, made of the name where it has Latin letters."""
-
-    def ascii_part(text: str) -> str:
-        plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-        return re.sub(r"[^a-z]", "", plain.lower())
-
-    first_part, last_part = ascii_part(first), ascii_part(last)
-    local = (
-        f"{first_part}.{last_part}{fake.random_int(1, 99)}"
-        if first_part and last_part
-        else fake.user_name()
-    )
-    return f"{local}@{fake.safe_domain_name()}"
 
 
 # --- writing ----------------------------------------------------------------------------------
