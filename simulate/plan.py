@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jinja2
+import jinja2.meta
 import jinja2.sandbox
 
 from simulate.errors import ConfigError, did_you_mean
@@ -23,6 +24,7 @@ from simulate.schema import EpisodeSpec, Persona, Scenario
 _TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 #: Fields that identify a scenario or drive expansion, never rendered.
 _NOT_RENDERED = {"id", "variables", "tags", "max_turns"}
+_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 
 
 def episode_id(run_id: str, persona_id: str, scenario_id: str, trial: int) -> str:
@@ -52,7 +54,9 @@ def expand_variables(scenario: Scenario) -> list[Scenario]:
         slug = "-".join(re.sub(r"[^A-Za-z0-9]+", "_", v).strip("_")[:24] or "x" for v in values)
         data = scenario.model_dump()
         data.update(id=f"{scenario.id}.{slug}", variables={})
-        rendered = _render(data, {"vars": bindings, **bindings}, f"scenario {scenario.id!r}")
+        rendered = _render(
+            data, {"vars": bindings, **bindings}, f"scenario {scenario.id!r}", only=set(bindings)
+        )
         expanded.append(Scenario.model_validate(rendered | {"variables": {}}))
     ids = [s.id for s in expanded]
     if len(set(ids)) != len(ids):
@@ -75,13 +79,24 @@ def _compiled(text: str) -> jinja2.Template:
     return _TEMPLATES.from_string(text)
 
 
-def _render(data: dict[str, Any], context: dict[str, Any], where: str) -> dict[str, Any]:
+def _render(
+    data: dict[str, Any], context: dict[str, Any], where: str, only: set[str] | None = None
+) -> dict[str, Any]:
+    """``data`` with its templates rendered; with ``only``, just the `{{ }}` expressions that use
+    those names (`variables`), leaving the rest (`{{ persona.name }}`) for the per-persona pass."""
+
     def walk(value: Any, path: str) -> Any:
         if isinstance(value, str) and ("{{" in value or "{%" in value):
+            kept: list[str] = []
+            if only is not None:
+                value = _EXPRESSION.sub(lambda m: _defer(m.group(0), only, kept), value)
             try:
-                return _compiled(value).render(context)
+                text = _compiled(value).render(context)
             except jinja2.TemplateError as exc:
                 raise ConfigError(f"{where}: {path}: template error: {exc}") from exc
+            for i, expression in enumerate(kept):
+                text = text.replace(f"\x00{i}\x00", expression)
+            return text
         if isinstance(value, dict):
             return {k: walk(v, f"{path}.{k}" if path else k) for k, v in value.items()}
         if isinstance(value, list):
@@ -89,6 +104,18 @@ def _render(data: dict[str, Any], context: dict[str, Any], where: str) -> dict[s
         return value
 
     return {k: v if k in _NOT_RENDERED else walk(v, k) for k, v in data.items()}
+
+
+def _defer(expression: str, names: set[str], kept: list[str]) -> str:
+    """A placeholder for ``expression`` unless it uses one of ``names`` (then it renders now)."""
+    try:
+        used = jinja2.meta.find_undeclared_variables(_TEMPLATES.parse(expression))
+    except jinja2.TemplateSyntaxError:
+        return expression  # rendering reports it, with the field's path
+    if used & (names | {"vars"}):
+        return expression
+    kept.append(expression)
+    return f"\x00{len(kept) - 1}\x00"
 
 
 def _select(items: Sequence[Any], patterns: Sequence[str], flag: str) -> list[Any]:

@@ -114,3 +114,21 @@ def test_variables_expand_to_the_cross_product_with_distinct_ids():
     ]
     assert expanded[2].description == "Fly to New York in economy"
     assert all(not s.variables for s in expanded)
+
+
+def test_variables_and_persona_templates_in_one_scenario_render_in_two_passes():
+    templated = Scenario(
+        id="book",
+        description="{{ persona.name | upper }} flies to {{ city }}",
+        goal="g",
+        opening="Hi, I'm {{ persona.name }}, booking for {{ vars.city }}.",
+        variables={"city": ["Paris", "Rome"]},
+    )
+    expanded = expand_variables(templated)
+    assert expanded[1].description == "{{ persona.name | upper }} flies to Rome"
+    plan = build_plan(personas()[:1], [templated], run_id="r")
+    assert [spec.scenario.description for spec in plan] == [
+        "ANA flies to Paris",
+        "ANA flies to Rome",
+    ]
+    assert plan[1].scenario.opening == "Hi, I'm Ana, booking for Rome."
