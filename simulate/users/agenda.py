@@ -4,8 +4,14 @@ The user has an agenda: state the request, answer what the agent asks from `know
 say what it does not know, confirm when asked and wait for the result, push back as the
 scenario's `instructions` say, and stop when the success checks hold (goal reached) or when
 its patience runs out without progress (gave up). Persona traits shape the words; personas
-tagged `adversarial` insert attacks at seeded turns. Everything random comes from the
-episode's seed, so the same seed and the same agent give the same conversation.
+tagged `adversarial` insert attacks at seeded turns; a scenario tagged `attack:<kind>` sends
+that attack as the user's second message. Tags `behavior:<name>` (persona or scenario) switch
+on the stress behaviours: `long_messages` (the opening buried in a long story),
+`switch_language` (from the second message on, the persona's `traits.language`, else Spanish),
+`non_native` (non-native English). A scenario instruction "... change your mind: <new
+request>" makes the user drop its request for that one when the agent first asks to go ahead.
+Everything random comes from the episode's seed, so the same seed and the same agent give the
+same conversation.
 
 Phrases live in `simulate/prompts/agenda.yaml` and `attacks.yaml`.
 """
@@ -26,6 +32,17 @@ from simulate.users import EpisodeState, UserTurn
 
 #: Turns without progress a user tolerates, by patience.
 PATIENCE = {"low": 2, "medium": 4, "high": 6}
+
+#: Attack kinds an `adversarial` persona that names none draws from (attacks.yaml has more).
+DEFAULT_ATTACKS = ("prompt_injection", "system_prompt", "other_customer_data", "abuse", "off_topic")
+#: The user message (0-based) that carries a scenario's `attack:<kind>`.
+SCENARIO_ATTACK_TURN = 1
+#: The shortest opening of a `behavior:long_messages` user.
+LONG_MESSAGE_CHARS = 2000
+#: The user message (0-based) from which a `behavior:switch_language` user switches.
+SWITCH_LANGUAGE_TURN = 1
+#: The user message (0-based) by which a user told to change its mind does, asked or not.
+CHANGE_MIND_BY = 3
 
 #: Other words agents use for common facts, beyond the fact's own name and aliases.
 SYNONYMS: dict[str, list[str]] = {
@@ -71,6 +88,7 @@ _INSIST_THING = re.compile(
 )
 _OPEN_QUESTION = re.compile(r"\b(help|assist|what do you need|what can i do)\b")
 _SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
+_CHANGE_MIND = re.compile(r"\bchange (?:your|my) mind\b[^:]*:\s*(.+)", re.IGNORECASE)
 
 
 @cache
@@ -140,6 +158,17 @@ class AgendaUser:
         self.refused = [m.group(1).strip() for m in self._scan(_REFUSE_THING)]
         self.insisted = [m.group(1).strip() for m in self._scan(_INSIST_THING)]
         self.attack_at = self._schedule_attacks(spec.max_turns)
+        self.attack_at.update(self._scenario_attacks())
+        tags = [*self.persona.tags, *self.scenario.tags]
+        self.behaviors = {t.split(":", 1)[1] for t in tags if t.startswith("behavior:")}
+        self.language = self._switch_language() if "switch_language" in self.behaviors else None
+        self.speaking: str | None = None
+        """The language of the user's messages once it switched (None: English)."""
+        changes = [
+            m.group(1).strip() for t in self.scenario.instructions if (m := _CHANGE_MIND.search(t))
+        ]
+        self.new_request = changes[0][:1].upper() + changes[0][1:] if changes else None
+        """What the user asks for instead, once it changes its mind (None: it never does)."""
         self.before_attack: str = ""
         self.used_fillers: set[str] = set()
         self.protected = {
@@ -156,12 +185,24 @@ class AgendaUser:
         if "adversarial" not in self.persona.tags:
             return {}
         kinds = [t.split(":", 1)[1] for t in self.persona.tags if t.startswith("attack:")]
-        usable = [k for k in (kinds or list(attacks())) if self._attack_templates(k)]
+        usable = [k for k in (kinds or list(DEFAULT_ATTACKS)) if self._attack_templates(k)]
         if not usable:
             return {}
         slots = list(range(1, max(2, min(4, max_turns - 1))))
         chosen = sorted(self.rng.sample(slots, k=min(len(slots), self.rng.choice((1, 2)))))
         return {turn: self.rng.choice(usable) for turn in chosen}
+
+    def _scenario_attacks(self) -> dict[int, str]:
+        """The scenario's `attack:<kind>` tags, one per message from the second on."""
+        kinds = [t.split(":", 1)[1] for t in self.scenario.tags if t.startswith("attack:")]
+        usable = [k for k in kinds if self._attack_templates(k)]
+        return {SCENARIO_ATTACK_TURN + i: kind for i, kind in enumerate(usable)}
+
+    def _switch_language(self) -> str:
+        """The language a `switch_language` user moves to: its own when a bank exists."""
+        banks = phrases()["languages"]
+        own = self.traits.language.split("-")[0].lower()
+        return own if own in banks else "es"
 
     def _attack_templates(self, kind: str) -> list[str]:
         values = {"name": self.persona.name, **self.persona.attributes}
@@ -181,6 +222,9 @@ class AgendaUser:
             return UserTurn(self.scenario.script[sent])
         if sent == 0:
             return UserTurn(self._finish(self._opening()))
+        switching = self.language is not None and sent == SWITCH_LANGUAGE_TURN
+        if self.language is not None and sent >= SWITCH_LANGUAGE_TURN:
+            self.speaking = self.language
         agent = _last_agent(state.messages)
         if self._goal_reached(state.messages):
             return UserTurn(
@@ -194,6 +238,11 @@ class AgendaUser:
             self.before_attack = agent
             kind = self.attack_at[sent]
             return UserTurn(self.rng.choice(self._attack_templates(kind)))
+        if self.new_request and self._mind_changes(agent, sent):
+            self.request, self.new_request = self.new_request, None
+            self.stalls, self.before_attack = 0, ""  # what was asked before is moot now
+            text = self._pick("change_mind").format(**self._request_forms())
+            return UserTurn(self._finish(text, switching=switching))
         text, answered = self._reply_to(
             agent + " " + self.before_attack if self.before_attack else agent
         )
@@ -209,7 +258,12 @@ class AgendaUser:
                 status="gave_up",
                 reason=f"no progress in {self.stalls} turns",
             )
-        return UserTurn(self._finish(text, frustrated=self.stalls >= 2))
+        return UserTurn(self._finish(text, frustrated=self.stalls >= 2, switching=switching))
+
+    def _mind_changes(self, agent: str, sent: int) -> bool:
+        """Whether a user told to change its mind does it now: asked to go ahead, or late."""
+        requests = [s for s in _SENTENCE.split(agent.lower()) if _REQUEST.search(s)]
+        return sent >= CHANGE_MIND_BY or self._confirmation_asked(requests)
 
     def _goal_reached(self, messages: list[Message]) -> bool:
         success = self.scenario.success
@@ -301,6 +355,10 @@ class AgendaUser:
     # --- words ----------------------------------------------------------------------------
 
     def _pick(self, bank: str, key: str | None = None) -> str:
+        if self.speaking is not None:
+            translated = phrases()["languages"][self.speaking].get(bank)
+            if translated:
+                return self.rng.choice(translated)
         options = phrases()[bank]
         if key is not None:
             options = options[key]
@@ -315,13 +373,25 @@ class AgendaUser:
             text = f"{self._pick('greeting_polite')} {text}"
         if self.traits.expertise == "novice" and self.traits.verbosity != "terse":
             text = f"{text} {self._pick('novice')}"
+        if "long_messages" in self.behaviors:
+            text = self._bury(text)
         return text
+
+    def _bury(self, request: str) -> str:
+        """The request in the middle of a story at least LONG_MESSAGE_CHARS long."""
+        story: list[str] = []
+        while sum(len(s) + 1 for s in story) < LONG_MESSAGE_CHARS:
+            story += self.rng.sample(phrases()["long_story"], len(phrases()["long_story"]))
+        half = len(story) // 2
+        return " ".join([*story[:half], request, *story[half:]])
 
     def _closing(self) -> str:
         return self._pick("closing", self.traits.politeness)
 
-    def _finish(self, text: str, frustrated: bool = False) -> str:
+    def _finish(self, text: str, frustrated: bool = False, switching: bool = False) -> str:
         """Dress the message in the persona's style: verbosity, tone, politeness and typos."""
+        if self.speaking is not None:
+            return self._finish_translated(text, switching)
         fresh = [f for f in phrases()["filler"] if f not in self.used_fillers]
         if self.traits.verbosity == "verbose" and fresh and self.rng.random() < 0.5:
             filler = self.rng.choice(fresh)
@@ -334,6 +404,17 @@ class AgendaUser:
             text = f"{text} Thank you."
         elif self.traits.politeness == "rude" and frustrated:
             text = f"Look, {_lower_first(text)}"
+        if "non_native" in self.behaviors:
+            for pattern, replacement in phrases()["non_native"]:
+                text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
+        return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
+
+    def _finish_translated(self, text: str, switching: bool) -> str:
+        """A message in the language switched to: the switch announced once, then typos."""
+        if switching:
+            text = f"{self._pick('switch')} {text}"
+        if self.traits.politeness == "polite" and self.rng.random() < 0.4:
+            text = f"{text} {self._pick('thanks')}"
         return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
 
 
