@@ -608,7 +608,7 @@ async def enrich_personas(personas: Sequence[Persona], config: EnrichConfig) -> 
     stories: dict[int, PersonaStory] = {}
     gate = asyncio.Semaphore(config.concurrency)
     try:
-        llm = pool.get(config.model, "user")
+        llm = pool.get(config.model, "generator")
 
         async def one(index: int, persona: Persona) -> None:
             messages = [Message(role="user", content=render_enrich_prompt(persona))]

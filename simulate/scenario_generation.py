@@ -106,7 +106,7 @@ class GenerateConfig:
     n: int
     out: str
     model: str | None = None
-    """`gpt-4o-mini`, `openai:gpt-4o-mini` or `llm:gpt-4o-mini`; default: `models.user`."""
+    """`gpt-4o-mini`, `openai:gpt-4o-mini` or `llm:gpt-4o-mini`; default: `models.generator`, else `models.user`."""
     seed: int = 0
     temperature: float | None = None
     force: bool = False
@@ -150,9 +150,10 @@ async def generate_async(config: GenerateConfig) -> GenerateResult:
     if out.exists() and not config.force:
         raise ConfigError(f"{config.out} exists; add --force to overwrite it")
     pool = LLMPool.from_config(config)
-    spec = _model_spec(config.model, pool.settings.models.get("user"))
+    models = pool.settings.models
+    spec = _model_spec(config.model, models.get("generator") or models.get("user"))
     try:
-        llm = pool.get(spec, "user")
+        llm = pool.get(spec, "generator")
         scenarios = await generate_scenarios(
             llm, agent, config.n, seed=config.seed, temperature=config.temperature
         )

@@ -247,7 +247,7 @@ class Outcome(Model):
 class Usage(Model):
     """Tokens spent by one role on one model."""
 
-    role: Literal["user", "target", "judge"]
+    role: Literal["user", "target", "judge", "generator"]
     model: str
     calls: int = 0
     prompt_tokens: int = 0

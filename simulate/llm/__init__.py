@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from simulate.errors import unknown_choice
 from simulate.schema import Message, ToolCall
 
-LLMRole = Literal["user", "target", "judge"]
+LLMRole = Literal["user", "target", "judge", "generator"]
 
 
 @dataclass

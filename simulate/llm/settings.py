@@ -61,7 +61,7 @@ class LLMSettings(BaseModel):
     prices: dict[str, Price] = Field(default_factory=builtin_prices)
     """Model -> USD per million tokens, for cost estimates and budgets."""
     models: dict[LLMRole, str] = Field(default_factory=dict)
-    """A default model per role (user, target, judge)."""
+    """A default model per role (user, target, judge, generator)."""
 
     @model_validator(mode="after")
     def _replay_needs_cache(self) -> LLMSettings:
