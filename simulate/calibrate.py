@@ -1,0 +1,364 @@
+"""The noise floor (`simulate calibrate`): one configuration played R times with seeds seed,
+seed + 1, ..., to measure how far the goal rate moves between identical runs, how often
+`simulate compare` raises a false alarm between them, and so the smallest difference worth
+trusting for this agent and this many episodes.
+
+Repeats go to ``DIR/repeat-1`` ... ``DIR/repeat-R``, each an ordinary run folder; the figures go
+to ``DIR/calibration.json``. With ``resume`` a killed calibration reuses every finished repeat
+and completes a partial one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import binom, norm
+from statsmodels.stats.power import NormalIndPower
+
+from simulate.compare import NOT_RATED, check_options, compare_runs, load_outcomes
+from simulate.errors import ConfigError, RunFolderError, RunStopped
+from simulate.session import RunConfig, run
+from simulate.store import MANIFEST
+
+CALIBRATION = "calibration.json"
+POWER = 0.8
+
+
+def repeat_folder(out: str | Path, index: int) -> Path:
+    """The run folder of repeat ``index`` (from 1)."""
+    return Path(out) / f"repeat-{index}"
+
+
+def repeat_configs(config: RunConfig, repeats: int) -> list[RunConfig]:
+    """The R run configurations of a calibration into ``config.out``: seeds seed, seed + 1, ...
+
+    A repeat folder that already holds a run is resumed (finished repeats play nothing), which
+    ``config.resume`` must allow; a folder holding anything else is refused.
+    """
+    if repeats < 2:
+        raise ConfigError(f"--repeats must be at least 2 to measure a spread, got {repeats!r}")
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {str(out)!r} is a file, not a folder")
+    started = [i for i in range(1, repeats + 1) if (repeat_folder(out, i) / MANIFEST).is_file()]
+    if started and not config.resume:
+        raise RunFolderError(
+            f"--out {str(out)!r} already holds a calibration; pass --resume to reuse its "
+            "finished repeats, or choose another --out"
+        )
+    ours = {CALIBRATION, f".{CALIBRATION}.tmp"}
+    foreign = [
+        p.name
+        for p in (out.iterdir() if out.is_dir() else [])
+        if not (p.name in ours or (p.is_dir() and p.name.startswith("repeat-")))
+    ]
+    if foreign:
+        raise RunFolderError(
+            f"--out {str(out)!r} is not empty and is not a calibration folder "
+            f"(holds {foreign[0]!r})"
+        )
+    name = config.name or out.resolve().name
+    return [
+        config.model_copy(
+            update={
+                "out": str(repeat_folder(out, i)),
+                "seed": config.seed + i - 1,
+                "name": f"{name}-repeat-{i}",
+                "resume": i in started,
+            }
+        )
+        for i in range(1, repeats + 1)
+    ]
+
+
+@dataclass(frozen=True)
+class RepeatRate:
+    """One repeat's goal rate."""
+
+    path: str
+    seed: int | None
+    episodes: int
+    rated: int
+    """Episodes that did not end in a target or simulator error."""
+    successes: int
+    goal_rate: float | None
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """`simulate compare` between two repeats: any significant change is a false alarm."""
+
+    first: str
+    second: str
+    difference: float
+    """Goal rate of ``second`` minus ``first``, on their shared rated episodes."""
+    p_value: float
+    """McNemar's exact test on the matched pairs (compare's primary test)."""
+    compared: int
+    """Pairs of episodes rated in both repeats."""
+    discordant: int
+    """Pairs whose outcome differs between the two repeats."""
+    flagged: list[str]
+    """Overall or slices with a significant change: what would trip `--fail-on-regression`
+    with the runs in one order or the other."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How much the goal rate moves between identical runs, and what that means for compare."""
+
+    folder: str
+    alpha: float
+    correction: str
+    repeats: list[RepeatRate]
+    mean_rate: float
+    """Successes over rated episodes, all repeats pooled."""
+    episodes_per_run: float
+    """Rated episodes per repeat, on average: the n every figure below is for."""
+    sd: float
+    """Standard deviation of the repeats' goal rates."""
+    min_rate: float
+    max_rate: float
+    binomial_sd: float
+    """What ``sd`` would be if every episode were an independent coin with the mean rate."""
+    pairs: list[PairCheck]
+    false_alarms: int
+    """Pairs of repeats that compare finds significantly different (overall or a slice)."""
+    false_alarm_rate: float
+    overall_false_alarms: int
+    """Pairs whose overall difference alone is significant."""
+    noise_95: float
+    """``1.96 · √2 · sd``: 95% of differences between two identical runs are smaller."""
+    discordance: float
+    """Share of matched pairs whose outcome differs between two repeats, on average."""
+    minimum_detectable_drop: float | None
+    """The smallest drop from ``mean_rate`` compare's primary (paired) test detects with 80%
+    power at ``alpha``, given ``discordance`` (None when no drop is detectable)."""
+    minimum_detectable_drop_independent: float | None
+    """The same for a two-proportion test, as if the runs shared no conversations."""
+    smallest_trusted_difference: float | None
+    """The larger of ``noise_95`` and ``minimum_detectable_drop`` (None: no drop is
+    detectable at this n)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as written to calibration.json."""
+        return asdict(self)
+
+
+def minimum_detectable_drop(
+    rate: float, n: float, alpha: float = 0.05, power: float = POWER
+) -> float | None:
+    """Smallest drop from ``rate`` that a two-sided two-proportion test between two runs of
+    ``n`` episodes each detects with ``power`` at ``alpha``.
+
+    The effect size is Cohen's h (arcsine: ``2 asin √p1 - 2 asin √p2``) solved with statsmodels
+    ``NormalIndPower``; None when even a drop to 0 is not detectable. Compare's primary test is
+    paired, and detects somewhat smaller drops when outcomes repeat across runs.
+    """
+    if not 0 <= rate <= 1 or n <= 0:
+        raise ValueError(f"need 0 <= rate <= 1 and n > 0, got rate={rate!r}, n={n!r}")
+    h = float(
+        NormalIndPower().solve_power(effect_size=None, nobs1=n, alpha=alpha, power=power, ratio=1.0)
+    )
+    angle = math.asin(math.sqrt(rate))
+    if h / 2 > angle:
+        return None
+    return rate - math.sin(angle - h / 2) ** 2
+
+
+def minimum_detectable_drop_paired(
+    rate: float, n: int, discordance: float, alpha: float = 0.05, power: float = POWER
+) -> float | None:
+    """Smallest drop from ``rate`` that compare's primary test (McNemar exact, two-sided, over
+    ``n`` matched pairs) detects with ``power`` at ``alpha``.
+
+    The model: between two runs of the same agent a share ``discordance`` of the pairs changes
+    outcome, half each way (measured between repeats); a drop ``d`` turns another ``d`` of the
+    pairs from pass to fail. The power is exact: a sum over the number of discordant pairs of
+    the chance that the binomial test rejects towards a drop. None when even a drop of the
+    whole ``rate`` is not detectable.
+    """
+    if not 0 <= rate <= 1 or n < 1 or not 0 <= discordance <= 1:
+        raise ValueError(
+            f"need 0 <= rate, discordance <= 1 and n >= 1, got {rate}, {discordance}, {n}"
+        )
+    totals = np.arange(n + 1)
+    # For each total of discordant pairs, the largest count of the smaller side (fail -> pass
+    # when the rate drops) whose exact two-sided p-value, 2 · P(K <= m), is below alpha.
+    critical = np.array(
+        [np.count_nonzero(2 * binom.cdf(np.arange(d + 1), d, 0.5) < alpha) - 1 for d in totals]
+    )
+
+    def power_at(drop: float) -> float:
+        share = min(1.0, discordance + drop)
+        if share == 0:
+            return 0.0
+        towards_drop = (discordance / 2 + drop) / share
+        rejects = np.where(
+            critical >= 0, binom.sf(totals - critical - 1, totals, towards_drop), 0.0
+        )
+        return float(binom.pmf(totals, n, share) @ rejects)
+
+    if rate == 0 or power_at(rate) < power:
+        return None
+    return float(brentq(lambda d: power_at(d) - power, 0.0, rate, xtol=1e-4))
+
+
+def _repeat_rate(path: Path) -> RepeatRate:
+    manifest, frame = load_outcomes(path)
+    rated = frame.filter(~frame["status"].is_in(NOT_RATED))
+    successes = int(rated["success"].sum())
+    return RepeatRate(
+        path=str(path),
+        seed=manifest.get("config", {}).get("seed"),
+        episodes=frame.height,
+        rated=rated.height,
+        successes=successes,
+        goal_rate=successes / rated.height if rated.height else None,
+    )
+
+
+def measure_noise(
+    out: str | Path, repeats: int, *, alpha: float = 0.05, correction: str = "holm"
+) -> Calibration:
+    """Figures of the repeats ``out/repeat-1`` ... ``out/repeat-R``, written to
+    ``out/calibration.json``.
+
+    Raises:
+        RunFolderError: a repeat folder is missing, empty, or every episode errored.
+    """
+    check_options(alpha, correction)
+    paths = [repeat_folder(out, i) for i in range(1, repeats + 1)]
+    rates = [_repeat_rate(p) for p in paths]
+    empty = [r.path for r in rates if r.goal_rate is None]
+    if empty:
+        raise RunFolderError(
+            f"{empty[0]!r}: every episode ended in a target or simulator error; "
+            "no goal rate to calibrate"
+        )
+    goal_rates = [r.goal_rate for r in rates if r.goal_rate is not None]
+    mean_rate = sum(r.successes for r in rates) / sum(r.rated for r in rates)
+    n = sum(r.rated for r in rates) / len(rates)
+    sd = statistics.stdev(goal_rates)
+    pairs = []
+    for first, second in itertools.combinations(paths, 2):
+        comparison = compare_runs(first, second, alpha=alpha, correction=correction, criteria=False)
+        pairs.append(
+            PairCheck(
+                first=str(first),
+                second=str(second),
+                difference=comparison.overall.difference,
+                p_value=comparison.overall.p_value,
+                compared=comparison.compared,
+                discordant=comparison.overall.pass_to_fail + comparison.overall.fail_to_pass,
+                flagged=[c.name for c in comparison.changes],
+            )
+        )
+    discordance = sum(p.discordant / p.compared for p in pairs) / len(pairs)
+    mdd = minimum_detectable_drop_paired(mean_rate, round(n), discordance, alpha)
+    noise_95 = float(norm.ppf(0.975)) * math.sqrt(2) * sd
+    false_alarms = sum(bool(p.flagged) for p in pairs)
+    calibration = Calibration(
+        folder=str(out),
+        alpha=alpha,
+        correction=correction,
+        repeats=rates,
+        mean_rate=mean_rate,
+        episodes_per_run=n,
+        sd=sd,
+        min_rate=min(goal_rates),
+        max_rate=max(goal_rates),
+        binomial_sd=math.sqrt(mean_rate * (1 - mean_rate) / n),
+        pairs=pairs,
+        false_alarms=false_alarms,
+        false_alarm_rate=false_alarms / len(pairs),
+        overall_false_alarms=sum("overall" in p.flagged for p in pairs),
+        noise_95=noise_95,
+        discordance=discordance,
+        minimum_detectable_drop=mdd,
+        minimum_detectable_drop_independent=minimum_detectable_drop(mean_rate, n, alpha),
+        smallest_trusted_difference=None if mdd is None else max(noise_95, mdd),
+    )
+    _write_json(Path(out) / CALIBRATION, calibration.to_dict())
+    return calibration
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+async def calibrate(
+    config: RunConfig, repeats: int = 5, *, alpha: float = 0.05, correction: str = "holm"
+) -> Calibration:
+    """Play ``config`` ``repeats`` times into ``config.out`` and measure the noise floor.
+
+    Raises:
+        RunStopped: a repeat stopped early (a spent budget, a replay miss); finished repeats
+            are kept and ``resume`` continues.
+    """
+    check_options(alpha, correction)
+    for repeat in repeat_configs(config, repeats):
+        result = await run(repeat)
+        if result.stopped:
+            raise RunStopped(f"{repeat.out}: {result.stopped}")
+    return measure_noise(config.out, repeats, alpha=alpha, correction=correction)
+
+
+def _points(value: float | None) -> str:
+    return "none" if value is None else f"{value * 100:.1f} points"
+
+
+def print_calibration(calibration: Calibration, console: Any) -> None:
+    """Print the calibration on ``console`` (a rich Console)."""
+    from rich.table import Table
+
+    c = calibration
+    table = Table(title=f"goal rate of {len(c.repeats)} identical runs", title_justify="left")
+    for column in ("repeat", "seed", "goal rate", "successes / rated", "episodes"):
+        table.add_column(column, justify="left" if column == "repeat" else "right")
+    for row in c.repeats:
+        table.add_row(
+            row.path,
+            str(row.seed),
+            f"{row.goal_rate:.1%}",
+            f"{row.successes}/{row.rated}",
+            str(row.episodes),
+        )
+    console.print(table)
+    console.print(
+        f"mean {c.mean_rate:.1%} · sd {c.sd * 100:.1f} points (range {c.min_rate:.1%} – "
+        f"{c.max_rate:.1%}) · a binomial at n = {c.episodes_per_run:g} would give sd "
+        f"{c.binomial_sd * 100:.1f} points"
+    )
+    console.print(
+        f"compare between repeats: {c.false_alarms} of {len(c.pairs)} pairs flagged a "
+        f"significant change at alpha {c.alpha:g} ({c.overall_false_alarms} on the overall rate)"
+    )
+    console.print(
+        f"differences between identical runs stay within ±{c.noise_95 * 100:.1f} points (95%); "
+        f"{c.discordance:.1%} of conversations change outcome between them"
+    )
+    console.print(
+        f"smallest drop detectable with {POWER:.0%} power at n = {c.episodes_per_run:g}: "
+        f"{_points(c.minimum_detectable_drop)} with compare's paired test (McNemar), "
+        f"{_points(c.minimum_detectable_drop_independent)} with a two-proportion test"
+    )
+    if c.smallest_trusted_difference is None:
+        console.print("[bold]no drop is reliably detectable at this n[/]: play more episodes")
+    else:
+        console.print(
+            f"[bold]trust differences of at least {c.smallest_trusted_difference * 100:.1f} "
+            f"points[/] between runs of {c.episodes_per_run:g} episodes of this agent"
+        )
+    console.print(f"figures: {Path(c.folder) / CALIBRATION}")
