@@ -1,0 +1,156 @@
+"""The run report as one self-contained HTML page: inline CSS, inline SVG charts drawn here,
+no JavaScript, no fonts or images from elsewhere. Transcripts of the examples are in the page.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from simulate.report import pass_k_highlights
+
+REPORT_FILE = "report.html"
+_BAR_ROW = 22
+_LABEL_W = 210
+_PLOT_W = 360
+_RIGHT_W = 130
+
+
+def rate_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Geometry of a horizontal bar chart of goal rates with interval whiskers and n.
+
+    ``rows`` are slices from the report; their order is kept (worst first).
+    """
+    bars = []
+    for i, row in enumerate(rows):
+        rate = row["goal_rate"]
+        y = 24 + i * _BAR_ROW
+        value = rate["value"]
+        bars.append(
+            {
+                "label": row["value"],
+                "y": y,
+                "mid": y + (_BAR_ROW - 6) / 2,
+                "width": 0 if value is None else value * _PLOT_W,
+                "low": _LABEL_W + rate["low"] * _PLOT_W,
+                "high": _LABEL_W + rate["high"] * _PLOT_W,
+                "text": (
+                    f"n/a · n={rate['n']}" if value is None else f"{value:.0%} · n={rate['n']}"
+                ),
+                "title": (
+                    f"{row['value']}: goal rate "
+                    + ("n/a" if value is None else f"{value:.1%}")
+                    + f", 95% interval {rate['low']:.1%}–{rate['high']:.1%}, n={rate['n']}"
+                ),
+            }
+        )
+    return {
+        "width": _LABEL_W + _PLOT_W + _RIGHT_W,
+        "height": 32 + len(rows) * _BAR_ROW,
+        "x0": _LABEL_W,
+        "plot_w": _PLOT_W,
+        "bar_h": _BAR_ROW - 6,
+        "ticks": [
+            {"x": _LABEL_W + t * _PLOT_W, "text": f"{t:.0%}"} for t in (0, 0.25, 0.5, 0.75, 1)
+        ],
+        "bars": bars,
+    }
+
+
+def count_chart(counts: dict[str, int]) -> dict[str, Any]:
+    """Geometry of a horizontal bar chart of counts (outcomes), each labelled with its n."""
+    top = max(counts.values(), default=0) or 1
+    bars = [
+        {
+            "label": label,
+            "y": 8 + i * _BAR_ROW,
+            "mid": 8 + i * _BAR_ROW + (_BAR_ROW - 6) / 2,
+            "width": n / top * _PLOT_W,
+            "text": f"n={n}",
+        }
+        for i, (label, n) in enumerate(counts.items())
+    ]
+    return {
+        "width": _LABEL_W + _PLOT_W + _RIGHT_W,
+        "height": 16 + len(bars) * _BAR_ROW,
+        "x0": _LABEL_W,
+        "bar_h": _BAR_ROW - 6,
+        "bars": bars,
+    }
+
+
+def histogram(counts: dict[int, int], height: int = 160) -> dict[str, Any]:
+    """Geometry of a vertical histogram of turn counts: one column per count of turns."""
+    if not counts:
+        return {"width": 0, "height": 0, "columns": [], "base": 0}
+    lo, hi = min(counts), max(counts)
+    span = hi - lo + 1
+    col_w = max(6, min(40, 560 // span))
+    top = max(counts.values())
+    base = height - 24
+    columns = []
+    for i, turns in enumerate(range(lo, hi + 1)):
+        n = counts.get(turns, 0)
+        h = n / top * (base - 20)
+        columns.append(
+            {
+                "x": 40 + i * col_w,
+                "y": base - h,
+                "w": col_w - 2,
+                "h": h,
+                "turns": turns,
+                "n": n,
+                "label": span <= 30 or turns % max(1, span // 15) == 0,
+            }
+        )
+    return {"width": 60 + span * col_w, "height": height, "columns": columns, "base": base}
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_load_template),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda v, digits=0: "n/a" if v is None else f"{v:.{digits}%}"
+    env.filters["highlights"] = pass_k_highlights
+    env.filters["num"] = lambda v, digits=1: "n/a" if v is None else f"{v:,.{digits}f}"
+    return env
+
+
+def _load_template(name: str) -> str:
+    return resources.files("simulate").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """The report as a self-contained HTML page."""
+    slices = report["slices"]
+    charts = {
+        "personas": rate_chart([s for s in slices if s["dimension"] == "persona"]),
+        "scenarios": rate_chart([s for s in slices if s["dimension"] == "scenario"]),
+        "outcomes": count_chart(report["overall"]["outcomes"]),
+        "turns": histogram({int(k): v for k, v in report["turn_counts"].items()}),
+    }
+    wrong = {
+        (e["episode_id"], e["turn_index"])
+        for kind in report["failure_kinds"]
+        for e in kind["examples"]
+        if e["turn_index"] is not None
+    }
+    template = _environment().get_template("report.html.j2")
+    return template.render(report=report, charts=charts, wrong=wrong)
+
+
+def write_report_html(report: dict[str, Any], path: str | Path) -> Path:
+    """Render the report and write it atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render_report(report), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
