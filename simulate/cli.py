@@ -234,6 +234,13 @@ def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
         result = _play(_config(options), quiet)
     _print_summary(result, findings=True)
     _label_demo(result.run_dir)
+    from simulate.report import build_report
+
+    report = build_report(result.run_dir)
+    html = _write_report_html(report, result.run_dir)
+    out.print("\n[bold]Report[/]")
+    _print_report_headline(report)
+    out.print(f"report: {html}  ·  tables: simulate report {result.run_dir}")
 
 
 def _config(options: dict[str, Any]) -> RunConfig:
@@ -798,6 +805,160 @@ def _print_agreement(section: dict[str, Any]) -> None:
         out.print(f"[dim]corrected: {section['vs_people'][0]['corrected_pass_rate']['method']}[/]")
 
 
+@cli.command("report")
+@click.argument("run_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+@click.option("--no-html", is_flag=True, help="Do not write RUN/report.html.")
+@click.option(
+    "--examples",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, 50),
+    help="Example episodes per failure kind.",
+)
+def report_command(run_dir: str, as_json: bool, no_html: bool, examples: int) -> None:
+    """Goal rates with intervals, pass^k, worst slices, label criteria, failures and simulator
+    health; writes RUN/report.html."""
+    from simulate.report import build_report, report_json
+
+    report = build_report(run_dir, examples_per_kind=examples)
+    html = None if no_html else _write_report_html(report, run_dir)
+    if as_json:
+        click.echo(report_json(report))
+        if html:
+            err.print(f"report: {html}")
+        return
+    _print_report(report)
+    if html:
+        out.print(f"\nreport: {html}  ·  figures as JSON: simulate report {run_dir} --json")
+
+
+def _write_report_html(report: dict[str, Any], run_dir: str | Path) -> Path:
+    from simulate.report_html import REPORT_FILE, write_report_html
+
+    return write_report_html(report, Path(run_dir) / REPORT_FILE)
+
+
+def _pct_interval(rate: dict[str, Any]) -> str:
+    if rate["value"] is None:
+        return f"n/a (n={rate['n']})"
+    return f"{rate['value']:.0%} ({rate['low']:.0%}–{rate['high']:.0%}, n={rate['n']})"
+
+
+def _print_report_headline(report: dict[str, Any]) -> None:
+    """The report's headline figures: goal rate, pass^k, the worst slice, simulator health."""
+    overall = report["overall"]
+    out.print(f"[bold]goal rate {_pct_interval(overall['goal_rate'])}[/]")
+    from simulate.report import pass_k_highlights
+
+    curve = pass_k_highlights(overall["pass_hat_k"]["values"])
+    if curve:
+        values = ", ".join(f"pass^{k} {v:.0%}" for k, v in curve.items())
+        out.print(f"{values}  (over {overall['pass_hat_k']['cells']} persona × scenario cells)")
+    rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
+    if rated:
+        worst = rated[0]
+        out.print(
+            f"worst slice: {worst['dimension']} {worst['value']} "
+            f"{_pct_interval(worst['goal_rate'])}"
+        )
+    health = report["health"]["overall"]
+    flagged = [r["persona_id"] for r in report["health"]["per_persona"] if r["flags"]]
+
+    def share(figure: dict[str, Any]) -> str:
+        return f"{figure['count']}/{figure['n']}"
+
+    out.print(
+        f"simulator health: repeats {share(health['repeat_rate'])} and assistant-like "
+        f"{share(health['assistant_like_rate'])} user messages; simulator errors "
+        f"{share(health['simulator_error_share'])} episodes"
+        + (f"; flagged: {', '.join(flagged)}" if flagged else "")
+    )
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    """`simulate report`: the figures as a few short tables."""
+    run, overall = report["run"], report["overall"]
+    out.print(
+        f"[bold]Report[/] {run['path']}  ({run['episodes']} episodes; "
+        f"user {run['user'] or '?'}, target {run['target'] or '?'})"
+    )
+    outcomes = ", ".join(f"{k} {v}" for k, v in overall["outcomes"].items())
+    out.print(f"outcomes: {outcomes}")
+    _print_report_headline(report)
+    turns, latency = overall["turns"], overall["latency_ms"]
+    line = f"turns {turns['value']:.1f} per episode (n={turns['n']})"
+    if latency["value"] is not None:
+        line += f"  ·  reply latency {latency['value']:.0f} ms (n={latency['n']})"
+    if overall["tokens"]["value"] is not None:
+        tokens = overall["tokens"]
+        line += f"  ·  {tokens['value']:.0f} tokens per episode (n={tokens['n']})"
+    if overall["cost_usd"]["total"] is not None:
+        line += (
+            f"  ·  cost ${overall['cost_usd']['total']:.4f} "
+            f"(n={overall['cost_usd']['per_episode']['n']})"
+        )
+    out.print(line)
+    out.print(f"[dim]{report['notes']['goal_rate']}[/]")
+    slices = Table(title="worst slices (by the interval's upper end)", title_justify="left")
+    for column in ("slice", "value", "goal rate", "95% interval", "n"):
+        slices.add_column(column, justify="left" if column in ("slice", "value") else "right")
+    for s in report["slices"][:10]:
+        rate = s["goal_rate"]
+        slices.add_row(
+            s["dimension"],
+            s["value"],
+            "n/a" if rate["value"] is None else f"{rate['value']:.0%}",
+            f"{rate['low']:.0%}–{rate['high']:.0%}",
+            str(rate["n"]),
+        )
+    out.print(slices)
+    if report["labels"]:
+        labels = Table(title="label criteria (worst first)", title_justify="left")
+        for column in ("criterion", "labeler", "pass rate", "95% interval", "n"):
+            labels.add_column(
+                column, justify="left" if column in ("criterion", "labeler") else "right"
+            )
+        for row in report["labels"]:
+            rate = row["pass_rate"]
+            labels.add_row(
+                row["criterion"],
+                row["labeler_kind"],
+                "n/a" if rate["value"] is None else f"{rate['value']:.0%}",
+                f"{rate['low']:.0%}–{rate['high']:.0%}",
+                str(rate["n"]),
+            )
+        out.print(labels)
+    if report["failure_kinds"]:
+        kinds = Table(title="what failed, with the turn where it went wrong", title_justify="left")
+        for column in ("failure", "episodes", "example episode", "turn", "why"):
+            kinds.add_column(column)
+        for row in report["failure_kinds"]:
+            example = row["examples"][0] if row["examples"] else None
+            kinds.add_row(
+                row["kind"],
+                str(row["n"]),
+                example["episode_id"] if example else "",
+                "" if not example or example["turn_index"] is None else str(example["turn_index"]),
+                example["why"] if example else "",
+            )
+        out.print(kinds)
+    health = Table(title="simulator health per persona", title_justify="left")
+    for column in ("persona", "words", "distinct-2", "repeats", "assistant-like", "sim errors"):
+        health.add_column(column, justify="left" if column == "persona" else "right")
+    for row in [report["health"]["overall"], *report["health"]["per_persona"]]:
+        words, distinct = row["words"], row["distinct_2"]["value"]
+        health.add_row(
+            row["persona_id"] + (f" [red]({', '.join(row['flags'])})[/]" if row["flags"] else ""),
+            "n/a" if words["mean"] is None else f"{words['mean']:.1f} ± {words['sd'] or 0:.1f}",
+            "n/a" if distinct is None else f"{distinct:.2f}",
+            f"{row['repeat_rate']['count']}/{row['repeat_rate']['n']}",
+            f"{row['assistant_like_rate']['count']}/{row['assistant_like_rate']['n']}",
+            f"{row['simulator_error_share']['count']}/{row['simulator_error_share']['n']}",
+        )
+    out.print(health)
+
+
 @cli.command("plan-size")
 @click.option(
     "--margin",
@@ -845,6 +1006,123 @@ def plan_size_command(margin: float, confidence: float, expected: float, cells: 
             f"over {cells} persona × scenario cells: {trials} trials per cell "
             f"({trials * cells} episodes); the margin is for the overall rate, not each cell's"
         )
+
+
+@cli.command("compare")
+@click.argument("before", type=click.Path())
+@click.argument("after", type=click.Path())
+@click.option(
+    "--fail-on-regression",
+    is_flag=True,
+    help="Exit 1 when the overall goal rate, or a slice's after correction, drops significantly.",
+)
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="Significance level of the tests; intervals are at 1 - alpha.",
+)
+@click.option(
+    "--correction",
+    default="holm",
+    show_default=True,
+    metavar="METHOD",
+    help="P-value adjustment across slices: holm, bonferroni, fdr_bh, hommel, sidak...",
+)
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Pass -> fail conversations to list (0 = all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare_command(
+    before: str,
+    after: str,
+    fail_on_regression: bool,
+    alpha: float,
+    correction: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Compare two runs episode by episode: changes per slice, pass -> fail conversations."""
+    from simulate.compare import compare_runs, print_comparison, regression_message
+
+    comparison = compare_runs(before, after, alpha=alpha, correction=correction)
+    if as_json:
+        click.echo(json.dumps(comparison.to_dict(), indent=2))
+    else:
+        print_comparison(comparison, out, limit=limit)
+    if fail_on_regression and comparison.regressions:
+        click.echo(regression_message(comparison), err=True)
+        sys.exit(1)
+
+
+# `calibrate` takes the options of `run` (but --out, --name, --resume), so they never drift apart.
+@cli.command(
+    "calibrate",
+    params=[p for p in run_command.params if p.name not in ("out", "name", "resume")],
+)
+@click.option(
+    "--repeats",
+    default=5,
+    show_default=True,
+    type=click.IntRange(2),
+    help="Times to play the configuration, with seeds SEED, SEED+1, ...",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Calibration folder: DIR/repeat-1 ... and DIR/calibration.json.",
+)
+@click.option("--resume", is_flag=True, help="Reuse the finished repeats in --out; play the rest.")
+@click.option("--alpha", default=0.05, show_default=True, type=float, help="Compare's level.")
+@click.option(
+    "--correction",
+    default="holm",
+    show_default=True,
+    metavar="METHOD",
+    help="Compare's p-value adjustment across slices.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def calibrate_command(
+    repeats: int,
+    alpha: float,
+    correction: str,
+    as_json: bool,
+    quiet: bool,
+    dry_run: bool,
+    **options: Any,
+) -> None:
+    """Play one configuration several times to measure the noise floor of `compare`."""
+    from simulate.calibrate import measure_noise, print_calibration, repeat_configs
+    from simulate.compare import check_options
+
+    check_options(alpha, correction)
+    config = _config(options)
+    if dry_run:
+        _print_estimate(config)
+        out.print(f"× {repeats} repeats")
+        return
+    for index, repeat in enumerate(repeat_configs(config, repeats), 1):
+        if not quiet:
+            err.print(f"repeat {index}/{repeats}: seed {repeat.seed} -> {repeat.out}")
+        result = _play(repeat, quiet)
+        if result.stopped:
+            click.echo(
+                f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept; "
+                "continue with the same command plus --resume",
+                err=True,
+            )
+            sys.exit(3)
+    calibration = measure_noise(config.out, repeats, alpha=alpha, correction=correction)
+    if as_json:
+        click.echo(json.dumps(calibration.to_dict(), indent=2))
+    else:
+        print_calibration(calibration, out)
 
 
 @cli.group("import")
@@ -906,20 +1184,192 @@ def import_personahub_command(
     out.print(f"wrote {len(personas)} personas to {out_file}")
 
 
+@cli.group("personas")
+def personas_group() -> None:
+    """Generate persona files with trait coverage, and measure how varied personas are."""
+
+
+@personas_group.command("generate")
+@click.option("--n", "n", required=True, type=int, help="How many personas.")
+@click.option(
+    "--locale",
+    default="en_US",
+    show_default=True,
+    help="Faker locales, comma-separated; personas are spread over them (an axis).",
+)
+@click.option(
+    "--traits",
+    "traits_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML `axes:` narrowing built-in axes and adding your own (axis: [levels]).",
+)
+@click.option(
+    "--coverage",
+    type=click.Choice(["pairwise", "random"]),
+    default="pairwise",
+    show_default=True,
+    help="pairwise: every pair of levels of two axes occurs, then seeded samples; random: samples.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Coverage and Faker seed.")
+@click.option("-o", "--out", "out_file", required=True, metavar="FILE", help="Persona YAML.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option(
+    "--enrich",
+    metavar="llm:MODEL",
+    help="Have a model write each persona a backstory and way of speaking (one call each).",
+)
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Personas enriched at once.",
+)
+@_llm_options
+def personas_generate_command(
+    n: int,
+    locale: str,
+    traits_file: str | None,
+    coverage: str,
+    seed: int,
+    out_file: str,
+    force: bool,
+    enrich: str | None,
+    concurrency: int,
+    **options: Any,
+) -> None:
+    """Personas with Faker facts per locale and trait levels covered pairwise (or sampled)."""
+    from simulate.generate import (
+        EnrichConfig,
+        check_locales,
+        enrich_model,
+        enrich_personas,
+        generate_personas,
+        generation_header,
+        pairwise_rows,
+        read_traits,
+        refuse_overwrite,
+        trait_axes,
+    )
+    from simulate.importers import write_yaml
+
+    model = enrich_model(enrich) if enrich else None
+    flags = [name for name, value in options.items() if value]
+    if flags and not model:
+        raise click.UsageError(
+            f"--{flags[0].replace('_', '-')} only applies with --enrich llm:MODEL"
+        )
+    refuse_overwrite(out_file, force)
+    given = read_traits(traits_file) if traits_file else None
+    axes = trait_axes(check_locales(locale), given)
+    personas = generate_personas(axes, n, seed=seed, coverage=coverage)  # type: ignore[arg-type]
+    command = f"simulate personas generate --n {n} --locale {locale} --coverage {coverage}"
+    command += f" --seed {seed}" + (f" --traits {Path(traits_file).name}" if traits_file else "")
+    if model:
+        command += f" --enrich {enrich}"
+        config = EnrichConfig(
+            model=model,
+            concurrency=concurrency,
+            use_cache=not options.pop("no_cache"),
+            **options,
+        )
+        with err.status(f"enriching {len(personas)} personas with {model}"):
+            result = asyncio.run(enrich_personas(personas, config))
+        personas = result.personas
+        for row in result.usage:
+            cost = "" if row.cost_usd is None else f", ${row.cost_usd:.4f}"
+            out.print(f"model {row.model}: {row.calls} calls{cost}")
+    write_yaml(personas, out_file, header=generation_header(command, personas, seed), force=force)
+    varied = sum(1 for levels in axes.values() if len(levels) > 1)
+    if coverage == "pairwise":
+        covering = len(pairwise_rows(axes, seed))
+        how = f"{covering} cover every pair of levels of {varied} axes, {n - covering} sampled"
+    else:
+        how = f"sampled over {varied} axes"
+    out.print(f"wrote {len(personas)} personas to {out_file} ({how})")
+
+
+@personas_group.command("stats")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--threshold",
+    default=0.8,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Jaccard similarity of word 3-grams from which two descriptions are near-duplicates.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def personas_stats_command(paths: Sequence[str], threshold: float, as_json: bool) -> None:
+    """Coverage and diversity of persona files: levels per axis, pairs covered, distinct-n."""
+    from simulate.diversity import persona_stats
+    from simulate.loader import load_personas
+
+    stats = persona_stats(load_personas(paths), threshold=threshold)
+    if as_json:
+        click.echo(json.dumps(stats, indent=2, ensure_ascii=False))
+        return
+    _print_persona_stats(stats)
+
+
+def _print_persona_stats(stats: dict[str, Any]) -> None:
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    out.print(f"[bold]{stats['personas']} personas[/]")
+    for what in ("sources", "licenses"):
+        out.print(f"{what}: " + ", ".join(f"{k} ({v})" for k, v in stats[what].items()))
+    table = Table(title="levels per axis", title_justify="left")
+    table.add_column("axis")
+    table.add_column("levels (count)")
+    for axis, counts in stats["axes"].items():
+        table.add_row(axis, ", ".join(f"{level} {count}" for level, count in counts.items()))
+    out.print(table)
+    pairs = stats["pair_coverage"]
+    percent = "-" if pairs["share"] is None else f"{pairs['share']:.1%}"
+    out.print(
+        f"level pairs covered: {pairs['covered']} of {pairs['total']} ({percent}), over the "
+        f"levels seen of {len(pairs['axes'])} varied axes"
+    )
+    for missing in pairs["missing"][:5]:
+        out.print(f"  missing: {missing}")
+    texts = stats["descriptions"]
+    near = texts["near_duplicates"]
+    out.print(
+        f"descriptions: distinct-1 {share(texts['distinct_1'])}, distinct-2 "
+        f"{share(texts['distinct_2'])}, {texts['empty']} empty; near-duplicate pairs "
+        f"(Jaccard of word {near['ngram']}-grams >= {near['threshold']:g}): {near['pairs']}"
+    )
+    for a, b, similarity in near["examples"][:5]:
+        out.print(f"  {a} ~ {b} ({similarity:.2f})")
+
+
 @cli.command("export")
 @click.argument("run_dir", type=click.Path())
 @click.option(
+    "--to-hub",
+    "repo_id",
+    metavar="OWNER/NAME",
+    help="Push to this Hugging Face Hub dataset repository (token: HF_TOKEN or `hf auth login`; "
+    "HF_ENDPOINT for a private mirror).",
+)
+@click.option("--public", is_flag=True, help="With --to-hub: create the repository public.")
+@click.option(
+    "--license",
+    "license_id",
+    metavar="ID",
+    help="With --to-hub: the card's licence id [cc-by-4.0, or the personas' non-commercial one].",
+)
+@click.option(
     "--format",
     "fmt",
-    required=True,
     metavar="FORMAT",
-    help="jsonl, parquet, csv (episodes), turns (one row per message), openai-chat, "
-    "deepeval or inspect (one record per persona x scenario pair).",
+    help="jsonl, parquet, csv, openai-chat, phoenix (one record per episode), turns (one row "
+    "per message), deepeval or inspect (one record per persona x scenario pair).",
 )
 @click.option(
     "--out",
     "out_path",
-    required=True,
     type=click.Path(),
     help="Output file; a folder (or a path ending in /) gets a default file name.",
 )
@@ -932,23 +1382,162 @@ def import_personahub_command(
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def export_command(
     run_dir: str,
-    fmt: str,
-    out_path: str,
+    repo_id: str | None,
+    public: bool,
+    license_id: str | None,
+    fmt: str | None,
+    out_path: str | None,
     criterion: str | None,
     passed_only: bool,
     force: bool,
 ) -> None:
-    """Write a run's episodes in a format other tools read (files; no Hub push yet)."""
+    """Push a run or golden set to the Hugging Face Hub, or write files other tools read."""
+    if repo_id is not None:
+        if fmt or out_path or criterion or passed_only:
+            raise click.UsageError(
+                "--to-hub pushes the whole run; drop --format, --out, --criterion, --passed-only"
+            )
+        from simulate.hub import push_to_hub
+
+        pushed = push_to_hub(run_dir, repo_id, public=public, license=license_id)
+        for warning in pushed.warnings:
+            err.print(f"warning: {warning}")
+        parts = [
+            f"{config} ({', '.join(f'{split} {n}' for split, n in splits.items())})"
+            for config, splits in pushed.rows.items()
+        ]
+        visibility = "private" if pushed.private else "public"
+        out.print(f"pushed {'; '.join(parts)} to {pushed.repo_url}")
+        out.print(f"{visibility} repository, licence {pushed.license}")
+        if pushed.deleted:
+            out.print(f"replaced {len(pushed.deleted)} data files of the previous push")
+        out.print(f"commit: {pushed.commit_url}")
+        return
+    if public or license_id:
+        raise click.UsageError("--public and --license go with --to-hub")
+    if not fmt or not out_path:
+        raise click.UsageError("give --to-hub OWNER/NAME, or --format and --out")
     from simulate.export import export_run
 
     result = export_run(
         run_dir, fmt, out_path, criterion=criterion, passed_only=passed_only, force=force
     )
-    what = {"turns": "rows", "deepeval": "goldens", "inspect": "samples"}.get(
-        result.format, "episodes"
-    )
+    names = {"turns": "rows", "deepeval": "goldens", "inspect": "samples", "phoenix": "examples"}
+    what = names.get(result.format, "episodes")
     left = f", {result.left_out} left out" if result.left_out else ""
+    for note in result.notes:
+        err.print(f"note: {note}")
     out.print(f"wrote {result.rows} {what} ({result.format}) to {result.path}{left}")
+
+
+@cli.group("scenarios")
+def scenarios_group() -> None:
+    """Write scenario files: proposed by a model, or expanded from templates."""
+
+
+@scenarios_group.command("generate")
+@click.option(
+    "--agent",
+    "agent_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Markdown description of the agent: what it does, its rules, its tools.",
+)
+@click.option("--n", "n", required=True, type=int, help="How many scenarios to propose.")
+@click.option(
+    "--llm",
+    "model",
+    metavar="MODEL",
+    help="Model that writes them: gpt-4o-mini, openai:MODEL or llm:MODEL [models.user].",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature.")
+@click.option("-o", "--out", "out_file", required=True, metavar="FILE", help="Scenario YAML.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@_llm_options
+def scenarios_generate_command(no_cache: bool, **options: Any) -> None:
+    """Propose scenarios for an agent: happy paths, edge cases, policy violations, multi-intent."""
+    from simulate.scenario_generation import GenerateConfig, generate
+
+    options["out"] = options.pop("out_file")
+    result = generate(GenerateConfig(use_cache=not no_cache, **options))
+    kinds: dict[str, int] = {}
+    for scenario in result.scenarios:
+        kinds[scenario.tags[-1]] = kinds.get(scenario.tags[-1], 0) + 1
+    mix = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+    cost = "" if result.cost_usd is None else f", ${result.cost_usd:.4f}"
+    out.print(f"wrote {len(result.scenarios)} scenarios ({mix}) to {result.path}")
+    out.print(f"model {result.model}: {result.calls} calls{cost}")
+
+
+@scenarios_group.command("expand")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--out", "out_file", required=True, metavar="FILE", help="Scenario YAML.")
+@click.option(
+    "--sample",
+    type=int,
+    metavar="N",
+    help="Keep N combinations of each templated scenario, drawn with --seed [all].",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def scenarios_expand_command(
+    file: str, out_file: str, sample: int | None, seed: int, force: bool
+) -> None:
+    """Write the concrete scenarios of a file whose scenarios have `variables`."""
+    from simulate.importers import write_yaml
+    from simulate.scenario_generation import expand_scenarios
+
+    if Path(out_file).exists() and not force:
+        raise ConfigError(f"{out_file} exists; add --force to overwrite it")
+    scenarios = expand_scenarios(file, sample=sample, seed=seed)
+    how = "cross product" if sample is None else f"{sample} per template, seed {seed}"
+    header = (
+        f"Expanded by `simulate scenarios expand` from {Path(file).name} ({how}): "
+        f"{len(scenarios)} scenarios."
+    )
+    write_yaml(scenarios, out_file, header=header, force=force)
+    out.print(f"wrote {len(scenarios)} scenarios to {out_file}")
+
+
+@cli.group("packs")
+def packs_group() -> None:
+    """Stress-test packs that ship with Simulate: personas and scenarios that probe one failure."""
+
+
+@packs_group.command("list")
+def packs_list_command() -> None:
+    """Name, what it probes, and its personas and scenarios, for every pack."""
+    from simulate.packs import list_packs
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("pack", "probes", "personas", "scenarios"):
+        table.add_column(column, justify="right" if column in ("personas", "scenarios") else "left")
+    for pack in list_packs():
+        table.add_row(
+            pack.name, pack.description, str(len(pack.personas)), str(len(pack.scenarios))
+        )
+    out.print(table)
+    out.print("add to a folder: simulate packs add NAME... -o DIR")
+
+
+@packs_group.command("add")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("-o", "--out", "out_dir", required=True, metavar="DIR", help="Folder to write to.")
+@click.option("--force", is_flag=True, help="Overwrite pack files already in DIR.")
+def packs_add_command(names: tuple[str, ...], out_dir: str, force: bool) -> None:
+    """Copy packs into DIR/personas/<pack>.yaml and DIR/scenarios/<pack>.yaml."""
+    from simulate.packs import add_packs
+
+    written = add_packs(names, out_dir, force=force)
+    for path in written:
+        out.print(f"wrote {path}")
+    folder = Path(out_dir)
+    out.print(
+        f"play them: simulate run --personas {folder / 'personas'} "
+        f"--scenarios {folder / 'scenarios'} --target SPEC --out RUN"
+    )
 
 
 @cli.command("schema")

@@ -7,6 +7,13 @@
     openai-chat  OpenAI chat fine-tuning JSON Lines: {"messages": [...]} per episode
     deepeval     DeepEval conversational goldens, a JSON array: one per persona x scenario pair
     inspect      Inspect AI samples, JSON Lines: one per persona x scenario pair
+    phoenix      Arize Phoenix dataset examples, JSON Lines: {"input", "output", "metadata"}
+                 per episode (`Client().datasets.create_dataset(name=..., examples=...)`)
+
+The openai-chat examples start with the agent's system prompt and carry its `tools` when the run
+was made with `--target openai:MODEL --system-prompt FILE [--tools FILE]` and those files are
+still there unchanged (their hashes are in the manifest); otherwise they start at the first user
+message and the result says why.
 
 ``--out`` is a file; an existing folder or a path ending in ``/`` gets a default file name
 (``episodes.jsonl``, ``turns.parquet``...). Files are written to a hidden temporary sibling and
@@ -20,7 +27,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,7 @@ FORMATS = {
     "openai-chat": "openai-chat.jsonl",
     "deepeval": "deepeval-goldens.json",
     "inspect": "inspect-samples.jsonl",
+    "phoenix": "phoenix-examples.jsonl",
 }
 
 #: The criterion `--passed-only` uses when none is named: the episode's own `success` column.
@@ -78,6 +86,8 @@ class ExportResult:
     """Records written: episodes, messages for `turns`, pairs for `deepeval` and `inspect`."""
     left_out: int
     """Episodes of the run not written (failed the criterion, or had no agent reply)."""
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about the export (a system prompt left out, and why)."""
 
 
 def export_run(
@@ -107,7 +117,7 @@ def export_run(
     """
     if fmt not in FORMATS:
         raise unknown_choice("format", fmt, FORMATS)
-    read_manifest(run_dir)
+    manifest = read_manifest(run_dir)
     if not shard_paths(run_dir):
         raise RunFolderError(f"run {str(run_dir)!r} has no episodes to export")
     path = _target(out, fmt)
@@ -124,11 +134,20 @@ def export_run(
             )
     rows = table.to_pylist()
     if fmt == "openai-chat":
-        lines = [chat for row in rows if (chat := openai_chat(Episode.model_validate(row)))]
+        system, tools, notes = agent_setup(manifest)
+        lines = [
+            chat
+            for row in rows
+            if (chat := openai_chat(Episode.model_validate(row), system=system, tools=tools))
+        ]
         if not lines:
             raise ConfigError(f"no episode of {str(run_dir)!r} has an agent reply; nothing written")
         _write_atomically(path, lambda tmp: _write_jsonl(tmp, lines))
-        return ExportResult(path, fmt, len(lines), len(lines), total - len(lines))
+        return ExportResult(path, fmt, len(lines), len(lines), total - len(lines), notes)
+    if fmt == "phoenix":
+        examples = [phoenix_example(row) for row in rows]
+        _write_atomically(path, lambda tmp: _write_jsonl(tmp, examples))
+        return ExportResult(path, fmt, len(rows), len(rows), total - len(rows))
     if fmt == "turns":
         turns = [t for row in rows for t in turn_rows(row)]
         if path.suffix == ".jsonl":
@@ -223,8 +242,56 @@ def turn_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def openai_chat(episode: Episode) -> dict[str, Any] | None:
+def agent_setup(
+    manifest: dict[str, Any],
+) -> tuple[str | None, list[dict[str, Any]] | None, list[str]]:
+    """The agent's system prompt and tools (OpenAI `tools` entries) the run was made with.
+
+    Read from the `--system-prompt` and `--tools` files the manifest names, and only when their
+    text still hashes to what the manifest recorded (a prompt edited since the run would teach
+    the wrong thing). Returns (system prompt, tools, notes on what was left out and why).
+    """
+    import hashlib
+
+    config = manifest.get("config", {})
+    hashes = (manifest.get("llm") or {}).get("prompt_hashes") or {}
+    found: dict[str, str] = {}
+    notes = []
+    for name, flag in (("system_prompt", "--system-prompt"), ("tools", "--tools")):
+        path = config.get(name)
+        if not path:
+            continue
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError:
+            notes.append(f"{flag} file {path!r} of the run is gone; examples leave it out")
+            continue
+        recorded = hashes.get(name)
+        if recorded and hashlib.sha256(text.encode()).hexdigest()[:16] != recorded:
+            notes.append(f"{flag} file {path!r} changed since the run; examples leave it out")
+            continue
+        found[name] = text
+    tools = None
+    if "tools" in found:
+        from simulate.targets.openai import load_tools
+
+        tools = [
+            {"type": "function", "function": tool.as_function()}
+            for tool in load_tools(config["tools"])
+        ]
+    return found.get("system_prompt"), tools, notes
+
+
+def openai_chat(
+    episode: Episode,
+    *,
+    system: str | None = None,
+    tools: list[dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
     """One episode as an OpenAI chat fine-tuning example, or None when the agent never replied.
+
+    ``system`` (the agent's system prompt) opens the messages; ``tools`` (OpenAI `tools`
+    entries) go beside them, as the fine-tuning format takes them.
 
     The agent is the assistant. A reply that called tools becomes the assistant's tool calls,
     one `tool` message per call (its result, JSON-encoded unless text; `null` when the agent did
@@ -255,7 +322,11 @@ def openai_chat(episode: Episode) -> dict[str, Any] | None:
         messages.append({"role": "assistant", "content": message.content})
     while messages and (messages[-1]["role"] != "assistant" or messages[-1].get("tool_calls")):
         messages.pop()
-    return {"messages": messages} if messages else None
+    if not messages:
+        return None
+    if system is not None and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system})
+    return {"messages": messages, "tools": tools} if tools else {"messages": messages}
 
 
 def _result_text(call: ToolCall) -> str:
@@ -326,6 +397,47 @@ def inspect_sample(row: dict[str, Any], episodes: int = 1) -> dict[str, Any]:
             **_pair_metadata(row, episodes),
             "user_description": _user_description(persona),
             "scenario": scenario["description"],
+        },
+    }
+
+
+def phoenix_example(row: dict[str, Any]) -> dict[str, Any]:
+    """One episode as an Arize Phoenix dataset example: `input`, `output`, `metadata` mappings.
+
+    `input` is what to simulate (persona, scenario, goal, the user's opening message), `output`
+    the recorded conversation and how it ended (the reference an experiment compares against),
+    `metadata` the ids to join back to the run.
+    """
+    persona, scenario = json.loads(row["persona"]), json.loads(row["scenario"])
+    opening = next((m["content"] for m in row["messages"] if m["role"] == "user"), None)
+    messages = []
+    for message in row["messages"]:
+        entry: dict[str, Any] = {"role": message["role"], "content": message["content"]}
+        calls = json.loads(message["tool_calls"]) if message["tool_calls"] else None
+        if calls:
+            entry["tool_calls"] = calls
+        messages.append(entry)
+    return {
+        "input": {
+            "persona_id": row["persona_id"],
+            "scenario_id": row["scenario_id"],
+            "user_description": _user_description(persona),
+            "scenario": scenario["description"],
+            "goal": scenario["goal"],
+            "opening": opening or scenario["opening"] or scenario["description"],
+        },
+        "output": {
+            "messages": messages,
+            "status": row["outcome"]["status"],
+            "success": row["success"],
+            "failed_checks": row["outcome"]["failed_checks"],
+        },
+        "metadata": {
+            "episode_id": row["episode_id"],
+            "run_id": row["run_id"],
+            "trial": row["trial"],
+            "n_turns": row["n_turns"],
+            "reason": row["outcome"]["reason"],
         },
     }
 

@@ -106,7 +106,7 @@ class GenerateConfig:
     n: int
     out: str
     model: str | None = None
-    """`gpt-4o-mini`, `openai:gpt-4o-mini` or `llm:gpt-4o-mini`; default: `models.generator`, else `models.user`."""
+    """`gpt-4o-mini`, `openai:…` or `llm:…`; default: `models.generator`, else `models.user`."""
     seed: int = 0
     temperature: float | None = None
     force: bool = False

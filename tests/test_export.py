@@ -130,7 +130,10 @@ def check_chat_example(example: dict[str, Any]) -> None:
     str} | {"role": "assistant", "content": null, "tool_calls": [{"id", "type": "function",
     "function": {"name", "arguments": JSON text}}]}, {"role": "tool", "tool_call_id", "content"}]}
     """
-    assert set(example) == {"messages"}
+    assert set(example) in ({"messages"}, {"messages", "tools"})
+    for tool in example.get("tools", []):
+        assert tool["type"] == "function" and set(tool) == {"type", "function"}
+        assert {"name", "parameters"} <= set(tool["function"])
     messages = example["messages"]
     assert messages[0]["role"] in {"system", "user"}
     state, pending = "start", set()
@@ -278,6 +281,105 @@ def test_inspect_samples_have_the_fields_json_dataset_reads(run_dir, stored, tmp
         first = pairs[f"{meta['persona_id']} x {meta['scenario_id']}"][0]
         assert sample["input"] == first["messages"][0]["content"]
         assert sample["target"] == json.loads(first["scenario"])["goal"]
+
+
+# --- Arize Phoenix -----------------------------------------------------------------------------
+
+
+def test_phoenix_examples_have_the_shape_create_dataset_takes(run_dir, stored, tmp_path):
+    """`phoenix.client.Client().datasets.create_dataset(name=..., examples=[...])` takes dicts
+    with required `input` and `output` mappings and an optional `metadata` mapping."""
+    result = export_run(run_dir, "phoenix", tmp_path)
+    assert result.path == tmp_path / "phoenix-examples.jsonl"
+    examples = [json.loads(line) for line in result.path.read_text().splitlines()]
+    assert len(examples) == result.rows == len(stored)
+    by_id = {row["episode_id"]: row for row in stored}
+    for example in examples:
+        assert set(example) == {"input", "output", "metadata"}
+        assert all(isinstance(example[k], dict) for k in example)
+        row = by_id[example["metadata"]["episode_id"]]
+        scenario = json.loads(row["scenario"])
+        assert example["input"]["goal"] == scenario["goal"]
+        assert example["input"]["opening"] == row["messages"][0]["content"]
+        assert example["output"]["success"] is row["success"]
+        assert example["output"]["status"] == row["outcome"]["status"]
+        assert [m["content"] for m in example["output"]["messages"]] == [
+            m["content"] for m in row["messages"]
+        ]
+    called = [m for e in examples for m in e["output"]["messages"] if "tool_calls" in m]
+    assert called and all(isinstance(m["tool_calls"], list) and m["tool_calls"] for m in called)
+    frame = pl.read_ndjson(result.path)  # a table with the three columns Phoenix reads
+    assert frame.columns == ["input", "output", "metadata"] and frame.height == len(stored)
+
+
+# --- the agent's system prompt and tools in openai-chat -------------------------------------------
+
+
+def _with_agent_files(run_dir: Path, tmp_path: Path, edit_after: bool = False) -> Path:
+    """A copy of the run whose manifest names a system prompt and tools file, as an
+    `openai:MODEL` run records them (paths in `config`, hashes in `llm.prompt_hashes`)."""
+    import hashlib
+    import shutil
+
+    copy = Path(shutil.copytree(run_dir, tmp_path / "agent-run"))
+    prompt = tmp_path / "system.md"
+    prompt.write_text("You are the airline's support agent. Be brief.\n")
+    tools = tmp_path / "tools.yaml"
+    tools.write_text(
+        "tools:\n"
+        "  - name: lookup_booking\n"
+        "    description: Find a booking by its reference.\n"
+        "    parameters: {type: object, properties: {ref: {type: string}}, required: [ref]}\n"
+        "    result: {status: confirmed}\n"
+    )
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["config"] |= {"system_prompt": str(prompt), "tools": str(tools)}
+    manifest["llm"] = {
+        "prompt_hashes": {
+            name: hashlib.sha256(path.read_text().encode()).hexdigest()[:16]
+            for name, path in (("system_prompt", prompt), ("tools", tools))
+        }
+    }
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    if edit_after:
+        prompt.write_text("A different prompt, written after the run.\n")
+    return copy
+
+
+def test_openai_chat_starts_with_the_agents_system_prompt_and_carries_its_tools(run_dir, tmp_path):
+    run = _with_agent_files(run_dir, tmp_path)
+    result = export_run(run, "openai-chat", tmp_path / "ft.jsonl")
+    examples = [json.loads(line) for line in result.path.read_text().splitlines()]
+    assert result.notes == [] and examples
+    for example in examples:
+        check_chat_example(example)
+        assert example["messages"][0] == {
+            "role": "system",
+            "content": "You are the airline's support agent. Be brief.\n",
+        }
+        assert example["tools"] == [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup_booking",
+                    "description": "Find a booking by its reference.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"ref": {"type": "string"}},
+                        "required": ["ref"],
+                    },
+                },
+            }
+        ]
+
+
+def test_openai_chat_leaves_out_a_system_prompt_edited_since_the_run(run_dir, tmp_path):
+    run = _with_agent_files(run_dir, tmp_path, edit_after=True)
+    result = export_run(run, "openai-chat", tmp_path / "ft.jsonl")
+    examples = [json.loads(line) for line in result.path.read_text().splitlines()]
+    assert len(result.notes) == 1 and "changed since the run" in result.notes[0]
+    assert all(e["messages"][0]["role"] == "user" for e in examples)
+    assert all("tools" in e for e in examples)  # the tools file did not change
 
 
 # --- --passed-only and --criterion ------------------------------------------------------------

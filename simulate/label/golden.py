@@ -33,7 +33,8 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from simulate.errors import ConfigError, RunFolderError, SimulateError
+from simulate.card import agreement_lines, persona_sources, size_category
+from simulate.errors import ConfigError, RunFolderError
 from simulate.schema import Label, LabelerKind, Model
 from simulate.store import episode_features, load_run, read_labels, read_manifest
 
@@ -350,7 +351,7 @@ def build_golden(
         criteria=sorted({m.criterion for m in kept}),
         unlabeled=len(known - by_episode.keys()),
     )
-    result.agreement = _agreement_lines(run_dir)
+    result.agreement = agreement_lines(run_dir)
     card = render_card(
         result,
         manifest,
@@ -413,58 +414,6 @@ def _write_atomically(target: Path, dataset: datasets.DatasetDict, card: Dataset
 # --- the card -------------------------------------------------------------------------------
 
 
-def _agreement_lines(run_dir: str | Path) -> list[str]:
-    """Agreement figures as markdown lines, when `simulate.label.agreement` can compute them.
-
-    Optional: a run labeled by one labeler per criterion has none, and the card skips them.
-    """
-    try:
-        from simulate.label.agreement import agreement_report
-
-        report = agreement_report(run_dir)
-    except (ImportError, SimulateError):
-        return []
-    lines = []
-    for section in report.get("criteria", []):
-        figures = section.get("agreement") or {}
-        named = [
-            ("Cohen's kappa", figures.get("cohen_kappa")),
-            ("Fleiss' kappa", figures.get("fleiss_kappa")),
-            *(
-                (f"Krippendorff's alpha ({level})", value)
-                for level, value in (figures.get("krippendorff_alpha") or {}).items()
-            ),
-        ]
-        parts = [f"{name} {_figure(value)}" for name, value in named if value]
-        parts += [
-            f"`{row['labeler']}` vs people: accuracy {_figure(row.get('accuracy'))}, "
-            f"true-positive rate {_figure(row.get('tpr'))}, "
-            f"true-negative rate {_figure(row.get('tnr'))}"
-            for row in section.get("vs_people", [])
-        ]
-        if parts:
-            lines.append(f"- `{section['criterion']}`: " + "; ".join(parts))
-    return lines
-
-
-def _figure(value: dict[str, Any] | None) -> str:
-    """`0.72 [0.55, 0.89] (n=40)`, or `n/a (n=0)`."""
-    if not value or value.get("value") is None:
-        return f"n/a (n={(value or {}).get('n', 0)})"
-    interval = f" [{value['low']:.2f}, {value['high']:.2f}]" if value.get("low") is not None else ""
-    return f"{value['value']:.2f}{interval} (n={value['n']})"
-
-
-def _size_category(n: int) -> str:
-    bounds = [
-        (1_000, "n<1K"),
-        (10_000, "1K<n<10K"),
-        (100_000, "10K<n<100K"),
-        (1_000_000, "100K<n<1M"),
-    ]
-    return next((name for limit, name in bounds if n < limit), "n>1M")
-
-
 def render_card(
     result: GoldenResult,
     manifest: dict[str, Any],
@@ -495,7 +444,7 @@ def render_card(
         license=license,
         language=languages,
         multilinguality="monolingual" if len(languages) == 1 else "multilingual",
-        size_categories=_size_category(n_episodes),
+        size_categories=size_category(n_episodes),
         task_categories=["text-generation", "text-classification"],
         task_ids=["dialogue-generation", "conversational"],
         annotations_creators=sorted(
@@ -626,7 +575,7 @@ def _card_prose(
         "",
         "## Persona sources and licences",
         "",
-        *_persona_sources(personas),
+        *persona_sources(personas),
         "",
         "## Synthetic data and limitations",
         "",
@@ -703,15 +652,3 @@ def _criterion_rows(kept: Sequence[MergedLabel]) -> list[str]:
         decided = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
         rows.append(f"| `{criterion}` | {unit} | {len(merged)} | {passed} | {decided} |")
     return rows
-
-
-def _persona_sources(personas: Sequence[dict[str, Any]]) -> list[str]:
-    """Where personas came from and under which licence, when they say; else hand-written."""
-    sources = Counter(
-        (p.get("source") or "hand-written personas bundled with the run", p.get("license"))
-        for p in personas
-    )
-    return [
-        f"- {source}{f' ({licence})' if licence else ''}: {n} personas"
-        for (source, licence), n in sorted(sources.items(), key=str)
-    ]

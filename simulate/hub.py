@@ -1,0 +1,275 @@
+"""Push a run or a golden set to the Hugging Face Hub as a dataset repository, in one commit.
+
+    README.md                                  the dataset card (simulate.card)
+    data/episodes/<shard>.parquet              config `episodes`: the transcripts
+    data/labels/<shard>.parquet                config `labels`, when the run is labeled
+    data/golden/<split>-00000-of-00001.parquet config `golden`, when RUN/golden exists
+
+A golden folder (what `simulate golden` writes) pushes its splits alone, as config `golden`.
+The repository is created private unless asked otherwise; every file goes up in ONE commit that
+also deletes the repository's data files this push no longer has, so a second push replaces
+rows instead of adding to them, and a push that fails changes nothing a retry would trip over.
+The token comes from `HF_TOKEN` or `hf auth login` (never a flag), `HF_ENDPOINT` names a
+private Hub mirror, and errors are one line without the token.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from simulate.errors import ConfigError, RunFolderError, SimulateError
+from simulate.store import EPISODES, LABELS, MANIFEST, read_manifest, shard_paths
+
+GOLDEN = "golden"
+NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)"
+
+
+class HubError(SimulateError):
+    """The Hub (or the network on the way) refused or failed a push."""
+
+
+@dataclass
+class Upload:
+    """What one push sends: files by their path in the repository, and the card."""
+
+    files: dict[str, Path]
+    card: str
+    rows: dict[str, dict[str, int]]
+    """Config -> split -> rows."""
+    license: str
+    warnings: list[str] = field(default_factory=list)
+    title: str = ""
+
+
+@dataclass
+class PushResult:
+    """What `push_to_hub` committed."""
+
+    repo_id: str
+    repo_url: str
+    commit_url: str
+    private: bool
+    files: list[str]
+    deleted: list[str]
+    rows: dict[str, dict[str, int]]
+    license: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` when it is a Hub `owner/name`, else a one-line ConfigError."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    owner, slash, name = repo_id.partition("/")
+    problem = None if owner and slash and name else "needs an owner: owner/name"
+    if problem is None:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as exc:
+            problem = str(exc).strip().splitlines()[0]
+    if problem:
+        raise ConfigError(
+            f"--to-hub {repo_id!r} is not a Hub dataset name ({problem}); "
+            "give owner/name, e.g. acme/support-sim"
+        )
+    return repo_id
+
+
+def prepare_upload(
+    source: str | Path, *, repo_id: str | None = None, license: str | None = None
+) -> Upload:
+    """The files and card a push of ``source`` (a run folder or a golden folder) sends.
+
+    Raises RunFolderError when ``source`` is neither, or has no episodes.
+    """
+    folder = Path(source)
+    if (folder / MANIFEST).is_file():
+        return _run_upload(folder, repo_id, license)
+    if (folder / "README.md").is_file() and list((folder / "data").glob("*.parquet")):
+        return _golden_upload(folder, repo_id, license)
+    read_manifest(folder)  # the usual "no such run folder" / "not a run folder" error
+    raise RunFolderError(f"{str(folder)!r} is not a run folder")  # pragma: no cover
+
+
+def _run_upload(run_dir: Path, repo_id: str | None, license: str | None) -> Upload:
+    from simulate.card import render_run_card
+
+    manifest = read_manifest(run_dir)
+    episodes = shard_paths(run_dir)
+    if not episodes or not _rows(episodes):
+        raise RunFolderError(f"run {str(run_dir)!r} has no episodes to push")
+    files = {f"data/{EPISODES}/{p.name}": p for p in episodes}
+    data_files: dict[str, dict[str, str]] = {EPISODES: {"train": f"data/{EPISODES}/*.parquet"}}
+    rows = {EPISODES: {"train": _rows(episodes)}}
+    labels = shard_paths(run_dir, LABELS)
+    if labels:
+        files |= {f"data/{LABELS}/{p.name}": p for p in labels}
+        data_files[LABELS] = {"train": f"data/{LABELS}/*.parquet"}
+        rows[LABELS] = {"train": _rows(labels)}
+    golden = _golden_splits(run_dir / GOLDEN)
+    if golden:
+        files |= {f"data/{GOLDEN}/{p.name}": p for p in golden.values()}
+        data_files[GOLDEN] = {s: f"data/{GOLDEN}/{s}-*.parquet" for s in golden}
+        rows[GOLDEN] = {s: _rows([p]) for s, p in golden.items()}
+    made = render_run_card(run_dir, data_files, repo_id=repo_id, license=license)
+    return Upload(
+        files=files,
+        card=str(made.card),
+        rows=rows,
+        license=made.license,
+        warnings=made.warnings,
+        title=f"run {manifest.get('run_id', run_dir.name)}",
+    )
+
+
+def _golden_upload(golden_dir: Path, repo_id: str | None, license: str | None) -> Upload:
+    from simulate.card import golden_card_for_hub
+    from simulate.label.golden import check_license
+
+    splits = _golden_splits(golden_dir)
+    data_files = {GOLDEN: {s: f"data/{GOLDEN}/{s}-*.parquet" for s in splits}}
+    card = golden_card_for_hub(golden_dir, data_files, repo_id)
+    if license is not None:
+        card.data.license = check_license(license)
+    return Upload(
+        files={f"data/{GOLDEN}/{p.name}": p for p in splits.values()},
+        card=str(card),
+        rows={GOLDEN: {s: _rows([p]) for s, p in splits.items()}},
+        license=str(card.data.license),
+        title=f"golden set {golden_dir.resolve().parent.name}",
+    )
+
+
+def _golden_splits(golden_dir: Path) -> dict[str, Path]:
+    """Split name -> parquet file of a golden folder (`data/<split>-00000-of-00001.parquet`)."""
+    paths = sorted((golden_dir / "data").glob("*.parquet")) if golden_dir.is_dir() else []
+    order = {"train": 0, "validation": 1, "test": 2}
+    splits = {p.name.split("-")[0]: p for p in paths}
+    return dict(sorted(splits.items(), key=lambda item: (order.get(item[0], 3), item[0])))
+
+
+def _rows(paths: list[Path]) -> int:
+    return sum(pq.read_metadata(p).num_rows for p in paths)
+
+
+def push_to_hub(
+    source: str | Path,
+    repo_id: str,
+    *,
+    public: bool = False,
+    license: str | None = None,
+) -> PushResult:
+    """Create (or reuse) the dataset repository ``repo_id`` and commit ``source`` to it.
+
+    Args:
+        source: A run folder or a golden folder.
+        repo_id: `owner/name` on the Hub (or the mirror `HF_ENDPOINT` names).
+        public: Create the repository public; it is private otherwise. An existing repository
+            keeps its visibility (the result says which, with a warning when it differs).
+        license: Licence id for the card; None picks one (`simulate.card.choose_license`).
+
+    Raises:
+        ConfigError: a bad ``repo_id`` or licence, or no token.
+        RunFolderError: ``source`` is not a run or golden folder, or has no episodes.
+        HubError: the Hub or the network failed; nothing was committed.
+    """
+    check_repo_id(repo_id)
+    upload = prepare_upload(source, repo_id=repo_id, license=license)
+    from huggingface_hub import (
+        CommitOperationAdd,
+        CommitOperationDelete,
+        HfApi,
+        constants,
+        get_token,
+    )
+
+    token = get_token()
+    if not token:
+        raise ConfigError(NO_TOKEN)
+    endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
+    api = HfApi(endpoint=endpoint, token=token, library_name="simulate")
+    try:
+        repo_url = api.create_repo(repo_id, repo_type="dataset", private=not public, exist_ok=True)
+        private = bool(api.repo_info(repo_id, repo_type="dataset").private)
+        existing = api.list_repo_files(repo_id, repo_type="dataset")
+        stale = sorted(p for p in existing if p.startswith("data/") and p not in upload.files)
+        operations: list[Any] = [CommitOperationAdd("README.md", upload.card.encode("utf-8"))]
+        operations += [CommitOperationAdd(path, str(local)) for path, local in upload.files.items()]
+        operations += [CommitOperationDelete(path) for path in stale]
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            repo_type="dataset",
+            commit_message=f"Upload {upload.title} with simulate",
+            commit_description=_describe(upload.rows),
+        )
+    except _network_errors() as exc:
+        raise HubError(_one_line(exc, repo_id, endpoint, token)) from None
+    return PushResult(
+        repo_id=repo_id,
+        repo_url=str(repo_url),
+        commit_url=commit.commit_url,
+        private=private,
+        files=["README.md", *upload.files],
+        deleted=stale,
+        rows=upload.rows,
+        license=upload.license,
+        warnings=upload.warnings
+        + (
+            [f"{repo_id} already existed and stays {'private' if private else 'public'}"]
+            if private == public
+            else []
+        ),
+    )
+
+
+def _describe(rows: dict[str, dict[str, int]]) -> str:
+    return "; ".join(
+        f"{config}: " + ", ".join(f"{split} {n}" for split, n in splits.items())
+        for config, splits in rows.items()
+    )
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a push through huggingface_hub raises when the Hub or the network fails.
+
+    `HfHubHTTPError` for answers; the HTTP client's own transport errors (httpx2, httpx, or
+    requests, which derive from OSError) for a refused or dropped connection; ValueError for a
+    card the Hub's YAML check refuses.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError, ValueError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _one_line(exc: BaseException, repo_id: str, endpoint: str, token: str) -> str:
+    """The failure as one line, naming the repository and the fix, with no token in it."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    status = None
+    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
+        status = exc.response.status_code
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    if status in (401, 403):
+        why = f"the Hub refused the token ({status}); check HF_TOKEN or `hf auth login`"
+    elif status is not None:
+        server = getattr(exc, "server_message", None) or ""
+        why = f"the Hub answered {status}" + (f": {' '.join(server.split())}" if server else "")
+    elif isinstance(exc, ValueError):
+        why = detail
+    else:
+        why = f"network failure talking to {endpoint} ({type(exc).__name__}: {detail})"
+    message = f"push to {repo_id!r} failed: {why}; nothing was committed, run it again to retry"
+    return message.replace(token, "***")
