@@ -35,7 +35,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from simulate.errors import ConfigError, LLMError, SimulateError, did_you_mean
-from simulate.schema import Message, Model, Persona, Traits, Usage
+from simulate.llm.pool import EndpointFlags
+from simulate.schema import Message, Persona, Traits, Usage
 
 Coverage = Literal["pairwise", "random"]
 COVERAGES: tuple[str, ...] = get_args(Coverage)
@@ -540,19 +541,13 @@ class PersonaStory(BaseModel):
     )
 
 
-class EnrichConfig(Model):
+class EnrichConfig(EndpointFlags):
     """The model and endpoint of an enrichment."""
 
     model: str
     """The model, `MODEL` or `backend:MODEL` (the part after `llm:` in `--enrich`)."""
     concurrency: int = Field(8, ge=1)
     """Personas enriched at once."""
-    llm_config: str | None = None
-    base_url: str | None = None
-    use_cache: bool = True
-    replay_only: bool = False
-    max_calls: int | None = Field(None, ge=1)
-    max_cost_usd: float | None = Field(None, gt=0)
 
 
 @dataclass

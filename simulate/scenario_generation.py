@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simulate.errors import ConfigError, LLMError
 from simulate.llm import LLM, split_spec
-from simulate.llm.pool import LLMPool
+from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.loader import load_scenarios
 from simulate.plan import expand_variables
 from simulate.schema import Message, Scenario
@@ -98,8 +98,7 @@ class ProposedScenarios(BaseModel):
 # --- generate --------------------------------------------------------------------------------
 
 
-@dataclass
-class GenerateConfig:
+class GenerateConfig(EndpointFlags):
     """What `simulate scenarios generate` was asked for, endpoint flags included."""
 
     agent_file: str
@@ -110,12 +109,6 @@ class GenerateConfig:
     seed: int = 0
     temperature: float | None = None
     force: bool = False
-    llm_config: str | None = None
-    base_url: str | None = None
-    use_cache: bool = True
-    replay_only: bool = False
-    max_calls: int | None = None
-    max_cost_usd: float | None = None
 
 
 @dataclass

@@ -18,13 +18,13 @@ from pydantic import Field
 
 from simulate import targets, users
 from simulate.errors import ConfigError, RunStopped
-from simulate.llm.pool import LLMPool
+from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import estimate_cost
 from simulate.loader import load_personas, load_scenarios
 from simulate.plan import build_plan
 from simulate.runner import RunSettings, Tally, goal_rate, run_episodes
-from simulate.schema import SCHEMA_VERSION, Episode, EpisodeSpec, Model, Usage
+from simulate.schema import SCHEMA_VERSION, Episode, EpisodeSpec, Usage
 from simulate.store import (
     ShardWriter,
     environment,
@@ -36,7 +36,7 @@ from simulate.store import (
 from simulate.users.llm import read_prompt
 
 
-class RunConfig(Model):
+class RunConfig(EndpointFlags):
     """Everything that defines a run; recorded in its manifest."""
 
     personas: list[str]
@@ -66,18 +66,6 @@ class RunConfig(Model):
     """The `openai:` target's system-prompt file."""
     tools: str | None = None
     """The `openai:` target's tools file."""
-    llm_config: str | None = None
-    """A YAML file of endpoint settings (base_url, api_key_env, limits, prices, models)."""
-    base_url: str | None = None
-    """An OpenAI-compatible endpoint; overrides the config file and OPENAI_BASE_URL."""
-    use_cache: bool = True
-    """Serve repeated model requests from the cache (`--no-cache` turns it off)."""
-    replay_only: bool = False
-    """Answer model requests only from the cache; a miss stops the run."""
-    max_calls: int | None = Field(None, ge=1)
-    """Stop the run cleanly after this many paid model calls."""
-    max_cost_usd: float | None = Field(None, gt=0)
-    """Stop the run cleanly once this much is spent on models."""
     resume: bool = False
     """Continue the run already in `out`, skipping stored episodes."""
 

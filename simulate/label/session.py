@@ -32,9 +32,9 @@ from simulate.label.judges import (
 )
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import RuleLabeler, RuleLimits, rule_criteria
-from simulate.llm.pool import LLMPool
+from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
-from simulate.schema import NOT_AGENT_FAULT, Criterion, Episode, Label, Model, Rubric, Usage
+from simulate.schema import NOT_AGENT_FAULT, Criterion, Episode, Label, Rubric, Usage
 from simulate.store import (
     LABELS,
     ShardWriter,
@@ -54,7 +54,7 @@ FLUSH_MAX_LABELS = 500
 JUDGES = {"llm": "an LLM judge, e.g. llm:gpt-4o-mini"}
 
 
-class LabelConfig(Model):
+class LabelConfig(EndpointFlags):
     """Everything one labeling session does."""
 
     run_dir: str
@@ -73,12 +73,6 @@ class LabelConfig(Model):
     human_examples: int = Field(3, ge=0)
     """People's labels shown to the judge as examples, per criterion."""
     limits: RuleLimits = Field(default_factory=RuleLimits)
-    llm_config: str | None = None
-    base_url: str | None = None
-    use_cache: bool = True
-    replay_only: bool = False
-    max_calls: int | None = Field(None, ge=1)
-    max_cost_usd: float | None = Field(None, gt=0)
 
 
 @dataclass

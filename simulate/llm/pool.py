@@ -8,22 +8,31 @@ idle connection on each request.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Protocol
+from typing import Any
+
+from pydantic import Field
 
 from simulate.llm import LLM, LLMRole, get_llm, split_spec
 from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import UsageMeter
+from simulate.schema import Model
 
 
-class EndpointFlags(Protocol):
-    """The endpoint settings every model-using command takes (RunConfig, LabelConfig)."""
+class EndpointFlags(Model):
+    """The endpoint flags every model-using command takes; its configs extend this one."""
 
-    llm_config: str | None
-    base_url: str | None
-    use_cache: bool
-    replay_only: bool
-    max_calls: int | None
-    max_cost_usd: float | None
+    llm_config: str | None = None
+    """A YAML file of endpoint settings (base_url, api_key_env, limits, prices, models)."""
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint; overrides the config file and OPENAI_BASE_URL."""
+    use_cache: bool = True
+    """Serve repeated model requests from the cache (`--no-cache` turns it off)."""
+    replay_only: bool = False
+    """Answer model requests only from the cache; a miss stops the work."""
+    max_calls: int | None = Field(None, ge=1)
+    """Stop cleanly after this many paid model calls."""
+    max_cost_usd: float | None = Field(None, gt=0)
+    """Stop cleanly once this much is spent on models."""
 
 
 class LLMPool:
