@@ -10,13 +10,19 @@ The repository is created private unless asked otherwise; every file goes up in 
 also deletes the repository's data files this push no longer has, so a second push replaces
 rows instead of adding to them, and a push that fails changes nothing a retry would trip over.
 The token comes from `HF_TOKEN` or `hf auth login` (never a flag), `HF_ENDPOINT` names a
-private Hub mirror, and errors are one line without the token.
+private Hub mirror, and errors are one line without the token. Parquet files go up the way the
+Hub asks for binary files: by Xet when hf_xet is installed (huggingface_hub then never asks the
+server), else by Git LFS; a mirror without Xet storage needs `HF_HUB_DISABLE_XET=1`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,22 +201,36 @@ def push_to_hub(
     endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token, library_name="simulate")
     try:
-        repo_url = api.create_repo(repo_id, repo_type="dataset", private=not public, exist_ok=True)
-        private = bool(api.repo_info(repo_id, repo_type="dataset").private)
-        existing = api.list_repo_files(repo_id, repo_type="dataset")
-        stale = sorted(p for p in existing if p.startswith("data/") and p not in upload.files)
-        operations: list[Any] = [CommitOperationAdd("README.md", upload.card.encode("utf-8"))]
-        operations += [CommitOperationAdd(path, str(local)) for path, local in upload.files.items()]
-        operations += [CommitOperationDelete(path) for path in stale]
-        commit = api.create_commit(
-            repo_id,
-            operations,
-            repo_type="dataset",
-            commit_message=f"Upload {upload.title} with simulate",
-            commit_description=_describe(upload.rows),
-        )
+        with _quiet_retries():
+            repo_url = api.create_repo(
+                repo_id, repo_type="dataset", private=not public, exist_ok=True
+            )
+            private = bool(api.repo_info(repo_id, repo_type="dataset").private)
+            existing = api.list_repo_files(repo_id, repo_type="dataset")
+            stale = sorted(p for p in existing if p.startswith("data/") and p not in upload.files)
+            operations: list[Any] = [CommitOperationAdd("README.md", upload.card.encode("utf-8"))]
+            operations += [
+                CommitOperationAdd(path, str(local)) for path, local in upload.files.items()
+            ]
+            operations += [CommitOperationDelete(path) for path in stale]
+            commit = api.create_commit(
+                repo_id,
+                operations,
+                repo_type="dataset",
+                commit_message=f"Upload {upload.title} with simulate",
+                commit_description=_describe(upload.rows),
+            )
     except _network_errors() as exc:
         raise HubError(_one_line(exc, repo_id, endpoint, token)) from None
+    except RuntimeError as exc:
+        # A failed LFS upload (the PUT of a parquet file to the storage the Hub names) comes
+        # wrapped: RuntimeError("Error while uploading 'PATH' to the Hub.") from the HTTP error.
+        uploading = re.search(r"uploading '([^']+)'", str(exc))
+        if uploading is None or not isinstance(exc.__cause__, _network_errors()):
+            raise
+        raise HubError(
+            _one_line(exc.__cause__, repo_id, endpoint, token, uploading=uploading.group(1))
+        ) from None
     return PushResult(
         repo_id=repo_id,
         repo_url=str(repo_url),
@@ -236,6 +256,19 @@ def _describe(rows: dict[str, dict[str, int]]) -> str:
     )
 
 
+@contextlib.contextmanager
+def _quiet_retries() -> Iterator[None]:
+    """huggingface_hub's retry warnings quote storage URLs (signed links on the real Hub): keep
+    them out of the terminal; a push that fails for good says why in one line."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _network_errors() -> tuple[type[BaseException], ...]:
     """What a push through huggingface_hub raises when the Hub or the network fails.
 
@@ -254,15 +287,22 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _one_line(exc: BaseException, repo_id: str, endpoint: str, token: str) -> str:
-    """The failure as one line, naming the repository and the fix, with no token in it."""
+def _one_line(
+    exc: BaseException, repo_id: str, endpoint: str, token: str, uploading: str | None = None
+) -> str:
+    """The failure as one line, naming the repository and the fix, with no token in it.
+
+    ``uploading``: the file whose LFS upload failed. That upload goes to the storage URL the Hub
+    handed out (signed, without the token), so its URL is never quoted and a 401/403 there is
+    not the token's fault.
+    """
     from huggingface_hub.errors import HfHubHTTPError
 
     status = None
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         status = exc.response.status_code
     detail = " ".join(str(exc).split()) or type(exc).__name__
-    if status in (401, 403):
+    if status in (401, 403) and uploading is None:
         why = f"the Hub refused the token ({status}); check HF_TOKEN or `hf auth login`"
     elif status is not None:
         server = getattr(exc, "server_message", None) or ""
@@ -271,5 +311,9 @@ def _one_line(exc: BaseException, repo_id: str, endpoint: str, token: str) -> st
         why = detail
     else:
         why = f"network failure talking to {endpoint} ({type(exc).__name__}: {detail})"
+        if "xet-write-token" in detail:  # huggingface_hub uploads by Xet whenever hf_xet is here
+            why += "; a Hub without Xet storage needs HF_HUB_DISABLE_XET=1 (uploads by Git LFS)"
+    if uploading is not None:
+        why = f"uploading {uploading}: {why}"
     message = f"push to {repo_id!r} failed: {why}; nothing was committed, run it again to retry"
     return message.replace(token, "***")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
+import httpx
+import huggingface_hub
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -337,3 +341,203 @@ def test_to_hub_and_format_do_not_mix(run: Path, tmp_path: Path) -> None:
     assert neither.exit_code == 2 and "give --to-hub OWNER/NAME, or --format and --out" in (
         neither.output
     )
+
+
+# --- the Git LFS upload path: how the real Hub takes parquet files ---------------------------
+
+
+@pytest.fixture
+def lfs_hub() -> Iterator[FakeHubServer]:
+    """A fake Hub that takes parquet files by Git LFS (basic transfer), as the real Hub does."""
+    with FakeHubServer(lfs_suffixes=(".parquet",)) as server:
+        yield server
+
+
+def lfs_env(hub: FakeHubServer, home: Path) -> dict[str, str]:
+    """`hub_env` with Xet off: huggingface_hub uploads LFS files by Xet whenever hf_xet is
+    installed, whatever the server says, and the fake Hub has no Xet storage."""
+    return hub_env(hub, home) | {"HF_HUB_DISABLE_XET": "1"}
+
+
+def parquet_files(run: Path) -> dict[str, Path]:
+    """Path in the repository -> local file, for every parquet file a push of ``run`` sends."""
+    return {
+        f"data/{config}/{p.name}": p
+        for config, folder in [
+            ("episodes", "episodes"),
+            ("labels", "labels"),
+            ("golden", "golden/data"),
+        ]
+        for p in sorted((run / folder).glob("*.parquet"))
+    }
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def lfs_puts(hub: FakeHubServer) -> list[str]:
+    """The object ids of the LFS PUTs the fake Hub saw, in order, failed ones included."""
+    return [path.rsplit("/", 1)[1] for method, path in hub.requests if method == "PUT"]
+
+
+def error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """The `error:` lines of stderr, which also holds huggingface_hub's progress bars and retry
+    warnings (a bar may close after the error line)."""
+    return [line for line in done.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_lfs_push_puts_each_parquet_file_and_the_repository_loads(
+    run: Path, lfs_hub: FakeHubServer, tmp_path: Path
+) -> None:
+    hub = lfs_hub
+    done = export(str(run), "--to-hub", "acme/sim", env=lfs_env(hub, tmp_path / "hf"))
+
+    assert done.returncode == 0, done.stderr
+    repo = hub.repos["acme/sim"]
+    local = parquet_files(run)
+    assert len(repo.commits) == 1
+    assert set(repo.files) == {"README.md", *local}
+    assert repo.lfs == set(local)  # committed as LFS pointers, none inline
+    assert sorted(lfs_puts(hub)) == sorted(sha256_of(p) for p in local.values())
+    for path, file in local.items():
+        assert repo.files[path] == file.read_bytes(), path
+    puts = [
+        a
+        for (method, _), a in zip(hub.requests, hub.authorizations, strict=True)
+        if method == "PUT"
+    ]
+    assert set(puts) == {""}  # the storage URL the batch handed out never gets the token
+    calls = {
+        a
+        for (method, _), a in zip(hub.requests, hub.authorizations, strict=True)
+        if method != "PUT"
+    }
+    assert calls - {""} == {f"Bearer {TOKEN}"}
+    assert TOKEN not in done.stdout + done.stderr
+
+    folder = save_repo(hub, "acme/sim", tmp_path / "clone")
+    episodes = datasets.load_dataset(str(folder), "episodes", split="train")
+    labels = datasets.load_dataset(str(folder), "labels", split="train")
+    expected = pa.concat_tables(
+        pq.read_table(p) for p in sorted((run / "episodes").glob("*.parquet"))
+    )
+    assert episodes.num_rows == expected.num_rows == 108
+    assert episodes.features == episode_features()
+    loaded = episodes.data.table.sort_by("episode_id")
+    assert loaded.to_pylist() == expected.sort_by("episode_id").to_pylist()
+    assert labels.num_rows == sum(
+        pq.read_metadata(p).num_rows for p in (run / "labels").glob("*.parquet")
+    )
+
+
+@pytest.mark.parametrize("drop", [True, False], ids=["connection-dropped", "server-error"])
+def test_failed_lfs_upload_is_one_line_commits_nothing_and_a_retry_sends_the_rest(
+    run: Path, lfs_hub: FakeHubServer, tmp_path: Path, drop: bool
+) -> None:
+    hub, env = lfs_hub, lfs_env(lfs_hub, tmp_path / "hf")
+    shard = sorted((run / "episodes").glob("*.parquet"))[0]
+    oid = sha256_of(shard)
+    hub.fail("lfs_upload", status=None if drop else 500, times=50, path_contains=oid)
+
+    failed = export(str(run), "--to-hub", "acme/sim", env=env)
+
+    assert failed.returncode == 1
+    [error] = error_lines(failed)
+    assert error.startswith(
+        f"error: push to 'acme/sim' failed: uploading data/episodes/{shard.name}: "
+    )
+    assert error.endswith("nothing was committed, run it again to retry")
+    assert ("network failure" in error) is drop and ("the Hub answered 500" in error) is not drop
+    # the storage URL (a signed link on the real Hub) stays out, retry warnings included
+    assert "/lfs-storage/" not in failed.stdout + failed.stderr
+    assert TOKEN not in failed.stdout + failed.stderr
+    assert lfs_puts(hub).count(oid) > 1  # huggingface_hub retried before giving up
+    repo = hub.repos["acme/sim"]
+    assert repo.files == {} and repo.commits == [] and oid not in hub.lfs_objects
+
+    hub.recover()
+    tried = len(lfs_puts(hub))
+    retried = export(str(run), "--to-hub", "acme/sim", env=env)
+
+    assert retried.returncode == 0, retried.stderr
+    assert lfs_puts(hub)[tried:] == [oid]  # the objects already stored are not sent again
+    assert len(repo.commits) == 1 and repo.lfs == set(parquet_files(run))
+    assert repo.files[f"data/episodes/{shard.name}"] == shard.read_bytes()
+
+
+def test_xet_upload_to_a_hub_without_xet_names_the_switch(
+    run: Path, lfs_hub: FakeHubServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("hf_xet")  # with hf_xet installed, huggingface_hub always uploads by Xet
+    env = hub_env(lfs_hub, tmp_path / "hf")
+    env.pop("HF_HUB_DISABLE_XET", None)
+
+    failed = export(str(run), "--to-hub", "acme/sim", env=env)
+
+    assert failed.returncode == 1
+    [error] = error_lines(failed)
+    assert error.startswith("error: push to 'acme/sim' failed: network failure")
+    assert "xet-write-token" in error and "HF_HUB_DISABLE_XET=1" in error
+    assert TOKEN not in failed.stdout + failed.stderr
+    assert lfs_hub.repos["acme/sim"].commits == [] and lfs_puts(lfs_hub) == []
+
+    switched = export(str(run), "--to-hub", "acme/sim", env=env | {"HF_HUB_DISABLE_XET": "1"})
+
+    assert switched.returncode == 0, switched.stderr
+    assert lfs_hub.repos["acme/sim"].lfs == set(parquet_files(run))
+
+
+def test_second_lfs_push_of_the_same_run_uploads_no_parquet_again(
+    run: Path, lfs_hub: FakeHubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", lfs_hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    push_to_hub(run, "acme/sim")
+    first = len(lfs_puts(lfs_hub))
+
+    pushed = push_to_hub(run, "acme/sim")
+
+    repo = lfs_hub.repos["acme/sim"]
+    assert first == len(parquet_files(run)) and len(lfs_puts(lfs_hub)) == first
+    assert len(repo.commits) == 2 and pushed.deleted == []
+    assert repo.lfs == set(parquet_files(run))
+
+
+def test_fake_lfs_storage_takes_only_the_announced_bytes(lfs_hub: FakeHubServer) -> None:
+    """The fake Hub checks what the tests above rely on: an upload is stored only when its sha256
+    and size are the ones announced, and a commit cannot name an object never uploaded."""
+    data, auth = b"PAR1 some parquet bytes PAR1", {"Authorization": f"Bearer {TOKEN}"}
+    oid = hashlib.sha256(data).hexdigest()
+    with httpx.Client(base_url=lfs_hub.url, headers=auth) as client:
+        client.post(
+            "/api/repos/create", json={"organization": "acme", "name": "sim", "type": "dataset"}
+        )
+        batch = client.post(
+            "/datasets/acme/sim.git/info/lfs/objects/batch",
+            json={
+                "operation": "upload",
+                "transfers": ["basic"],
+                "objects": [{"oid": oid, "size": len(data)}],
+            },
+        ).json()
+        href = batch["objects"][0]["actions"]["upload"]["href"]
+        commit = "\n".join(
+            json.dumps(line)
+            for line in [
+                {"key": "header", "value": {"summary": "add"}},
+                {"key": "lfsFile", "value": {"path": "x.parquet", "algo": "sha256", "oid": oid}},
+            ]
+        )
+
+        assert client.post("/api/datasets/acme/sim/commit/main", content=commit).status_code == 400
+        assert client.put(href, content=data[:-1] + b"!").status_code == 400
+        assert client.put(href, content=data + b"!").status_code == 400
+        assert oid not in lfs_hub.lfs_objects
+        assert client.put(href, content=data).status_code == 200
+        assert client.post("/api/datasets/acme/sim/commit/main", content=commit).status_code == 200
+
+    assert batch["transfer"] == "basic"
+    assert lfs_hub.repos["acme/sim"].files == {"x.parquet": data}

@@ -8,9 +8,22 @@
 Only what `HfApi.create_repo`, `list_repo_files`, `repo_info` and `create_commit` call is
 served: `POST /api/repos/create`, `GET /api/datasets/<repo>/tree/<rev>`, `GET
 /api/datasets/<repo>`, `POST /api/validate-yaml`, `POST /api/datasets/<repo>/preupload/<rev>` and
-`POST /api/datasets/<repo>/commit/<rev>`. Preupload answers `uploadMode: regular` for every file,
-so contents travel base64-encoded inside the NDJSON commit and no LFS or Xet upload happens. A
-commit applies all its operations or none.
+`POST /api/datasets/<repo>/commit/<rev>`. By default preupload answers `uploadMode: regular` for
+every file, so contents travel base64-encoded inside the NDJSON commit. A commit applies all its
+operations or none.
+
+`FakeHubServer(lfs_suffixes=(".parquet",))` answers `uploadMode: lfs` for those files instead, as
+the real Hub does for binary files, and serves the Git LFS upload that huggingface_hub then makes
+(with Xet off, `HF_HUB_DISABLE_XET=1`: the fake has no Xet storage):
+
+    POST /datasets/<repo>.git/info/lfs/objects/batch   route `lfs_batch`: answers `transfer: basic`
+         and, per object not stored yet, an upload action and a verify action on this server
+    PUT  /lfs-storage/<repo>/<sha256>                   route `lfs_upload`: stores the body in
+         `hub.lfs_objects` when its sha256 and size are what the batch announced, else 400
+    POST /lfs-verify/<repo>                             route `lfs_verify`: 200 when stored
+
+and the commit's `lfsFile` entries take their bytes from `hub.lfs_objects` (400 when missing), so
+`repo.files` holds the real contents either way and `repo.lfs` names the files that went by LFS.
 """
 
 from __future__ import annotations
@@ -36,6 +49,9 @@ ROUTES = [
     ("POST", re.compile(rf"^/api/datasets/{_REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
     ("POST", re.compile(rf"^/api/datasets/{_REPO}/commit/(?P<rev>[^/]+)$"), "commit"),
     ("GET", re.compile(rf"^/api/datasets/{_REPO}(?:/revision/[^/]+)?$"), "info"),
+    ("POST", re.compile(rf"^/datasets/{_REPO}\.git/info/lfs/objects/batch$"), "lfs_batch"),
+    ("PUT", re.compile(rf"^/lfs-storage/{_REPO}/(?P<oid>[0-9a-f]{{64}})$"), "lfs_upload"),
+    ("POST", re.compile(rf"^/lfs-verify/{_REPO}$"), "lfs_verify"),
 ]
 
 
@@ -48,6 +64,8 @@ class FakeRepo:
     files: dict[str, bytes] = field(default_factory=dict)
     commits: list[dict[str, Any]] = field(default_factory=list)
     """One entry per commit: `oid`, `summary`, `added` and `deleted` paths."""
+    lfs: set[str] = field(default_factory=set)
+    """The paths in `files` whose contents were committed as LFS pointers."""
 
     @property
     def sha(self) -> str:
@@ -57,13 +75,19 @@ class FakeRepo:
 class FakeHubServer:
     """The fake Hub: repositories in memory, the requests it saw, failures on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, lfs_suffixes: tuple[str, ...] = ()) -> None:
+        self.lfs_suffixes = lfs_suffixes
+        """Files whose names end so are LFS files (preupload answers `lfs`); none by default."""
+        self.lfs_objects: dict[str, bytes] = {}
+        """sha256 -> contents of every LFS object PUT and checked."""
+        self._announced: dict[str, int] = {}
+        """sha256 -> size, of the objects an LFS batch request announced."""
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, in order."""
         self.authorizations: list[str] = []
         """The `Authorization` header of every request (empty string when absent)."""
-        self._faults: deque[tuple[str, int | None, bool]] = deque()
+        self._faults: deque[tuple[str, str, int | None, bool]] = deque()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -73,11 +97,26 @@ class FakeHubServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def fail(self, route: str, status: int | None = 500, echo_auth: bool = False) -> None:
-        """Make the next request to ``route`` (`create`, `commit`...) fail: answer ``status``,
-        or drop the connection without an answer when ``status`` is None. ``echo_auth``: the
-        error message quotes the request's Authorization header, as a careless proxy might."""
-        self._faults.append((route, status, echo_auth))
+    def fail(
+        self,
+        route: str,
+        status: int | None = 500,
+        echo_auth: bool = False,
+        times: int = 1,
+        path_contains: str = "",
+    ) -> None:
+        """Make the next ``times`` requests to ``route`` (`create`, `commit`, `lfs_upload`...)
+        whose path contains ``path_contains`` fail: answer ``status`` (with `Retry-After: 0`, so
+        huggingface_hub's retries of 5xx wait 1 s instead of backing off to 8 s), or drop the
+        connection without an answer when ``status`` is None. ``echo_auth``: the error message
+        quotes the request's Authorization header, as a careless proxy might."""
+        with self._lock:
+            self._faults.extend([(route, path_contains, status, echo_auth)] * times)
+
+    def recover(self) -> None:
+        """Forget the failures `fail` set up that have not happened yet."""
+        with self._lock:
+            self._faults.clear()
 
     def __enter__(self) -> FakeHubServer:
         self._thread.start()
@@ -119,6 +158,7 @@ class FakeHubServer:
             return found
         return 200, [
             {"type": "file", "path": path, "size": len(data), "oid": _git_oid(data)}
+            | ({"lfs": _lfs_info(data)} if path in found.lfs else {})
             for path, data in sorted(found.files.items())
         ]
 
@@ -140,16 +180,51 @@ class FakeHubServer:
         files = json.loads(body)["files"]
         return 200, {
             "files": [
-                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                {"path": f["path"], "uploadMode": self._mode(f), "shouldIgnore": False, "oid": None}
                 for f in files
             ]
         }
+
+    def lfs_batch(self, repo: str, body: bytes, **_: str) -> tuple[int, Any]:
+        found = self._repo(repo)
+        if isinstance(found, tuple):
+            return found
+        payload = json.loads(body)
+        if payload.get("operation") != "upload" or "basic" not in payload.get("transfers", []):
+            return 422, {"message": "this fake only takes basic LFS uploads"}
+        objects = []
+        for obj in payload["objects"]:
+            oid, size = obj["oid"], obj["size"]
+            entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
+            if oid not in self.lfs_objects:
+                self._announced[oid] = size
+                entry["actions"] = {
+                    "upload": {"href": f"{self.url}/lfs-storage/{repo}/{oid}", "header": {}},
+                    "verify": {"href": f"{self.url}/lfs-verify/{repo}", "header": {}},
+                }
+            objects.append(entry)
+        return 200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}
+
+    def lfs_upload(self, oid: str, body: bytes, **_: str) -> tuple[int, Any]:
+        if oid not in self._announced:
+            return 400, {"message": f"no LFS batch announced {oid}"}
+        if len(body) != self._announced[oid] or hashlib.sha256(body).hexdigest() != oid:
+            return 400, {"message": f"the body is not object {oid} of the size announced"}
+        self.lfs_objects[oid] = body
+        return 200, {}
+
+    def lfs_verify(self, body: bytes, **_: str) -> tuple[int, Any]:
+        wanted = json.loads(body)
+        stored = self.lfs_objects.get(wanted["oid"])
+        if stored is None or len(stored) != wanted["size"]:
+            return 404, {"message": f"object {wanted['oid']} is not stored"}
+        return 200, {"message": "Everything looks good"}
 
     def commit(self, repo: str, body: bytes, **_: str) -> tuple[int, Any]:
         found = self._repo(repo)
         if isinstance(found, tuple):
             return found
-        files = dict(found.files)
+        files, lfs = dict(found.files), set(found.lfs)
         added, deleted, summary = [], [], ""
         for line in body.decode().splitlines():
             item = json.loads(line)
@@ -158,16 +233,25 @@ class FakeHubServer:
                 summary = value["summary"]
             elif item["key"] == "file":
                 files[value["path"]] = base64.b64decode(value["content"])
+                lfs.discard(value["path"])
+                added.append(value["path"])
+            elif item["key"] == "lfsFile":
+                stored = self.lfs_objects.get(value["oid"])
+                if value.get("algo") != "sha256" or stored is None:
+                    return 400, {"error": f"LFS object of {value['path']} was never uploaded"}
+                files[value["path"]] = stored
+                lfs.add(value["path"])
                 added.append(value["path"])
             elif item["key"] == "deletedFile":
                 if value["path"] not in files:
                     return 404, {"error": f"A file with this name doesn't exist: {value['path']}"}
                 del files[value["path"]]
+                lfs.discard(value["path"])
                 deleted.append(value["path"])
             else:
                 return 400, {"error": f"this fake does not take {item['key']!r} operations"}
         oid = hashlib.sha1(f"{found.sha}{body!r}".encode()).hexdigest()
-        found.files = files
+        found.files, found.lfs = files, lfs
         found.commits.append({"oid": oid, "summary": summary, "added": added, "deleted": deleted})
         return 200, {
             "success": True,
@@ -182,13 +266,18 @@ class FakeHubServer:
         found = self.repos.get(repo_id)
         return found if found is not None else (404, {"error": "Repository not found"})
 
+    def _mode(self, file: dict[str, Any]) -> str:
+        """`lfs` for a non-empty file with an LFS suffix, else `regular`."""
+        lfs = file["size"] > 0 and file["path"].endswith(self.lfs_suffixes)
+        return "lfs" if lfs else "regular"
+
     def _web(self, repo_id: str) -> str:
         return f"{self.url}/datasets/{repo_id}"
 
-    def _fault(self, route: str) -> tuple[bool, int | None, bool]:
+    def _fault(self, route: str, path: str) -> tuple[bool, int | None, bool]:
         with self._lock:
-            for index, (name, status, echo_auth) in enumerate(self._faults):
-                if name == route:
+            for index, (name, contains, status, echo_auth) in enumerate(self._faults):
+                if name == route and contains in path:
                     del self._faults[index]
                     return True, status, echo_auth
         return False, None, False
@@ -196,6 +285,10 @@ class FakeHubServer:
 
 def _git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _lfs_info(data: bytes) -> dict[str, Any]:
+    return {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
 
 
 def _handler(hub: FakeHubServer) -> type[BaseHTTPRequestHandler]:
@@ -211,17 +304,32 @@ def _handler(hub: FakeHubServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._serve("POST")
 
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def _body(self) -> bytes:
+            """The request body, sent with a Content-Length or chunked."""
+            if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(chunks)
+
         def _serve(self, method: str) -> None:
             path = unquote(urlsplit(self.path).path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self._body()
             with hub._lock:
                 hub.requests.append((method, path))
                 hub.authorizations.append(self.headers.get("Authorization", ""))
             for route_method, pattern, name in ROUTES:
                 match = pattern.match(path)
                 if route_method == method and match:
-                    failing, status, echo_auth = hub._fault(name)
+                    failing, status, echo_auth = hub._fault(name, path)
                     if failing and status is None:
                         self.close_connection = True
                         self.connection.close()  # no answer at all: a network failure
@@ -229,7 +337,7 @@ def _handler(hub: FakeHubServer) -> type[BaseHTTPRequestHandler]:
                     if failing:
                         seen = self.headers.get("Authorization", "")
                         error = f"refused {seen!r}" if echo_auth else "Internal Error (injected)"
-                        self._answer(status or 500, {"error": error})
+                        self._answer(status or 500, {"error": error}, {"Retry-After": "0"})
                         return
                     with hub._lock:
                         code, payload = getattr(hub, name)(body=body, **match.groupdict())
@@ -237,11 +345,13 @@ def _handler(hub: FakeHubServer) -> type[BaseHTTPRequestHandler]:
                     return
             self._answer(404, {"error": f"the fake Hub does not serve {method} {path}"})
 
-        def _answer(self, status: int, payload: Any) -> None:
+        def _answer(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             if status == 404:
                 self.send_header("X-Error-Code", "RepoNotFound")
             self.end_headers()
