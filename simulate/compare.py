@@ -450,14 +450,18 @@ def _p(value: float | None) -> str:
 
 def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> None:
     """Print the comparison as rich text and tables on ``console`` (a rich Console)."""
+    from rich.markup import escape
     from rich.table import Table
 
     c = comparison
     confidence = f"{(1 - c.alpha) * 100:g}%"
-    console.print(f"[bold]Compare[/] {c.before.path} → {c.after.path}")
+    # Paths, ids, tags and check phrases are the user's text: escaped, so a `[` in them is
+    # printed as written rather than read as rich markup (a `[/b]` tag would raise).
+    console.print(f"[bold]Compare[/] {escape(str(c.before.path))} → {escape(str(c.after.path))}")
     for label, side in (("before", c.before), ("after", c.after)):
         console.print(
-            f"{label}: run {side.run_id!r}, target {side.target}, seed {side.seed}: "
+            f"{label}: run {escape(repr(side.run_id))}, target {escape(str(side.target))}, "
+            f"seed {side.seed}: "
             f"{side.episodes} episodes, {side.not_rated} target/simulator errors left out, "
             f"{side.unmatched} without a counterpart"
         )
@@ -466,7 +470,7 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
         f"{c.compared} pairs rated in both runs"
     )
     for note in c.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     o, z = c.overall, c.overall_independent
     console.print(
         f"[bold]goal rate {o.rate_before:.1%} → {o.rate_after:.1%}[/] "
@@ -505,12 +509,18 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
         )
         table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
         for column in headers:
-            table.add_column(column, justify="left" if column == "slice" else "right")
+            if column == "slice":
+                table.add_column(column, overflow="fold", min_width=12)
+            else:
+                wraps = column == headers[5]  # the interval, `-55.2 to +19.1`, may take 2 lines
+                table.add_column(
+                    column, justify="right", no_wrap=not wraps, min_width=9 if wraps else None
+                )
         for row in shown:
             style = "red" if row.dropped else ("green" if row.significant else None)
             name = row.name + (f" (= {', '.join(row.same_as)})" if row.same_as else "")
             table.add_row(
-                name,
+                escape(name),
                 str(row.n),
                 f"{row.rate_before:.0%}",
                 f"{row.rate_after:.0%}",
@@ -527,8 +537,11 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
         table = Table(
             title=f"pass → fail: {len(c.pass_to_fail)} conversations", title_justify="left"
         )
+        # Episode ids stay whole (they are what `simulate show --episode` takes); the text
+        # columns fold instead of being cut.
         for column in ("persona", "scenario", "trial", "before", "after", "after: how it ended"):
-            table.add_column(column)
+            ids = column in ("trial", "before", "after")
+            table.add_column(column, no_wrap=ids, overflow="fold", min_width=8 if not ids else None)
         for flip in c.pass_to_fail[: limit or None]:
             checks = (
                 f"; failed {', '.join(flip.failed_checks_after)}"
@@ -541,12 +554,12 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
                 str(flip.trial),
                 flip.episode_before,
                 flip.episode_after,
-                f"{flip.status_after} {flip.reason_after}{checks}".strip(),
+                escape(f"{flip.status_after} {flip.reason_after or ''}{checks}".strip()),
             )
         console.print(table)
         if limit and len(c.pass_to_fail) > limit:
             console.print(f"... and {len(c.pass_to_fail) - limit} more (--limit 0 or --json)")
-        console.print(f"read one: simulate show {c.after.path} --episode ID")
+        console.print(f"read one: simulate show {escape(str(c.after.path))} --episode ID")
     console.print(f"fail → pass: {len(c.fail_to_pass)} conversations")
     if c.regressions:
         names = ", ".join(
@@ -554,7 +567,7 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
             f"{_p(s.p_value if s.p_adjusted is None else s.p_adjusted)})"
             for s in c.regressions
         )
-        console.print(f"[bold red]significant drop[/] at alpha {c.alpha:g}: {names}")
+        console.print(f"[bold red]significant drop[/] at alpha {c.alpha:g}: {escape(names)}")
     else:
         console.print(f"no significant drop at alpha {c.alpha:g}")
 

@@ -441,14 +441,21 @@ def _email(first: str, last: str, fake: Any) -> str:
     return f"{local}@{fake.safe_domain_name()}"
 
 
+_BIDI_CONTROLS = dict.fromkeys(
+    map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
+"""Invisible direction marks CLDR puts in some formats (Arabic: `20\u200f/07\u200f/1972`)."""
+
+
 def local_date(day: dt.date, locale: str) -> str:
-    """``day`` as the locale writes it (CLDR's medium format: `Mar 4, 1985`, `04.03.1985`)."""
+    """``day`` as the locale writes it (CLDR's medium format: `Mar 4, 1985`, `04.03.1985`),
+    without invisible direction marks: a persona's facts are what a person types."""
     from babel.core import UnknownLocaleError
     from babel.dates import format_date
 
     for name in (locale, locale.split("_")[0]):
         try:
-            return format_date(day, "medium", locale=name)
+            return format_date(day, "medium", locale=name).translate(_BIDI_CONTROLS)
         except (UnknownLocaleError, ValueError):
             continue
     return day.isoformat()
@@ -651,10 +658,17 @@ def _id_seed(persona_id: str) -> int:
 
 
 def refuse_overwrite(path: str | Path, force: bool) -> None:
-    """Fail before any work when the output file exists and ``force`` is not given.
+    """Fail before any work when the output is not a YAML file name, or the file exists and
+    ``force`` is not given.
 
     Raises:
-        ConfigError: the file exists (the message says to add --force).
+        ConfigError: ``path`` is a folder, does not end in .yaml or .yml (the file is YAML, and
+            a .json name would be read back as JSON), or exists without ``force``.
     """
-    if Path(path).exists() and not force:
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"-o {path}: is a folder; give a file name, e.g. {out / 'gen.yaml'}")
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError(f"-o {path}: the file is written as YAML; name it .yaml or .yml")
+    if out.exists() and not force:
         raise ConfigError(f"{path} exists; add --force to overwrite it")

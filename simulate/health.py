@@ -34,6 +34,8 @@ FLAG_SIMULATOR_ERRORS = 0.05
 """Share of episodes ended by simulator errors above which a persona is flagged."""
 
 EXAMPLE_KINDS = ("repeated", "assistant_like")
+EXAMPLE_CHARS = 160
+"""Example user messages are cut to this many characters (the report's excerpt length)."""
 
 
 @functools.cache
@@ -236,5 +238,15 @@ def _examples(messages: pl.LazyFrame, kind: str, limit: int) -> pl.LazyFrame:
         .sort(["persona_id", "episode_id", "turn_index"])
         .unique(subset="episode_id", keep="first", maintain_order=True)
         .head(limit)
-        .select("episode_id", "persona_id", "turn_index", "content")
+        .select(
+            "episode_id",
+            "persona_id",
+            "turn_index",
+            # An excerpt: the whole message is in the transcript (a stress-test user writes
+            # thousands of characters).
+            pl.when(pl.col("content").str.len_chars() > EXAMPLE_CHARS)
+            .then(pl.col("content").str.slice(0, EXAMPLE_CHARS - 1) + "…")
+            .otherwise(pl.col("content"))
+            .alias("content"),
+        )
     )

@@ -442,7 +442,9 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
             "created_at": manifest.get("created_at"),
             "user": (manifest.get("config") or {}).get("user"),
             "target": (manifest.get("config") or {}).get("target"),
-            "planned": (manifest.get("counts") or {}).get("planned"),
+            # `counts` is written when a session ends; a killed run has only its `plan`.
+            "planned": (manifest.get("counts") or {}).get("planned")
+            or (manifest.get("plan") or {}).get("episodes"),
             "episodes": frame.height,
             "model_usage": (manifest.get("last_session") or {}).get("model_usage") or [],
         },

@@ -4,6 +4,7 @@ no JavaScript, no fonts or images from elsewhere. Transcripts of the examples ar
 
 from __future__ import annotations
 
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,9 @@ from simulate.report import pass_k_highlights
 REPORT_FILE = "report.html"
 _BAR_ROW = 22
 _LABEL_W = 210
+_MAX_LABEL_W = 470
+_CHAR_W = 7.2
+"""Width of a label character at the charts' 12px font, generous (DejaVu Sans is wide)."""
 _PLOT_W = 360
 _RIGHT_W = 130
 
@@ -23,42 +27,55 @@ _RIGHT_W = 130
 def rate_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Geometry of a horizontal bar chart of goal rates with interval whiskers and n.
 
-    ``rows`` are slices from the report; their order is kept (worst first).
+    ``rows`` are slices from the report; their order is kept (worst first). The label column
+    grows with the longest label (pack ids like `language-switching.german_speaker`), up to a
+    limit past which labels are cut with `…` (the full name is in the bar's tooltip).
     """
+    longest = max((len(str(row["value"])) for row in rows), default=0)
+    fits = min(longest, int((_MAX_LABEL_W - 14) / _CHAR_W))
+    label_w = max(_LABEL_W, 14 + math.ceil(_CHAR_W * fits))
     bars = []
     for i, row in enumerate(rows):
         rate = row["goal_rate"]
         y = 24 + i * _BAR_ROW
         value = rate["value"]
+        # A slice with nothing rated has no rate and no interval: no bar and no whisker (its
+        # Wilson interval, 0%–100%, would be drawn as if it had been measured).
+        whisker = value is not None
         bars.append(
             {
-                "label": row["value"],
+                "label": _fit(str(row["value"]), fits),
                 "y": y,
                 "mid": y + (_BAR_ROW - 6) / 2,
                 "width": 0 if value is None else value * _PLOT_W,
-                "low": _LABEL_W + rate["low"] * _PLOT_W,
-                "high": _LABEL_W + rate["high"] * _PLOT_W,
+                "low": label_w + rate["low"] * _PLOT_W if whisker else None,
+                "high": label_w + rate["high"] * _PLOT_W if whisker else None,
                 "text": (
                     f"n/a · n={rate['n']}" if value is None else f"{value:.0%} · n={rate['n']}"
                 ),
                 "title": (
                     f"{row['value']}: goal rate "
                     + ("n/a" if value is None else f"{value:.1%}")
-                    + f", 95% interval {rate['low']:.1%}–{rate['high']:.1%}, n={rate['n']}"
+                    + (f", 95% interval {rate['low']:.1%}–{rate['high']:.1%}" if whisker else "")
+                    + f", n={rate['n']}"
                 ),
             }
         )
     return {
-        "width": _LABEL_W + _PLOT_W + _RIGHT_W,
+        "width": label_w + _PLOT_W + _RIGHT_W,
         "height": 32 + len(rows) * _BAR_ROW,
-        "x0": _LABEL_W,
+        "x0": label_w,
         "plot_w": _PLOT_W,
         "bar_h": _BAR_ROW - 6,
         "ticks": [
-            {"x": _LABEL_W + t * _PLOT_W, "text": f"{t:.0%}"} for t in (0, 0.25, 0.5, 0.75, 1)
+            {"x": label_w + t * _PLOT_W, "text": f"{t:.0%}"} for t in (0, 0.25, 0.5, 0.75, 1)
         ],
         "bars": bars,
     }
+
+
+def _fit(label: str, chars: int) -> str:
+    return label if len(label) <= chars else label[: chars - 1] + "…"
 
 
 def count_chart(counts: dict[str, int]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import asyncio
 import math
 import random
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -139,9 +140,10 @@ async def generate_async(config: GenerateConfig) -> GenerateResult:
     agent = _read_agent(config.agent_file)
     if not 1 <= config.n <= MAX_N:
         raise ConfigError(f"--n must be between 1 and {MAX_N}, got {config.n}")
+    from simulate.generate import refuse_overwrite
+
     out = Path(config.out)
-    if out.exists() and not config.force:
-        raise ConfigError(f"{config.out} exists; add --force to overwrite it")
+    refuse_overwrite(out, config.force)  # also a folder, or a name not .yaml/.yml
     pool = LLMPool.from_config(config)
     models = pool.settings.models
     spec = _model_spec(config.model, models.get("generator") or models.get("user"))
@@ -254,8 +256,12 @@ def to_scenario(proposal: ProposedScenario, taken_ids: set[str]) -> Scenario:
 
 
 def slugify(text: str) -> str:
-    """`Refund for a late order!` -> `refund_for_a_late_order`."""
-    slug = re.sub(r"[^a-z0-9]+", "_", text.casefold()).strip("_")[:60].rstrip("_")
+    """`Refund for a late order!` -> `refund_for_a_late_order`; accents are dropped from their
+    letters (`Réservation été` -> `reservation_ete`), not the letters themselves."""
+    plain = "".join(
+        c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c)
+    )
+    slug = re.sub(r"[^a-z0-9]+", "_", plain).strip("_")[:60].rstrip("_")
     return slug or "scenario"
 
 
@@ -307,8 +313,9 @@ def expand_scenarios(
             replacement with ``seed`` (in their cross-product order); None keeps them all.
 
     Raises:
-        ConfigError: no scenario in the file has `variables`, ``sample`` is below 1 or above a
-            scenario's number of combinations, or an expanded id collides with another.
+        ConfigError: no scenario in the file has `variables`, a variable has no values,
+            ``sample`` is below 1 or above a scenario's number of combinations, or an expanded
+            id collides with another.
     """
     scenarios = load_scenarios(path)
     if not any(s.variables for s in scenarios):
@@ -318,6 +325,12 @@ def expand_scenarios(
     rng = random.Random(seed)
     expanded: list[Scenario] = []
     for scenario in scenarios:
+        empty = [name for name, values in scenario.variables.items() if not values]
+        if empty:
+            raise ConfigError(
+                f"{path}: scenario {scenario.id!r}: variable {empty[0]!r} has no values, so the "
+                "scenario would expand to nothing; give it at least one value or remove it"
+            )
         copies = expand_variables(scenario)
         if scenario.variables and sample is not None:
             if sample > len(copies):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import json
 import os
 import subprocess
@@ -16,12 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 from scipy.stats import binomtest, fisher_exact
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from simulate.cli import cli, main
-from simulate.compare import compare_runs
+from simulate.compare import compare_runs, print_comparison
 from simulate.demo.agent import DemoAgent
 from simulate.errors import ConfigError, RunFolderError
 from simulate.label.session import LabelConfig, label_run
@@ -192,15 +194,21 @@ TRIALS = 2
 
 
 def write_run(
-    folder: Path, success: np.ndarray, statuses: dict[tuple[int, int, int], str] | None = None
+    folder: Path,
+    success: np.ndarray,
+    statuses: dict[tuple[int, int, int], str] | None = None,
+    *,
+    personas: list[Persona] = PERSONAS,
+    failed_checks: list[str] | None = None,
 ) -> Path:
-    """A run folder in the real schema: ``success[i, j, t]`` for persona i, scenario j, trial t."""
+    """A run folder in the real schema: ``success[i, j, t]`` for persona i, scenario j, trial t;
+    failing episodes carry ``failed_checks``."""
     run_id = folder.name
     folder.mkdir(parents=True)
     write_manifest(folder, {"simulate": "run", "run_id": run_id, "config": {"seed": 0}})
     writer = ShardWriter(folder)
     for (i, j, t), ok in np.ndenumerate(success):
-        persona, scenario = PERSONAS[i], SCENARIOS[j]
+        persona, scenario = personas[i], SCENARIOS[j]
         status = (statuses or {}).get((i, j, t), "goal_reached" if ok else "gave_up")
         writer.add(
             Episode(
@@ -213,7 +221,7 @@ def write_run(
                 persona=persona.model_dump_json(),
                 scenario=scenario.model_dump_json(),
                 messages=[],
-                outcome=Outcome(status=status),
+                outcome=Outcome(status=status, failed_checks=[] if ok else failed_checks or []),
                 success=bool(ok) and status == "goal_reached",
                 n_turns=0,
                 duration_s=0.0,
@@ -329,6 +337,26 @@ def test_tag_slice_equal_to_a_scenario_slice_is_tested_once(tmp_path: Path) -> N
         + [f"scenario:{s.id}" for s in SCENARIOS]
         + ["tag:adversarial", "tag:baseline", "tag:booking", "tag:pets", "tag:policy"]
     )
+
+
+def test_user_text_with_brackets_is_printed_as_written(tmp_path: Path) -> None:
+    # Tags and check phrases are the user's text; rich must not read `[/bold]` or `[red]` in
+    # them as markup (the first made `simulate compare` crash with a MarkupError).
+    personas = [p.model_copy(update={"tags": ["[/bold]", "[red]vip"]}) for p in PERSONAS]
+    personas[0] = personas[0].model_copy(update={"tags": ["[/bold]", "[red]vip", "first"]})
+    before = write_run(tmp_path / "b", np.ones(SHAPE, dtype=bool), personas=personas)
+    drop = np.ones(SHAPE, dtype=bool)
+    drop[0] = False  # persona p0 now fails everything: its slice (and tag:first) changes
+    after = write_run(
+        tmp_path / "a", drop, personas=personas, failed_checks=["must_mention: '[/i] done'"]
+    )
+    result = CliRunner().invoke(cli, ["compare", str(before), str(after), "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    console = Console(width=300, record=True, file=io.StringIO())
+    print_comparison(compare_runs(before, after), console, limit=1)
+    text = console.export_text()
+    assert "failed must_mention: '[/i] done'" in text
+    assert "persona:p0 (= tag:first)" in text
 
 
 def test_errors_left_out_and_counted(tmp_path: Path) -> None:

@@ -167,6 +167,16 @@ def test_personas_are_spread_over_locales_in_their_language_and_date_format():
     assert by_locale["de_DE"][0].attributes["country"] == "Germany"
 
 
+def test_right_to_left_locales_write_dates_without_invisible_direction_marks():
+    # CLDR's Arabic date format holds U+200F marks (`20\u200f/07\u200f/1972`): a persona's
+    # facts are what a person types, so an agent reading them sees plain `20/07/1972`.
+    personas = generate_personas(trait_axes(["ar_AA", "ar_SA"]), 8, seed=1, coverage="random")
+    for persona in personas:
+        for key in ("date_of_birth", "order_date"):
+            value = persona.attributes[key]
+            assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", value), repr(value)
+
+
 def test_same_seed_same_personas_and_another_seed_others(tmp_path):
     axes = trait_axes(THREE, read_traits(TRAITS))
     first = generate_personas(axes, 30, seed=7)
@@ -410,6 +420,27 @@ def test_cli_generate_is_byte_identical_per_seed_validates_and_keeps_existing_fi
     assert refused.returncode == 1
     assert refused.stderr == "error: personas/generated.yaml exists; add --force to overwrite it\n"
     assert first.read_bytes() == before
+
+
+def test_cli_output_must_be_a_yaml_file_name(tmp_path):
+    # A folder (even with --force) or a .json name: the file is YAML, and `simulate validate`
+    # reads a .json file as JSON, so both are refused before any work, writing nothing.
+    folder = tmp_path / "personas"
+    folder.mkdir()
+    for out, expected in (
+        (folder, f"-o {folder}: is a folder; give a file name, e.g. {folder / 'gen.yaml'}"),
+        (tmp_path / "p.json", f"-o {tmp_path / 'p.json'}: the file is written as YAML"),
+    ):
+        args = ["personas", "generate", "--n", "30", "-o", str(out), "--force"]
+        result = CliRunner().invoke(cli, args)
+        assert isinstance(result.exception, ConfigError)
+        assert str(result.exception).startswith(expected)
+    assert list(tmp_path.rglob("*")) == [folder]
+    result = CliRunner().invoke(
+        cli, ["personas", "generate", "--n", "30", "-o", str(folder / "a.yml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(load_personas(folder / "a.yml")) == 30
 
 
 @pytest.mark.parametrize(

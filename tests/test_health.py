@@ -109,3 +109,17 @@ def test_the_phrase_list_is_a_data_file():
     phrases = assistant_phrases()
     assert "how can i help you" in phrases and "as an ai" in phrases
     assert all(p == p.casefold() for p in phrases)
+
+
+def test_example_messages_are_excerpts(tmp_path):
+    # A stress-test user writes thousands of characters; the example beside a flag is an
+    # excerpt (the whole message stays in the transcript), so the report's list stays short.
+    long = "please help me " + "x" * 5000
+    episodes = [
+        make_episode("ana", "s", t, messages=[("user", long), ("assistant", "?"), ("user", long)])
+        for t in range(2)
+    ]
+    health = simulator_health(write_planted_run(tmp_path / "run", episodes))
+    (example, *_) = health["examples"]["repeated"]
+    assert len(example["content"]) == 160 and example["content"].endswith("…")
+    assert long.startswith(example["content"][:-1])

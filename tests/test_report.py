@@ -355,3 +355,15 @@ def test_pass_k_highlights_keep_the_first_few_round_ks_and_the_last():
     curve = {str(k): 1 / k for k in range(1, 87)}
     assert list(pass_k_highlights(curve)) == ["1", "2", "3", "5", "10", "20", "50", "86"]
     assert pass_k_highlights({"1": 0.5}) == {"1": 0.5}
+
+
+def test_a_killed_run_reports_what_was_planned(tmp_path):
+    # A run killed midway has a manifest with its plan but no `counts` (written when a
+    # session ends): the report still says how many episodes were planned.
+    run = write_planted_run(tmp_path / "run", [make_episode("ana", "s", t) for t in range(3)])
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(status="running", plan={"episodes": 10, "fingerprint": "f"})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    report = build_report(run)
+    assert report["run"]["planned"] == 10 and report["run"]["episodes"] == 3
+    assert report["run"]["status"] == "running"

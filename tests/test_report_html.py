@@ -155,3 +155,72 @@ def test_report_renders_in_headless_chromium(demo_report, tmp_path):
     assert external == []
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+def test_an_incomplete_run_is_flagged_on_the_page(tmp_path):
+    run = write_planted_run(tmp_path / "run", [make_episode("ana", "s", t) for t in range(3)])
+    report = build_report(run)
+    assert 'id="incomplete"' not in render_report(report)
+    report["run"].update(planned=10, status="running")
+    html = render_report(report)
+    assert 'id="incomplete"' in html
+    assert "Incomplete run: 3 of 10 planned episodes are stored (run status running)" in html
+
+
+def test_a_slice_with_nothing_rated_draws_no_whisker(tmp_path):
+    # Every episode of bob ended in a target error: no rate, so no 0%–100% whisker drawn as
+    # if it had been measured; ana's slice keeps its whisker.
+    episodes = [make_episode("bob", "s", t, status="target_error") for t in range(3)]
+    episodes += [make_episode("ana", "s", t) for t in range(3)]
+    report = build_report(write_planted_run(tmp_path / "run", episodes))
+    chart = rate_chart([s for s in report["slices"] if s["dimension"] == "persona"])
+    bars = {bar["label"]: bar for bar in chart["bars"]}
+    assert bars["bob"]["low"] is None and bars["bob"]["high"] is None
+    assert bars["bob"]["text"] == "n/a · n=0" and "interval" not in bars["bob"]["title"]
+    assert bars["ana"]["low"] is not None
+    html = render_report(report)
+    svg = html.split('aria-label="goal rate per persona"')[1].split("</svg>")[0]
+    assert svg.count('class="whisker"') == 3  # ana's three lines only
+
+
+def test_long_labels_and_unbroken_words_stay_on_the_page(tmp_path):
+    # Stress-pack ids are long (`language-switching.german_speaker`) and a user may send a
+    # 3,000-character word: chart labels must not run off the chart's left edge, and nothing
+    # may widen the page past the window.
+    if not _browser_available():
+        if os.environ.get("SIMULATE_REQUIRE_BROWSER") == "1":
+            pytest.fail("SIMULATE_REQUIRE_BROWSER=1 but playwright or /usr/bin/chromium is missing")
+        pytest.skip("playwright or /usr/bin/chromium missing")
+    from playwright.sync_api import sync_playwright
+
+    word = "a" * 3000
+    ids = ["language-switching.german_speaker", "x" * 90, "ana"]
+    episodes = [
+        make_episode(
+            persona,
+            "system-prompt-extraction.repeat_the_text_above",
+            t,
+            status="gave_up" if t else "goal_reached",
+            messages=[("user", f"hi {word}"), ("assistant", "?"), ("user", f"hi {word}")],
+        )
+        for persona in ids
+        for t in range(2)
+    ]
+    report = build_report(write_planted_run(tmp_path / "run", episodes))
+    chart = rate_chart([s for s in report["slices"] if s["dimension"] == "persona"])
+    labels = {bar["label"] for bar in chart["bars"]}
+    assert "language-switching.german_speaker" in labels  # whole: the column grew for it
+    assert any(label.startswith("xxx") and label.endswith("…") for label in labels)
+    page_file = write_report_html(report, tmp_path / "report.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(page_file.as_uri())
+            for svg in page.locator("svg.chart").all():
+                left = svg.bounding_box()["x"]
+                for label in svg.locator("text.label").all():
+                    assert label.bounding_box()["x"] >= left - 0.5, label.text_content()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1200
+        finally:
+            browser.close()

@@ -190,6 +190,8 @@ def test_a_short_batch_is_an_error(env, server):
         (["--llm", "llm:"], "name a model"),
         (["--llm", "openia:gpt-4o"], "unknown model backend 'openia' (did you mean 'openai'?)"),
         (["-o", "exists.yaml"], "exists.yaml exists; add --force to overwrite it"),
+        (["-o", "gen.json"], "-o gen.json: the file is written as YAML; name it .yaml or .yml"),
+        (["-o", "."], "-o .: is a folder; give a file name"),
     ],
 )
 def test_bad_inputs_are_one_line_errors_before_any_request(env, server, args, message):
@@ -225,6 +227,8 @@ def test_prompt_names_each_kind_and_slugs_are_valid_ids():
     assert "edge_case`:" not in prompt
     assert slugify("Refund for a late order!") == "refund_for_a_late_order"
     assert slugify("¿¿??") == "scenario"
+    assert slugify("Réservation d'été: naïve façade") == "reservation_d_ete_naive_facade"
+    assert slugify("Ändern der Buchung") == "andern_der_buchung"
 
 
 # --- expand ----------------------------------------------------------------------------------
@@ -296,3 +300,17 @@ def test_expand_bad_inputs_say_what_is_wrong(templated, tmp_path):
     )
     assert result.returncode == 1 and "add --force" in result.stderr
     assert (tmp_path / "o.yaml").read_text() == "# mine\n"
+
+
+def test_expand_a_variable_with_no_values_is_an_error_not_an_empty_file(tmp_path):
+    # `city: []` has no combination: the scenario would silently vanish from the output.
+    path = tmp_path / "empty.yaml"
+    path.write_text(TEMPLATED.replace("[Paris, Rome, New York]", "[]"))
+    out = tmp_path / "o.yaml"
+    result = cli("scenarios", "expand", str(path), "-o", str(out), env_dir=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: {path}: scenario 'ship': variable 'city' has no values, so the scenario would "
+        "expand to nothing; give it at least one value or remove it\n"
+    )
+    assert not out.exists()
