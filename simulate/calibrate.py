@@ -321,6 +321,7 @@ def _points(value: float | None) -> str:
 
 def print_calibration(calibration: Calibration, console: Any) -> None:
     """Print the calibration on ``console`` (a rich Console)."""
+    from rich.markup import escape
     from rich.table import Table
 
     c = calibration
@@ -329,7 +330,7 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
         table.add_column(column, justify="left" if column == "repeat" else "right")
     for row in c.repeats:
         table.add_row(
-            row.path,
+            escape(row.path),
             str(row.seed),
             f"{row.goal_rate:.1%}",
             f"{row.successes}/{row.rated}",

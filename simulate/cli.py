@@ -18,8 +18,10 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from simulate.errors import ConfigError, SimulateError
 from simulate.runner import Tally, goal_rate
@@ -28,8 +30,13 @@ from simulate.session import RunConfig, RunResult, estimate_run, prepare, run
 from simulate.store import iter_episodes, read_manifest
 from simulate.summary import summarize_run
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Ids, phrases, paths and messages are the user's text: `out` prints everything as written
+# (a `[/INST]` in a reply must not be read as rich markup); markup is asked for per call, with
+# the user's parts escaped.
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
+marked = Console(highlight=False, soft_wrap=True)
+"""For the library's printers that escape the user's text themselves (compare, calibrate)."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -238,7 +245,7 @@ def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
 
     report = build_report(result.run_dir)
     html = _write_report_html(report, result.run_dir)
-    out.print("\n[bold]Report[/]")
+    out.print("\n[bold]Report[/]", markup=True)
     _print_report_headline(report)
     out.print(f"report: {html}  ·  tables: simulate report {result.run_dir}")
 
@@ -318,18 +325,23 @@ def _print_summary(result: RunResult, findings: bool = False) -> None:
     summary = summarize_run(result.run_dir)
     tally = result.tally
     out.print(
-        f"\n[bold]Run[/] {result.run_dir}  ({tally.done} played, "
-        f"{tally.skipped} already stored, {summary['episodes']} in the folder)"
+        f"\n[bold]Run[/] {escape(str(result.run_dir))}  ({tally.done} played, "
+        f"{tally.skipped} already stored, {summary['episodes']} in the folder)",
+        markup=True,
     )
     statuses = ", ".join(f"{k} {v}" for k, v in summary["by_status"].items())
     out.print(f"outcomes: {statuses}")
     rate = summary["goal_rate"]
     if rate is None and summary["episodes"]:
-        out.print("[bold]goal rate n/a[/]: every episode ended in a target or simulator error")
+        out.print(
+            "[bold]goal rate n/a[/]: every episode ended in a target or simulator error",
+            markup=True,
+        )
     if rate is not None:
         out.print(
             f"[bold]goal rate {rate:.0%}[/] ({summary['successes']}/{summary['rated']} "
-            "episodes; target and simulator errors left out)"
+            "episodes; target and simulator errors left out)",
+            markup=True,
         )
     if result.usage:
         _print_usage(result)
@@ -426,7 +438,7 @@ def golden_command(
 
 def _print_golden(result: Any) -> None:
     sizes = ", ".join(f"{name} {n}" for name, n in result.splits.items())
-    out.print(f"[bold]golden[/] {result.path}  ({sizes} episodes)")
+    out.print(f"[bold]golden[/] {escape(str(result.path))}  ({sizes} episodes)", markup=True)
     policy = "kept, marked" if result.kept_disputed else "left out (--keep-disputed keeps them)"
     out.print(f"disputed units: {result.disputed}" + (f", {policy}" if result.disputed else ""))
     if result.unlabeled:
@@ -501,14 +513,14 @@ def _print_transcript(episode: Episode) -> None:
         who = {"user": "[cyan]user[/]", "assistant": "[magenta]agent[/]"}.get(
             message.role, message.role
         )
-        out.print(f"{who}: ", end="")
+        out.print(f"{who}: ", end="", markup=True)
         out.print(message.content, markup=False)
         for call in message.tool_calls:
-            out.print(f"    [dim]↳ {call.name}({json.dumps(call.arguments)})[/]")
+            out.print(f"    ↳ {call.name}({json.dumps(call.arguments)})", style="dim")
     checks = (
         f" · failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""
     )
-    out.print(f"[{color}]{outcome.status}[/] {outcome.reason}{checks}\n", markup=True)
+    out.print(f"[{color}]{outcome.status}[/] {escape(outcome.reason + checks)}\n", markup=True)
 
 
 def _rule_limit_options(func: Any) -> Any:
@@ -657,7 +669,9 @@ def label_command(
             )
             sys.exit(130)
     skipped = f", {result.skipped} units already labeled" if result.skipped else ""
-    out.print(f"[bold]Labels[/] {run_dir}  ({result.written} written{skipped})")
+    out.print(
+        f"[bold]Labels[/] {escape(run_dir)}  ({result.written} written{skipped})", markup=True
+    )
     if not rubrics:
         out.print("rules only; LLM judges: --rubric support --judge llm:MODEL")
     _print_label_summary(result.summary)
@@ -738,7 +752,7 @@ def agreement_command(run_dir: str, criterion: str | None, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    out.print(f"[bold]Agreement[/] {run_dir}  ({report['labels']} labels)")
+    out.print(f"[bold]Agreement[/] {escape(run_dir)}  ({report['labels']} labels)", markup=True)
     alone = [s for s in report["criteria"] if s["agreement"] is None]
     for section in report["criteria"]:
         if section["agreement"] is not None:
@@ -772,8 +786,9 @@ def _figure_table(title: str, rows: list[tuple[str, dict[str, Any], bool]]) -> T
 def _print_agreement(section: dict[str, Any]) -> None:
     raters = ", ".join(f"{r['labeler']} ({r['units']})" for r in section["raters"])
     out.print(
-        f"\n[bold]{section['criterion']}[/] ({section['kind']}) · {section['units']} units · "
-        f"raters (units): {raters}"
+        f"\n[bold]{escape(section['criterion'])}[/] ({section['kind']}) · "
+        f"{section['units']} units · raters (units): {escape(raters)}",
+        markup=True,
     )
     agreement = section["agreement"]
     rows = [
@@ -802,7 +817,8 @@ def _print_agreement(section: dict[str, Any]) -> None:
             )
         )
     if any(r["corrected_pass_rate"].get("value") is not None for r in section["vs_people"]):
-        out.print(f"[dim]corrected: {section['vs_people'][0]['corrected_pass_rate']['method']}[/]")
+        method = section["vs_people"][0]["corrected_pass_rate"]["method"]
+        out.print(f"corrected: {method}", style="dim")
 
 
 @cli.command("report")
@@ -848,7 +864,7 @@ def _pct_interval(rate: dict[str, Any]) -> str:
 def _print_report_headline(report: dict[str, Any]) -> None:
     """The report's headline figures: goal rate, pass^k, the worst slice, simulator health."""
     overall = report["overall"]
-    out.print(f"[bold]goal rate {_pct_interval(overall['goal_rate'])}[/]")
+    out.print(f"[bold]goal rate {_pct_interval(overall['goal_rate'])}[/]", markup=True)
     from simulate.report import pass_k_highlights
 
     curve = pass_k_highlights(overall["pass_hat_k"]["values"])
@@ -880,8 +896,9 @@ def _print_report(report: dict[str, Any]) -> None:
     """`simulate report`: the figures as a few short tables."""
     run, overall = report["run"], report["overall"]
     out.print(
-        f"[bold]Report[/] {run['path']}  ({run['episodes']} episodes; "
-        f"user {run['user'] or '?'}, target {run['target'] or '?'})"
+        f"[bold]Report[/] {escape(str(run['path']))}  ({run['episodes']} episodes; "
+        f"user {escape(run['user'] or '?')}, target {escape(run['target'] or '?')})",
+        markup=True,
     )
     outcomes = ", ".join(f"{k} {v}" for k, v in overall["outcomes"].items())
     out.print(f"outcomes: {outcomes}")
@@ -899,7 +916,7 @@ def _print_report(report: dict[str, Any]) -> None:
             f"(n={overall['cost_usd']['per_episode']['n']})"
         )
     out.print(line)
-    out.print(f"[dim]{report['notes']['goal_rate']}[/]")
+    out.print(report["notes"]["goal_rate"], style="dim")
     slices = Table(title="worst slices (by the interval's upper end)", title_justify="left")
     for column in ("slice", "value", "goal rate", "95% interval", "n"):
         slices.add_column(column, justify="left" if column in ("slice", "value") else "right")
@@ -949,7 +966,9 @@ def _print_report(report: dict[str, Any]) -> None:
     for row in [report["health"]["overall"], *report["health"]["per_persona"]]:
         words, distinct = row["words"], row["distinct_2"]["value"]
         health.add_row(
-            row["persona_id"] + (f" [red]({', '.join(row['flags'])})[/]" if row["flags"] else ""),
+            Text(row["persona_id"]).append(
+                f" ({', '.join(row['flags'])})" if row["flags"] else "", style="red"
+            ),
             "n/a" if words["mean"] is None else f"{words['mean']:.1f} ± {words['sd'] or 0:.1f}",
             "n/a" if distinct is None else f"{distinct:.2f}",
             f"{row['repeat_rate']['count']}/{row['repeat_rate']['n']}",
@@ -1054,7 +1073,7 @@ def compare_command(
     if as_json:
         click.echo(json.dumps(comparison.to_dict(), indent=2))
     else:
-        print_comparison(comparison, out, limit=limit)
+        print_comparison(comparison, marked, limit=limit)
     if fail_on_regression and comparison.regressions:
         click.echo(regression_message(comparison), err=True)
         sys.exit(1)
@@ -1122,7 +1141,7 @@ def calibrate_command(
     if as_json:
         click.echo(json.dumps(calibration.to_dict(), indent=2))
     else:
-        print_calibration(calibration, out)
+        print_calibration(calibration, marked)
 
 
 @cli.group("import")
@@ -1316,7 +1335,7 @@ def _print_persona_stats(stats: dict[str, Any]) -> None:
     def share(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
 
-    out.print(f"[bold]{stats['personas']} personas[/]")
+    out.print(f"{stats['personas']} personas", style="bold")
     for what in ("sources", "licenses"):
         out.print(f"{what}: " + ", ".join(f"{k} ({v})" for k, v in stats[what].items()))
     table = Table(title="levels per axis", title_justify="left")
@@ -1486,11 +1505,11 @@ def scenarios_expand_command(
     file: str, out_file: str, sample: int | None, seed: int, force: bool
 ) -> None:
     """Write the concrete scenarios of a file whose scenarios have `variables`."""
+    from simulate.generate import refuse_overwrite
     from simulate.importers import write_yaml
     from simulate.scenario_generation import expand_scenarios
 
-    if Path(out_file).exists() and not force:
-        raise ConfigError(f"{out_file} exists; add --force to overwrite it")
+    refuse_overwrite(out_file, force)
     scenarios = expand_scenarios(file, sample=sample, seed=seed)
     how = "cross product" if sample is None else f"{sample} per template, seed {seed}"
     header = (

@@ -31,7 +31,7 @@ from simulate.errors import ConfigError, RunFolderError, unknown_choice
 from simulate.schema import NOT_AGENT_FAULT
 from simulate.stats import PADJUST_METHODS, adjust_pvalues, compare_proportions
 from simulate.store import LABELS, read_manifest, shard_paths
-from simulate.summary import scan_episodes
+from simulate.summary import scan_episodes, scan_shards
 
 KEY = ["persona_id", "scenario_id", "trial"]
 """What matches an episode of one run with its counterpart in the other."""
@@ -194,7 +194,7 @@ def _criteria_outcomes(run_dir: str | Path) -> pl.DataFrame | None:
     if not shard_paths(run_dir, LABELS):
         return None
     return (
-        pl.scan_parquet(str(Path(run_dir) / LABELS / "*.parquet"))
+        scan_shards(run_dir, LABELS)
         .filter(pl.col("passed").is_not_null())
         .group_by("episode_id", "criterion", "labeler")
         .agg(pl.col("passed").all())

@@ -10,7 +10,9 @@ import fnmatch
 import functools
 import hashlib
 import itertools
+import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,15 +50,22 @@ def expand_variables(scenario: Scenario) -> list[Scenario]:
     if not scenario.variables:
         return [scenario]
     names = list(scenario.variables)
+    where = f"scenario {scenario.id!r}"
+    for name in names:
+        if not scenario.variables[name]:
+            raise ConfigError(f"{where}: variables.{name}: has no values; give at least one")
     expanded = []
     for values in itertools.product(*(scenario.variables[n] for n in names)):
         bindings = dict(zip(names, values, strict=True))
-        slug = "-".join(re.sub(r"[^A-Za-z0-9]+", "_", v).strip("_")[:24] or "x" for v in values)
+        slug = "-".join(_slug(v) for v in values)
         data = scenario.model_dump()
         data.update(id=f"{scenario.id}.{slug}", variables={})
-        rendered = _render(
-            data, {"vars": bindings, **bindings}, f"scenario {scenario.id!r}", only=set(bindings)
-        )
+        context = {"vars": bindings, **bindings}
+        rendered = _render(data, context, where, only=set(bindings))
+        rendered["tags"] = [
+            _render({"tag": tag}, context, where)["tag"] if "{{" in tag else tag
+            for tag in scenario.tags
+        ]
         expanded.append(Scenario.model_validate(rendered | {"variables": {}}))
     ids = [s.id for s in expanded]
     if len(set(ids)) != len(ids):
@@ -64,6 +73,14 @@ def expand_variables(scenario: Scenario) -> list[Scenario]:
             s.model_copy(update={"id": f"{scenario.id}.{i}"}) for i, s in enumerate(expanded)
         ]
     return expanded
+
+
+def _slug(value: str) -> str:
+    """A variable's value as part of an id: `São Paulo` -> `Sao_Paulo`; text with no Latin
+    letters or digits (`東京`) becomes a short hash of itself."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", plain).strip("_")[:24]
+    return slug or "v" + hashlib.sha256(value.encode()).hexdigest()[:6]
 
 
 def render_scenario(scenario: Scenario, persona: Persona) -> Scenario:
@@ -89,7 +106,7 @@ def _render(
         if isinstance(value, str) and ("{{" in value or "{%" in value):
             kept: list[str] = []
             if only is not None:
-                value = _EXPRESSION.sub(lambda m: _defer(m.group(0), only, kept), value)
+                value = _EXPRESSION.sub(lambda m: _defer(m.group(0), context, only, kept), value)
             try:
                 text = _compiled(value).render(context)
             except jinja2.TemplateError as exc:
@@ -106,15 +123,24 @@ def _render(
     return {k: v if k in _NOT_RENDERED else walk(v, k) for k, v in data.items()}
 
 
-def _defer(expression: str, names: set[str], kept: list[str]) -> str:
-    """A placeholder for ``expression`` unless it uses one of ``names`` (then it renders now)."""
+def _defer(expression: str, context: dict[str, Any], names: set[str], kept: list[str]) -> str:
+    """A placeholder for ``expression`` when it needs more than the variables ``names``.
+
+    One that uses only variables renders now. One that mixes both
+    (`{{ persona.attributes[field] }}`) is kept for the per-persona pass with the variables'
+    values bound in front of it (`{% set field = "email" %}`).
+    """
     try:
         used = jinja2.meta.find_undeclared_variables(_TEMPLATES.parse(expression))
     except jinja2.TemplateSyntaxError:
         return expression  # rendering reports it, with the field's path
-    if used & (names | {"vars"}):
+    bound = used & (names | {"vars"})
+    if bound and used <= names | {"vars"}:
         return expression
-    kept.append(expression)
+    settings = "".join(
+        "{% set " + name + " = " + json.dumps(context[name]) + " %}" for name in sorted(bound)
+    )
+    kept.append(settings + expression)
     return f"\x00{len(kept) - 1}\x00"
 
 

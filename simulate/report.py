@@ -25,7 +25,7 @@ from simulate.health import simulator_health
 from simulate.schema import NOT_AGENT_FAULT, Episode, Status
 from simulate.stats import bootstrap_mean_interval, wilson_interval
 from simulate.store import LABELS, read_manifest, shard_paths
-from simulate.summary import scan_episodes
+from simulate.summary import scan_episodes, scan_shards
 
 CONFIDENCE = 0.95
 BOOTSTRAP_MAX_N = 500
@@ -324,7 +324,7 @@ def _label_criteria(run_dir: str | Path) -> list[dict[str, Any]]:
         return []
     unit = ["episode_id", "criterion", "turn_index", "tool_call_index", "labeler"]
     labels = (
-        pl.scan_parquet(str(Path(run_dir) / LABELS / "*.parquet"))
+        scan_shards(run_dir, LABELS)
         .select(*unit, "labeler_kind", "passed", "score", "created_at")
         .sort("created_at")
         .unique(subset=unit, keep="last")

@@ -15,9 +15,17 @@ from simulate.schema import NOT_AGENT_FAULT
 from simulate.store import EPISODES, shard_paths
 
 
+def scan_shards(run_dir: str | Path, kind: str = EPISODES) -> pl.LazyFrame:
+    """The run's shards of ``kind`` as one lazy frame (the run must have some).
+
+    The files are listed, not globbed by polars, so a run folder named `runs/[v1]` works.
+    """
+    return pl.scan_parquet([str(p) for p in shard_paths(run_dir, kind)], glob=False)
+
+
 def scan_episodes(run_dir: str | Path) -> pl.LazyFrame:
     """The run's episodes as a lazy frame, with `status`, `reason` and `failed_checks` lifted."""
-    return pl.scan_parquet(str(Path(run_dir) / EPISODES / "*.parquet")).with_columns(
+    return scan_shards(run_dir).with_columns(
         pl.col("outcome").struct.field("status").alias("status"),
         pl.col("outcome").struct.field("reason").alias("reason"),
         pl.col("outcome").struct.field("failed_checks").alias("failed_checks"),

@@ -362,3 +362,38 @@ def test_a_run_with_no_episode_stored_yet_loads_as_an_empty_dataset(tmp_path):
     ds = simulate.load_run(tmp_path)
     assert ds.num_rows == 0 and "messages" in ds.column_names
     assert load_labels(tmp_path).num_rows == 0
+
+
+def test_brackets_in_replies_phrases_and_folder_names_are_printed_as_written(tmp_path):
+    """Rich markup and polars globs must not read the user's text: `[/INST]` in a reply and a
+    check phrase, `[1]` in the run folder's name."""
+    (tmp_path / "agent.py").write_text(
+        "def respond(messages):\n    return 'You said: [/INST] hi [bold]x'\n", encoding="utf-8"
+    )
+    (tmp_path / "p.yaml").write_text("id: p1\nname: Bob\n", encoding="utf-8")
+    (tmp_path / "s.yaml").write_text(
+        "id: s1\ndescription: 'hello [red]'\ngoal: g\ntags: ['[/x]']\n"
+        "success:\n  must_not_mention: ['[/INST]']\n",
+        encoding="utf-8",
+    )
+    run = tmp_path / "runs" / "r[1]"
+    played = simulate_cli(
+        "run",
+        *("--personas", str(tmp_path / "p.yaml"), "--scenarios", str(tmp_path / "s.yaml")),
+        *("--target", f"python:{tmp_path / 'agent.py'}:respond", "--out", str(run)),
+    )
+    assert played.returncode == 0, played.stderr
+    assert "goal rate 0% (0/1" in played.stdout
+    labeled = simulate_cli("label", str(run), "--rules-only")
+    assert labeled.returncode == 0, labeled.stderr
+
+    shown = simulate_cli("show", str(run))
+    assert shown.returncode == 0, shown.stderr
+    assert "You said: [/INST] hi [bold]x" in shown.stdout
+    assert "failed checks: must_not_mention: '[/INST]'" in shown.stdout
+
+    reported = simulate_cli("report", str(run))
+    assert reported.returncode == 0, reported.stderr
+    assert "'[/INST]'" in reported.stdout and "[/x]" in reported.stdout
+    compared = simulate_cli("compare", str(run), str(run))
+    assert compared.returncode == 0, compared.stderr

@@ -132,3 +132,34 @@ def test_variables_and_persona_templates_in_one_scenario_render_in_two_passes():
         "ANA flies to Rome",
     ]
     assert plan[1].scenario.opening == "Hi, I'm Ana, booking for Rome."
+
+
+def test_an_expression_mixing_a_variable_and_the_persona_renders_per_persona():
+    templated = Scenario(
+        id="ask",
+        description="My {{ field }} is {{ persona.attributes[field] }}.",
+        goal="g",
+        tags=["field:{{ field }}", "plain"],
+        variables={"field": ["email"]},
+    )
+    [spec] = build_plan(personas()[:1], [templated], run_id="r")
+    assert spec.scenario.description == "My email is ana@x.org."
+    assert spec.scenario.tags == ["field:email", "plain"]  # tags take the variables too
+
+
+def test_variable_values_become_readable_distinct_ids():
+    templated = Scenario(
+        id="fly",
+        description="{{ city }}",
+        goal="g",
+        variables={"city": ["São Paulo", "東京", "大阪"]},
+    )
+    ids = [s.id for s in expand_variables(templated)]
+    assert ids[0] == "fly.Sao_Paulo"
+    assert len(set(ids)) == 3 and all(i.startswith("fly.v") for i in ids[1:])
+
+
+def test_a_variable_with_no_values_is_an_error_not_a_vanished_scenario():
+    templated = Scenario(id="fly", description="{{ city }}", goal="g", variables={"city": []})
+    with pytest.raises(ConfigError, match=r"scenario 'fly': variables.city: has no values"):
+        build_plan(personas(), [templated], run_id="r")

@@ -300,6 +300,12 @@ def test_expand_bad_inputs_say_what_is_wrong(templated, tmp_path):
     )
     assert result.returncode == 1 and "add --force" in result.stderr
     assert (tmp_path / "o.yaml").read_text() == "# mine\n"
+    for target, problem in ((tmp_path, "is a folder"), (tmp_path / "o.json", "name it .yaml")):
+        result = cli(
+            "scenarios", "expand", str(templated), "-o", str(target), "--force", env_dir=tmp_path
+        )
+        assert result.returncode == 1 and problem in result.stderr
+        assert result.stderr.count("\n") == 1 and not (tmp_path / "o.json").exists()
 
 
 def test_expand_a_variable_with_no_values_is_an_error_not_an_empty_file(tmp_path):

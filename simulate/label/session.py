@@ -45,6 +45,7 @@ from simulate.store import (
     shard_paths,
     write_manifest,
 )
+from simulate.summary import scan_shards
 
 FLUSH_INTERVAL_S = 1.0
 FLUSH_MAX_LABELS = 500
@@ -326,10 +327,9 @@ def summarize_labels(
     run_dir: str | Path, labelers: set[str] | None = None, criteria: set[str] | None = None
 ) -> list[dict[str, Any]]:
     """Per (criterion, labeler) in the folder: units labeled, rated (pass/fail), pass rate."""
-    files = [str(p) for p in shard_paths(run_dir, LABELS)]
-    if not files:
+    if not shard_paths(run_dir, LABELS):
         return []
-    frame = pl.scan_parquet(files).select("criterion", "labeler", "passed")
+    frame = scan_shards(run_dir, LABELS).select("criterion", "labeler", "passed")
     if labelers is not None:
         frame = frame.filter(pl.col("labeler").is_in(sorted(labelers)))
     if criteria is not None:
