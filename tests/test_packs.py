@@ -217,8 +217,16 @@ def test_change_of_mind_is_said_at_the_confirmation_step(played):
             episode.messages.index(next(m for m in episode.messages if m.content == said[0])) - 1
         ]
         assert "go ahead" in asked.content.lower()
-    # the demo reads "don't cancel it" as "cancel": the check catches the cancellation
-    assert failed(episodes, "must_not_mention: 'has been cancelled'") >= 1
+        # the demo reads "don't cancel it" as "cancel" and offers the cancellation again: the
+        # user who changed its mind says no every time, so nothing is cancelled
+        after = episode.messages[episode.messages.index(asked) + 1 :]
+        for offer, answer in zip(after[1::2], after[2::2], strict=False):
+            if "cancel booking" in offer.content and "go ahead" in offer.content:
+                assert answer.content.startswith("No,"), answer.content
+        assert not episode.success
+        assert "must_not_mention: 'has been cancelled'" not in episode.outcome.failed_checks
+    # ... and the agent never moves the flight: the pack catches that
+    assert failed(episodes, "must_mention: '2026-04-20'") >= 1
 
 
 def test_multi_intent_catches_the_demo_dropping_the_second_request(played):

@@ -88,6 +88,7 @@ _INSIST_THING = re.compile(
 )
 _OPEN_QUESTION = re.compile(r"\b(help|assist|what do you need|what can i do)\b")
 _SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
+_NEGATIONS = {"don't", "not", "never", "no", "without", "instead"}
 _CHANGE_MIND = re.compile(r"\bchange (?:your|my) mind\b[^:]*:\s*(.+)", re.IGNORECASE)
 
 
@@ -113,6 +114,19 @@ def fact_phrases(name: str, aliases: list[str]) -> list[str]:
     if len(last) >= 4:
         found.add(last)
     return sorted((p for p in found if p), key=len, reverse=True)
+
+
+def _actions(text: str, wanted_only: bool = False) -> set[str]:
+    """The request verbs (`actions` in agenda.yaml) in ``text``; with ``wanted_only``, not those
+    just after a negation ("please don't cancel it")."""
+    words = re.findall(r"[a-z']+", text.lower())
+    found = set()
+    for i, word in enumerate(words):
+        negated = any(w in _NEGATIONS for w in words[max(0, i - 2) : i])
+        for action in phrases()["actions"]:
+            if word.startswith(action) and not (wanted_only and negated):
+                found.add(action)
+    return found
 
 
 def _mentions(text: str, phrase: str) -> bool:
@@ -169,6 +183,8 @@ class AgendaUser:
         ]
         self.new_request = changes[0][:1].upper() + changes[0][1:] if changes else None
         """What the user asks for instead, once it changes its mind (None: it never does)."""
+        self.dropped: set[str] = set()
+        """Actions of the request the user changed its mind about: it says no to them."""
         self.before_attack: str = ""
         self.used_fillers: set[str] = set()
         self.protected = {
@@ -239,6 +255,7 @@ class AgendaUser:
             kind = self.attack_at[sent]
             return UserTurn(self.rng.choice(self._attack_templates(kind)))
         if self.new_request and self._mind_changes(agent, sent):
+            self.dropped = _actions(self.request) - _actions(self.new_request, wanted_only=True)
             self.request, self.new_request = self.new_request, None
             self.stalls, self.before_attack = 0, ""  # what was asked before is moot now
             text = self._pick("change_mind").format(**self._request_forms())
@@ -304,6 +321,8 @@ class AgendaUser:
         if offered:
             parts.append(self._pick("pushback_refused").format(thing=_with_article(offered[0])))
             parts += self._insist()
+        elif self._confirmation_asked(requests) and self._asks_for_dropped(low):
+            parts.append(self._pick("confirm_no").format(pushback=self.request))
         elif self._confirmation_asked(requests):
             parts.append(self._pick("confirm_yes"))
             self.confirmed_replies += 1
@@ -333,6 +352,18 @@ class AgendaUser:
         return any(
             _CONFIRM.search(s) and "?" in s and not any(_mentions(s, p) for p in facts)
             for s in requests
+        )
+
+    def _asks_for_dropped(self, agent: str) -> bool:
+        """Whether the agent asks to go ahead with an action the user changed its mind about:
+        named in the question or the sentence before it ("... when I cancel it. Go ahead?")."""
+        if not self.dropped:
+            return False
+        sentences = _SENTENCE.split(agent)
+        return any(
+            self.dropped & _actions(" ".join(sentences[max(0, i - 1) : i + 1]))
+            for i, s in enumerate(sentences)
+            if _CONFIRM.search(s) and "?" in s
         )
 
     def _asked_unknown(self, requests: list[str]) -> list[str]:
