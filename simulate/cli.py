@@ -900,6 +900,13 @@ def _print_report(report: dict[str, Any]) -> None:
         f"user {escape(run['user'] or '?')}, target {escape(run['target'] or '?')})",
         markup=True,
     )
+    planned = run.get("planned")
+    if planned and run["episodes"] < planned:
+        out.print(
+            f"incomplete run: {run['episodes']} of {planned} planned episodes; "
+            f"`simulate run ... --out {run['path']} --resume` plays the rest",
+            style="yellow",
+        )
     outcomes = ", ".join(f"{k} {v}" for k, v in overall["outcomes"].items())
     out.print(f"outcomes: {outcomes}")
     _print_report_headline(report)
@@ -917,19 +924,21 @@ def _print_report(report: dict[str, Any]) -> None:
         )
     out.print(line)
     out.print(report["notes"]["goal_rate"], style="dim")
-    slices = Table(title="worst slices (by the interval's upper end)", title_justify="left")
-    for column in ("slice", "value", "goal rate", "95% interval", "n"):
-        slices.add_column(column, justify="left" if column in ("slice", "value") else "right")
-    for s in report["slices"][:10]:
-        rate = s["goal_rate"]
-        slices.add_row(
-            s["dimension"],
-            s["value"],
-            "n/a" if rate["value"] is None else f"{rate['value']:.0%}",
-            f"{rate['low']:.0%}–{rate['high']:.0%}",
-            str(rate["n"]),
-        )
-    out.print(slices)
+    rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
+    if rated:
+        slices = Table(title="worst slices (by the interval's upper end)", title_justify="left")
+        for column in ("slice", "value", "goal rate", "95% interval", "n"):
+            slices.add_column(column, justify="left" if column in ("slice", "value") else "right")
+        for s in rated[:10]:
+            rate = s["goal_rate"]
+            slices.add_row(
+                s["dimension"],
+                s["value"],
+                f"{rate['value']:.0%}",
+                f"{rate['low']:.0%}–{rate['high']:.0%}",
+                str(rate["n"]),
+            )
+        out.print(slices)
     if report["labels"]:
         labels = Table(title="label criteria (worst first)", title_justify="left")
         for column in ("criterion", "labeler", "pass rate", "95% interval", "n"):
@@ -1352,6 +1361,9 @@ def _print_persona_stats(stats: dict[str, Any]) -> None:
     )
     for missing in pairs["missing"][:5]:
         out.print(f"  missing: {missing}")
+    unlisted = pairs["total"] - pairs["covered"] - min(5, len(pairs["missing"]))
+    if unlisted > 0:
+        out.print(f"  and {unlisted} more missing pairs (--json lists up to 20)")
     texts = stats["descriptions"]
     near = texts["near_duplicates"]
     out.print(

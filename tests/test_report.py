@@ -349,6 +349,7 @@ def test_a_run_where_every_episode_errored_reports_no_goal_rate(tmp_path):
     assert result.exit_code == 0, result.output
     assert "goal rate n/a (n=0)" in result.output
     assert "target_error" in result.output and (run / "report.html").is_file()
+    assert "worst slices" not in result.output  # no table of slices with nothing rated
 
 
 def test_pass_k_highlights_keep_the_first_few_round_ks_and_the_last():
@@ -367,3 +368,6 @@ def test_a_killed_run_reports_what_was_planned(tmp_path):
     report = build_report(run)
     assert report["run"]["planned"] == 10 and report["run"]["episodes"] == 3
     assert report["run"]["status"] == "running"
+    result = CliRunner().invoke(cli, ["report", str(run), "--no-html"])
+    assert result.exit_code == 0, result.output
+    assert "incomplete run: 3 of 10 planned episodes" in result.output
