@@ -1,7 +1,8 @@
 """The `simulate` command: a thin click layer over the library, and the only place that exits.
 
-A SimulateError prints as `error: <message>` with exit status 1; usage errors exit 2;
-`SIMULATE_DEBUG=1` shows tracebacks.
+A SimulateError prints as `error: <message>` with exit status 1 (3 for a RunStopped: a budget
+or a replay miss stopped the work early); usage errors exit 2; `SIMULATE_DEBUG=1` shows
+tracebacks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from simulate.errors import ConfigError, SimulateError
+from simulate.errors import ConfigError, RunStopped, SimulateError
 from simulate.runner import Tally, goal_rate
 from simulate.schema import Episode
 from simulate.session import RunConfig, RunResult, estimate_run, prepare, run
@@ -1609,4 +1610,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(3 if isinstance(exc, RunStopped) else 1)

@@ -34,7 +34,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, Field
 
-from simulate.errors import ConfigError, LLMError, SimulateError, did_you_mean
+from simulate.errors import ConfigError, LLMError, RunStopped, SimulateError, did_you_mean
 from simulate.llm.pool import EndpointFlags
 from simulate.schema import Message, Persona, Traits, Usage
 
@@ -633,7 +633,7 @@ async def enrich_personas(personas: Sequence[Persona], config: EnrichConfig) -> 
         await pool.aclose()
     if failures:
         index, exc = min(failures, key=lambda f: f[0])
-        if isinstance(exc, LLMError):
+        if isinstance(exc, LLMError) and not isinstance(exc, RunStopped):
             raise LLMError(f"--enrich: persona {personas[index].id!r}: {exc}") from exc
         raise exc
     by = f"backstory by llm:{config.model}"

@@ -492,3 +492,15 @@ def test_generated_personas_play_scenarios_offline(tmp_path):
     assert len(episodes) == len(personas) * len(scenarios)
     assert all(e.outcome.status != Status.SIMULATOR_ERROR for e in episodes)
     assert all(e.n_turns >= 2 for e in episodes)
+
+
+def test_enrich_stopped_by_its_budget_exits_3_and_writes_nothing(server, llm_yaml, tmp_path):
+    out = tmp_path / "p.yaml"
+    done = simulate_cli(
+        *("personas", "generate", "--n", "3", "--coverage", "random", "-o", str(out)),
+        *("--enrich", "llm:gpt-4o-mini", "--base-url", server.base_url, "--max-calls", "1"),
+        *("--llm-config", str(llm_yaml), "--no-cache", "--concurrency", "1"),
+    )
+    assert done.returncode == 3, done.stderr  # a budget stop, as for `simulate run`
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert not out.exists()
