@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import krippendorff
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
+from test_cli import simulate_cli as run_simulate
 
 from simulate.errors import ConfigError, RunFolderError, SimulateError
 from simulate.label.agreement import (
@@ -27,6 +26,11 @@ from simulate.schema import Label
 from simulate.store import ShardWriter, write_manifest
 
 KINDS = {"human": "human", "judge": "judge", "rule": "rule"}
+
+
+def simulate_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI at a terminal width that keeps its tables whole."""
+    return run_simulate(*args, env={"COLUMNS": "160"})
 
 
 def label(
@@ -345,16 +349,6 @@ def test_unknown_criterion_suggests_the_closest(tmp_path):
 
 
 # --- the command ------------------------------------------------------------------------------
-
-
-def simulate_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "simulate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "160"},
-    )
 
 
 def test_cli_prints_figures_with_their_n(tmp_path):

@@ -20,14 +20,19 @@ SHOP = DATA / "shop"
 AGENT = f"python:{DATA / 'shop_agent.py'}:respond"
 
 
-def simulate_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    """Run the real console entry point in a subprocess."""
+def simulate_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run this checkout's console entry point in a subprocess (from any ``cwd``)."""
+    root = str(Path(__file__).parents[1])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "simulate", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": path, "SIMULATE_DEBUG": "", **(env or {})},
     )
 
 

@@ -7,9 +7,7 @@ import asyncio
 import gc
 import io
 import json
-import os
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from rich.console import Console
 from scipy.stats import binomtest, fisher_exact
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+from test_cli import simulate_cli as run_simulate
 
 from simulate.cli import cli, main
 from simulate.compare import compare_runs, print_comparison
@@ -50,6 +49,11 @@ class PolicyBlindAgent(DemoAgent):
 WEAK_TARGET = f"python:{__file__}:PolicyBlindAgent"
 
 
+def simulate_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI at a terminal width that keeps its tables whole."""
+    return run_simulate(*args, env={"COLUMNS": "200"})
+
+
 def play(out: Path, target: str = "demo", seed: int = 0, **extra: Any) -> Path:
     """Play the demo personas and scenarios against ``target`` into ``out``."""
     config = RunConfig(
@@ -76,16 +80,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for path in (paths["before"], paths["weak"]):
         asyncio.run(label_run(LabelConfig(run_dir=str(path))))
     return paths
-
-
-def simulate_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "simulate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def outcomes(path: Path) -> dict[tuple[str, str, int], bool]:

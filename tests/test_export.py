@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import datasets
 import polars as pl
 import pytest
+from test_cli import simulate_cli
 
 import simulate
 from simulate.errors import ConfigError, RunFolderError
@@ -489,16 +487,6 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         _write_atomically(path, half)
     assert list((tmp_path / "out").iterdir()) == []
-
-
-def simulate_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "simulate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SIMULATE_DEBUG": ""},
-    )
 
 
 def test_cli_exports_and_reports_bad_input_in_one_line(run_dir, tmp_path):

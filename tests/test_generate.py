@@ -4,16 +4,14 @@ against the local OpenAI-compatible server, and the `simulate personas generate`
 from __future__ import annotations
 
 import itertools
-import os
 import re
-import subprocess
-import sys
 from math import prod
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from fakes.openai_server import FakeOpenAIServer
+from test_cli import simulate_cli
 
 from simulate.cli import cli
 from simulate.errors import ConfigError, LLMError
@@ -382,20 +380,6 @@ def test_model_flags_without_enrich_are_a_usage_error(tmp_path):
 
 
 # --- the command ------------------------------------------------------------------------------
-
-
-def simulate_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess."""
-    root = str(Path(__file__).parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "simulate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=env,
-    )
 
 
 def test_cli_generate_is_byte_identical_per_seed_validates_and_keeps_existing_files(tmp_path):

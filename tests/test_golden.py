@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -12,6 +11,7 @@ from pathlib import Path
 import datasets
 import pytest
 from huggingface_hub import DatasetCard
+from test_cli import simulate_cli
 
 from simulate.errors import ConfigError, RunFolderError
 from simulate.label.golden import (
@@ -390,16 +390,6 @@ def test_library_errors(tmp_path, labeled_run):
 
 
 # --- the command ----------------------------------------------------------------------------
-
-
-def simulate_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "simulate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SIMULATE_DEBUG": ""},
-    )
 
 
 def test_golden_command_prints_splits_disputes_and_criteria(labeled_run):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_cli import simulate_cli
 
 from simulate.errors import ConfigError
 from simulate.importers import (
@@ -34,18 +32,6 @@ needs_tau2 = pytest.mark.skipif(
 needs_hub = pytest.mark.skipif(
     not HUB.is_file(), reason=f"PersonaHub sample not found at {HUB} (shared data absent)"
 )
-
-
-def simulate_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "simulate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
-    )
 
 
 def tau2_task(path: Path, task_id: str) -> Scenario:
