@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from click.testing import CliRunner
 from scipy.stats import binom, norm
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_effectsize
+from test_cli import simulate_cli
 
 from simulate.calibrate import (
     CALIBRATION,
@@ -50,12 +49,8 @@ SMALL = [
 
 
 def calibrate_cli(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "simulate", "calibrate", *SMALL, "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
+    return simulate_cli(
+        "calibrate", *SMALL, "--out", str(out), *extra, env={"COLUMNS": "200"}, timeout=300
     )
 
 

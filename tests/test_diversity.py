@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_cli import simulate_cli
 
 from simulate.cli import cli
 from simulate.diversity import (
@@ -155,13 +152,7 @@ def test_generated_pairwise_personas_show_full_coverage(tmp_path):
 
 def test_cli_stats_json_end_to_end(tmp_path):
     write_yaml(PLANTED, tmp_path / "planted.yaml", header="planted")
-    done = subprocess.run(
-        [sys.executable, "-m", "simulate", "personas", "stats", str(tmp_path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
-    )
+    done = simulate_cli("personas", "stats", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
     stats = json.loads(done.stdout)
     assert stats == json.loads(json.dumps(persona_stats(PLANTED)))

@@ -4,13 +4,12 @@ checked against the run and the rubric, one error line per bad input, nothing wr
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from label_runs import write_rubric, write_run
+from test_cli import simulate_cli
 
 from simulate.errors import ConfigError
 from simulate.label.imports import import_labels
@@ -171,13 +170,7 @@ def test_without_a_rubric_only_the_rules_criteria_are_known(run):
 
 def test_cli_import_reports_and_a_bad_row_exits_1_with_one_line(run):
     def label(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "simulate", "label", str(run), *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        return simulate_cli("label", str(run), *args, env={"COLUMNS": "200"})
 
     good = write(run, "ana.csv", GOOD_CSV)
     bad = write(run, "bad.csv", GOOD_CSV + "ep-a,polite,1,,7,\n")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from label_runs import write_run
+from test_cli import simulate_cli
 
 from simulate.errors import ConfigError
 from simulate.label import normalize_value
@@ -76,13 +73,7 @@ def test_a_rubric_with_a_bad_field_is_a_one_line_error_naming_file_and_line(tmp_
     bad.write_text(
         "id: bad\ncriteria:\n  - id: tone\n    question: How is the tone?\n    kind: scael\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "simulate", "label", str(run), "--rubric", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ},
-    )
+    result = simulate_cli("label", str(run), "--rubric", str(bad))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: {bad}:5: rubric 'bad': criteria[0].kind: expected one of 'binary', 'scale', "

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_cli import simulate_cli
 
 import simulate
 from simulate.cli import cli
@@ -176,13 +175,7 @@ def test_checks_the_scenario_does_not_have_get_no_label(demo_run):
 
 def test_cli_rules_only_labels_the_run_and_prints_a_table(run_copy):
     def label(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "simulate", "label", str(run_copy), "--rules-only", *extra],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        return simulate_cli("label", str(run_copy), "--rules-only", *extra, env={"COLUMNS": "200"})
 
     result = label("--reply-chars", "300")
     assert result.returncode == 0, result.stderr

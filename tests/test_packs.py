@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_cli import simulate_cli
 
 from simulate.cli import cli
 from simulate.errors import ConfigError
@@ -62,12 +60,7 @@ def test_ids_never_collide_across_packs_and_every_scenario_renders_for_every_per
     assert len(set(persona_ids)) == len(persona_ids)
     assert len(set(scenario_ids)) == len(scenario_ids)
     add_packs(pack_names(), tmp_path / "stress")
-    result = subprocess.run(
-        [sys.executable, "-m", "simulate", "validate", str(tmp_path / "stress")],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    result = simulate_cli("validate", str(tmp_path / "stress"), env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     assert f"ok: {len(persona_ids)} personas, {len(scenario_ids)} scenarios" in result.stdout
 
@@ -95,11 +88,7 @@ def test_add_writes_each_pack_as_personas_and_scenarios_and_never_overwrites(tmp
 
 
 def test_unknown_pack_is_a_one_line_error_with_a_suggestion(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "simulate", "packs", "add", "pii-fishng", "-o", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+    result = simulate_cli("packs", "add", "pii-fishng", "-o", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "unknown pack 'pii-fishng' (did you mean 'pii-fishing'?)" in result.stderr
