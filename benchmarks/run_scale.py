@@ -41,7 +41,7 @@ SCENARIO = {
 
 def one_size(n: int) -> dict:
     """Run n episodes in this process; return timings and peak memory."""
-    from simulate.session import RunConfig, run
+    from simulate.simulation import RunConfig, run
 
     folder = Path(tempfile.mkdtemp(prefix="simulate-bench-"))
     personas = [

@@ -190,7 +190,7 @@ def side_simulate(job: dict[str, Any]) -> dict[str, Any]:
     import simulate.targets.openai
     import simulate.targets.python
     import simulate.users.llm  # noqa: F401
-    from simulate.session import RunConfig, run
+    from simulate.simulation import RunConfig, run
 
     out = Path(tempfile.mkdtemp(prefix="simulate-throughput-")) / "run"
     config = RunConfig(

@@ -6,7 +6,7 @@
 
 from simulate.errors import ConfigError, LLMError, RunFolderError, SimulateError, TargetError
 from simulate.schema import Episode, EpisodeSpec, Message, Outcome, Persona, Scenario, Status
-from simulate.session import RunConfig, RunResult, run
+from simulate.simulation import RunConfig, RunResult, run
 from simulate.store import iter_episodes, load_run
 
 __all__ = [

@@ -313,9 +313,9 @@ def _run_prose(
     license: str,
     warnings: Sequence[str],
 ) -> str:
-    from simulate.session import redact
+    from simulate.report.summary import summarize_run
+    from simulate.simulation import redact
     from simulate.stats import wilson_interval
-    from simulate.summary import summarize_run
 
     config = manifest.get("config", {})
     run_id = manifest.get("run_id", Path(run_dir).name)

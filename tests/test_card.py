@@ -19,8 +19,8 @@ from simulate.card import (
 )
 from simulate.errors import ConfigError
 from simulate.hub import prepare_upload
+from simulate.report.summary import summarize_run
 from simulate.store import read_manifest, write_manifest
-from simulate.summary import summarize_run
 from tests.test_hub import labeled_demo_run
 
 ALL = {

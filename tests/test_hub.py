@@ -33,7 +33,7 @@ def labeled_demo_run(out: Path) -> Path:
     """The bundled demo (12 personas x 9 scenarios against the offline airline agent), labeled
     by the rules, with its golden set: what `simulate demo` makes, built in this process."""
     from simulate.label.golden import build_golden
-    from simulate.label.session import LabelConfig, label_run
+    from simulate.label.labeling import LabelConfig, label_run
 
     demo = Path(simulate.__file__).parent / "demo"
     config = simulate.RunConfig(

@@ -20,7 +20,7 @@ from label_runs import SENTINELS, write_rubric, write_run
 
 from simulate.label import label_key
 from simulate.label.judges import majority
-from simulate.label.session import LabelConfig, label_run
+from simulate.label.labeling import LabelConfig, label_run
 from simulate.schema import Criterion, Label
 from simulate.store import ShardWriter, read_labels, read_manifest
 

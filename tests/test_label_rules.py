@@ -14,8 +14,8 @@ from test_cli import simulate_cli
 import simulate
 from simulate.cli import cli
 from simulate.label import assistant_turns, label_key
+from simulate.label.labeling import LabelConfig, label_run
 from simulate.label.rules import RULE_IDS, RuleLabeler, RuleLimits, rule_criteria
-from simulate.label.session import LabelConfig, label_run
 from simulate.schema import Label, Outcome, Scenario
 from simulate.store import load_labels, read_labels, read_manifest
 

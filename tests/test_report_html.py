@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from test_cli import simulate_cli
-from test_report import make_episode, write_planted_run
+from test_report_figures import make_episode, write_planted_run
 
-from simulate.report import build_report
-from simulate.report_html import rate_chart, render_report, write_report_html
+from simulate.report.figures import build_report
+from simulate.report.html import rate_chart, render_report, write_report_html
 
 CHROMIUM = Path("/usr/bin/chromium")
 

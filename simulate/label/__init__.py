@@ -3,7 +3,7 @@
 A unit is the whole episode, one agent reply (`turn_index`, its index in `messages`), or one
 tool call of a reply (`turn_index` and `tool_call_index`). Implementations: `rules.py`
 (deterministic checks), `judges.py` (LLM judges with a rubric), `imports.py` (labels people
-gave elsewhere); `session.py` runs them over a run folder.
+gave elsewhere); `labeling.py` runs them over a run folder.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from typing import Any
 
 from simulate.errors import ConfigError, did_you_mean
 from simulate.label import Unit, label_key, labeled_keys, make_label, normalize_value
+from simulate.label.labeling import record_labeling
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import rule_criteria
-from simulate.label.session import record_labeling
 from simulate.schema import Criterion, Label
 from simulate.store import LABELS, ShardWriter, iter_episodes, read_manifest
 

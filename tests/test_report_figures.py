@@ -12,7 +12,7 @@ from test_cli import simulate_cli
 
 from simulate.cli import cli
 from simulate.errors import RunFolderError
-from simulate.report import build_report, locate_failure, pass_hat_k_by_k, pass_k_highlights
+from simulate.report.figures import build_report, locate_failure, pass_hat_k_by_k, pass_k_highlights
 from simulate.schema import Episode, Label, Message, Outcome, Persona, Scenario, Usage
 from simulate.stats import bootstrap_mean_interval, pass_hat_k, pass_hat_k_curve, wilson_interval
 from simulate.store import LABELS, ShardWriter, write_manifest

@@ -17,8 +17,8 @@ from typing import Any
 import polars as pl
 import yaml
 
+from simulate.report.summary import scan_episodes
 from simulate.stats import wilson_interval
-from simulate.summary import scan_episodes
 
 MIN_REPEAT_WORDS = 4
 """Shorter user messages ("yes", "thanks", "ok") repeat naturally and are not counted as repeats."""

@@ -18,16 +18,16 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_effectsize
 from test_cli import simulate_cli
 
-from simulate.calibrate import (
+from simulate.cli import cli, main
+from simulate.report.calibrate import (
     CALIBRATION,
     minimum_detectable_drop,
     minimum_detectable_drop_paired,
     repeat_folder,
 )
-from simulate.cli import cli, main
-from simulate.compare import compare_runs
+from simulate.report.compare import compare_runs
+from simulate.report.summary import summarize_run
 from simulate.store import read_manifest, shard_paths
-from simulate.summary import summarize_run
 
 DEMO = Path(str(resources.files("simulate.demo")))
 #: Three demo personas (one calm, two attackers) x nine scenarios: 27 episodes per repeat.

@@ -22,15 +22,15 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 from test_cli import simulate_cli as run_simulate
 
 from simulate.cli import cli, main
-from simulate.compare import compare_runs, print_comparison
 from simulate.demo.agent import DemoAgent
 from simulate.errors import ConfigError, RunFolderError
-from simulate.label.session import LabelConfig, label_run
+from simulate.label.labeling import LabelConfig, label_run
 from simulate.plan import episode_id
+from simulate.report.compare import compare_runs, print_comparison
+from simulate.report.summary import scan_episodes
 from simulate.schema import Episode, Outcome, Persona, Scenario
-from simulate.session import RunConfig, run
+from simulate.simulation import RunConfig, run
 from simulate.store import ShardWriter, write_manifest
-from simulate.summary import scan_episodes
 
 DEMO = Path(str(resources.files("simulate.demo")))
 

@@ -135,12 +135,12 @@ async def generate_async(config: GenerateConfig) -> GenerateResult:
         ConfigError: a bad flag or file, or the output exists without ``force``.
         LLMError: the endpoint failed, or a reply still did not fit after the repair round.
     """
-    from simulate.importers import write_yaml
+    from simulate.authoring.importers import write_yaml
 
     agent = _read_agent(config.agent_file)
     if not 1 <= config.n <= MAX_N:
         raise ConfigError(f"--n must be between 1 and {MAX_N}, got {config.n}")
-    from simulate.generate import refuse_overwrite
+    from simulate.authoring.personas import refuse_overwrite
 
     out = Path(config.out)
     refuse_overwrite(out, config.force)  # also a folder, or a name not .yaml/.yml

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from test_cli import simulate_cli
 
-from simulate.errors import ConfigError
-from simulate.importers import (
+from simulate.authoring.importers import (
     import_personahub,
     import_tau2,
     parse_known_info,
     split_sentences,
     write_yaml,
 )
+from simulate.errors import ConfigError
 from simulate.loader import load_personas, load_scenarios
 from simulate.plan import render_scenario
 from simulate.schema import Persona, Scenario

@@ -13,9 +13,8 @@ from click.testing import CliRunner
 from fakes.openai_server import FakeOpenAIServer
 from test_cli import simulate_cli
 
-from simulate.cli import cli
-from simulate.errors import ConfigError, LLMError
-from simulate.generate import (
+from simulate.authoring.importers import write_yaml
+from simulate.authoring.personas import (
     GENERATED_LICENSE,
     EnrichConfig,
     builtin_axes,
@@ -27,7 +26,8 @@ from simulate.generate import (
     read_traits,
     trait_axes,
 )
-from simulate.importers import write_yaml
+from simulate.cli import cli
+from simulate.errors import ConfigError, LLMError
 from simulate.loader import load_personas, load_scenarios
 from simulate.plan import build_plan
 from simulate.schema import Status

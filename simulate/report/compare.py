@@ -28,10 +28,10 @@ import polars as pl
 from statsmodels.stats.contingency_tables import mcnemar
 
 from simulate.errors import ConfigError, RunFolderError, unknown_choice
+from simulate.report.summary import scan_episodes, scan_shards
 from simulate.schema import NOT_AGENT_FAULT
 from simulate.stats import PADJUST_METHODS, adjust_pvalues, compare_proportions
 from simulate.store import LABELS, read_manifest, shard_paths
-from simulate.summary import scan_episodes, scan_shards
 
 KEY = ["persona_id", "scenario_id", "trial"]
 """What matches an episode of one run with its counterpart in the other."""

@@ -21,8 +21,8 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from simulate.authoring.personas import check_locales, contact_details
 from simulate.errors import ConfigError, did_you_mean
-from simulate.generate import check_locales, contact_details
 from simulate.schema import Persona, Scenario, Traits
 
 TAU2_SOURCE = "tau2-bench (https://github.com/sierra-research/tau2-bench)"

@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from simulate.report import pass_k_highlights
+from simulate.report.figures import pass_k_highlights
 
 REPORT_FILE = "report.html"
 _BAR_ROW = 22

@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 from test_cli import simulate_cli
 
-from simulate.cli import cli
-from simulate.diversity import (
+from simulate.authoring.diversity import (
     description_stats,
     distinct_n,
     near_duplicates,
@@ -20,8 +19,9 @@ from simulate.diversity import (
     persona_stats,
     shingles,
 )
-from simulate.generate import generate_personas, trait_axes
-from simulate.importers import write_yaml
+from simulate.authoring.importers import write_yaml
+from simulate.authoring.personas import generate_personas, trait_axes
+from simulate.cli import cli
 from simulate.schema import Persona
 
 TWENTY = "the customer ordered a blue kettle last week and it arrived broken so now she wants"

@@ -13,15 +13,15 @@ import pytest
 import yaml
 from fakes.openai_server import FakeOpenAIServer
 
-from simulate.errors import ConfigError
-from simulate.loader import load_scenarios
-from simulate.scenario_generation import (
+from simulate.authoring.scenarios import (
     GenerateConfig,
     expand_scenarios,
     generate,
     render_prompt,
     slugify,
 )
+from simulate.errors import ConfigError
+from simulate.loader import load_scenarios
 
 AGENT = """\
 # Acme Shop support

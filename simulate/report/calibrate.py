@@ -24,9 +24,9 @@ from scipy.optimize import brentq
 from scipy.stats import binom, norm
 from statsmodels.stats.power import NormalIndPower
 
-from simulate.compare import NOT_RATED, check_options, compare_runs, load_outcomes
 from simulate.errors import ConfigError, RunFolderError, RunStopped
-from simulate.session import RunConfig, run
+from simulate.report.compare import NOT_RATED, check_options, compare_runs, load_outcomes
+from simulate.simulation import RunConfig, run
 from simulate.store import MANIFEST
 
 CALIBRATION = "calibration.json"

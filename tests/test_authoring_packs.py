@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from test_cli import simulate_cli
 
+from simulate.authoring.packs import DESCRIPTIONS, add_packs, list_packs, load_pack, pack_names
 from simulate.cli import cli
 from simulate.errors import ConfigError
-from simulate.packs import DESCRIPTIONS, add_packs, list_packs, load_pack, pack_names
 from simulate.schema import Episode
-from simulate.session import RunConfig, run
+from simulate.simulation import RunConfig, run
 from simulate.store import iter_episodes
 from simulate.users.agenda import LONG_MESSAGE_CHARS, attacks
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_report import make_episode, write_planted_run
+from test_report_figures import make_episode, write_planted_run
 
-from simulate.health import assistant_phrases, simulator_health
+from simulate.report.health import assistant_phrases, simulator_health
 from simulate.stats import wilson_interval
 
 

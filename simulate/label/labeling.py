@@ -34,6 +34,7 @@ from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import RuleLabeler, RuleLimits, rule_criteria
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
+from simulate.report.summary import scan_shards
 from simulate.schema import NOT_AGENT_FAULT, Criterion, Episode, Label, Rubric, Usage
 from simulate.store import (
     LABELS,
@@ -45,7 +46,6 @@ from simulate.store import (
     shard_paths,
     write_manifest,
 )
-from simulate.summary import scan_shards
 
 FLUSH_INTERVAL_S = 1.0
 FLUSH_MAX_LABELS = 500

@@ -21,11 +21,11 @@ import polars as pl
 from scipy import stats as scipy_stats
 
 from simulate.errors import RunFolderError
-from simulate.health import simulator_health
+from simulate.report.health import simulator_health
+from simulate.report.summary import scan_episodes, scan_shards
 from simulate.schema import NOT_AGENT_FAULT, Episode, Status
 from simulate.stats import bootstrap_mean_interval, wilson_interval
 from simulate.store import LABELS, read_manifest, shard_paths
-from simulate.summary import scan_episodes, scan_shards
 
 CONFIDENCE = 0.95
 BOOTSTRAP_MAX_N = 500

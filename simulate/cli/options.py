@@ -1,0 +1,165 @@
+"""Option stacks that several commands share: model endpoints, run settings, rule limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+def llm_options(func: Any) -> Any:
+    """Model endpoint, cache and budget options, shared by `run`, `demo` and `label`."""
+    options = [
+        click.option(
+            "--llm-config",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="YAML endpoint settings: base_url, api_key_env, limits, prices.",
+        ),
+        click.option(
+            "--base-url",
+            metavar="URL",
+            help="OpenAI-compatible endpoint (vLLM, Ollama...) [OPENAI_BASE_URL].",
+        ),
+        click.option(
+            "--no-cache",
+            "no_cache",
+            is_flag=True,
+            help="Do not serve repeated model requests from the cache.",
+        ),
+        click.option(
+            "--replay-only",
+            is_flag=True,
+            help="Answer model requests only from the cache; a miss stops the run.",
+        ),
+        click.option(
+            "--max-calls",
+            type=click.IntRange(1),
+            help="Stop cleanly after this many paid model calls.",
+        ),
+        click.option(
+            "--max-cost-usd",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Stop cleanly once this much is spent on models.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def run_options(func: Any) -> Any:
+    """Options shared by `run` and `demo`."""
+    options = [
+        click.option(
+            "--user",
+            default="agenda",
+            show_default=True,
+            help="Simulated user: agenda (offline) or scripted.",
+        ),
+        click.option(
+            "--trials",
+            default=1,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Conversations per persona x scenario.",
+        ),
+        click.option("--seed", default=0, show_default=True, type=int, help="Run seed."),
+        click.option(
+            "--concurrency",
+            default=8,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Conversations played at once.",
+        ),
+        click.option(
+            "--max-turns",
+            default=12,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Agent replies before an episode ends as max_turns.",
+        ),
+        click.option(
+            "--turn-timeout",
+            default=30.0,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds one agent reply may take.",
+        ),
+        click.option(
+            "--persona",
+            "persona_filter",
+            multiple=True,
+            metavar="ID",
+            help="Only these personas (glob; repeatable).",
+        ),
+        click.option(
+            "--scenario",
+            "scenario_filter",
+            multiple=True,
+            metavar="ID",
+            help="Only these scenarios (glob; repeatable).",
+        ),
+        click.option(
+            "--tag",
+            "tags",
+            multiple=True,
+            help="Only pairs whose persona or scenario has this tag (repeatable).",
+        ),
+        click.option("--name", default=None, help="Run name, part of episode ids [folder name]."),
+        click.option("--resume", is_flag=True, help="Continue the run in --out."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option(
+            "--user-prompt",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Jinja2 template replacing the LLM user's system prompt.",
+        ),
+        click.option(
+            "--temperature",
+            type=click.FloatRange(0, 2),
+            help="Sampling temperature of the LLM user.",
+        ),
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Print the plan and an estimate of model calls and cost; run nothing.",
+        ),
+    ]
+    func = llm_options(func)
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def rule_limit_options(func: Any) -> Any:
+    """`--max-turns`, `--reply-chars`, `--latency-ms`: thresholds of the limit rules."""
+    from simulate.label.rules import RuleLimits
+
+    defaults = RuleLimits()
+    options = [
+        click.option(
+            "--max-turns",
+            default=defaults.max_turns,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Rule max_turns: agent replies a conversation may take.",
+        ),
+        click.option(
+            "--reply-chars",
+            default=defaults.reply_chars,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Rule reply_chars: characters one agent reply may have.",
+        ),
+        click.option(
+            "--latency-ms",
+            default=defaults.latency_ms,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Rule latency_ms: milliseconds one agent reply may take.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

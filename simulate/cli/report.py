@@ -1,0 +1,148 @@
+"""`simulate report`, `compare`, `calibrate` and `plan-size`: figures about runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from simulate.cli.render import err, marked, out, print_report
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+@click.option("--no-html", is_flag=True, help="Do not write RUN/report.html.")
+@click.option(
+    "--examples",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, 50),
+    help="Example episodes per failure kind.",
+)
+def report_command(run_dir: str, as_json: bool, no_html: bool, examples: int) -> None:
+    """Goal rates with intervals, pass^k, worst slices, label criteria, failures and simulator
+    health; writes RUN/report.html."""
+    from simulate.report.figures import build_report, report_json
+
+    report = build_report(run_dir, examples_per_kind=examples)
+    html = None if no_html else write_html(report, run_dir)
+    if as_json:
+        click.echo(report_json(report))
+        if html:
+            err.print(f"report: {html}")
+        return
+    print_report(report)
+    if html:
+        out.print(f"\nreport: {html}  ·  figures as JSON: simulate report {run_dir} --json")
+
+
+def write_html(report: dict[str, Any], run_dir: str | Path) -> Path:
+    """Write RUN/report.html and return its path."""
+    from simulate.report.html import REPORT_FILE, write_report_html
+
+    return write_report_html(report, Path(run_dir) / REPORT_FILE)
+
+
+@click.command("plan-size")
+@click.option(
+    "--margin",
+    required=True,
+    type=click.FloatRange(0, 0.5, min_open=True),
+    help="Half-width of the goal rate's interval, e.g. 0.05 for ±5 points.",
+)
+@click.option(
+    "--confidence",
+    default=0.95,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Confidence level of the interval.",
+)
+@click.option(
+    "--expected",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="The goal rate you expect (0.5 is the worst case).",
+)
+@click.option(
+    "--cells",
+    type=click.IntRange(min=1),
+    help="Persona × scenario pairs, to turn episodes into trials per pair.",
+)
+def plan_size_command(margin: float, confidence: float, expected: float, cells: int | None) -> None:
+    """How many episodes give a goal rate within ±MARGIN at a confidence."""
+    from simulate.stats import episodes_needed, episodes_needed_wilson
+
+    normal = episodes_needed(margin, confidence, expected)
+    wilson = episodes_needed_wilson(margin, confidence, expected)
+    out.print(
+        f"episodes for a goal rate within ±{margin:g} at {confidence * 100:g}% confidence, "
+        f"if it is near {expected:g}:"
+    )
+    if normal == wilson:
+        out.print(f"  normal approximation and Wilson score interval: {normal}")
+    else:
+        out.print(f"  normal approximation: {normal}")
+        out.print(f"  Wilson score interval: {wilson}")
+    if cells:
+        trials = -(-max(normal, wilson) // cells)
+        out.print(
+            f"over {cells} persona × scenario cells: {trials} trials per cell "
+            f"({trials * cells} episodes); the margin is for the overall rate, not each cell's"
+        )
+
+
+@click.command("compare")
+@click.argument("before", type=click.Path())
+@click.argument("after", type=click.Path())
+@click.option(
+    "--fail-on-regression",
+    is_flag=True,
+    help="Exit 1 when the overall goal rate, or a slice's after correction, drops significantly.",
+)
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="Significance level of the tests; intervals are at 1 - alpha.",
+)
+@click.option(
+    "--correction",
+    default="holm",
+    show_default=True,
+    metavar="METHOD",
+    help="P-value adjustment across slices: holm, bonferroni, fdr_bh, hommel, sidak...",
+)
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Pass -> fail conversations to list (0 = all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare_command(
+    before: str,
+    after: str,
+    fail_on_regression: bool,
+    alpha: float,
+    correction: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Compare two runs episode by episode: changes per slice, pass -> fail conversations."""
+    from simulate.report.compare import compare_runs, print_comparison, regression_message
+
+    comparison = compare_runs(before, after, alpha=alpha, correction=correction)
+    if as_json:
+        click.echo(json.dumps(comparison.to_dict(), indent=2))
+    else:
+        print_comparison(comparison, marked, limit=limit)
+    if fail_on_regression and comparison.regressions:
+        click.echo(regression_message(comparison), err=True)
+        sys.exit(1)

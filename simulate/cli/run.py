@@ -1,0 +1,230 @@
+"""`simulate run` and `simulate demo`: play personas x scenarios against a target."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from contextlib import ExitStack
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from simulate.cli.options import run_options
+from simulate.cli.render import (
+    err,
+    marked,
+    out,
+    print_estimate,
+    print_report_headline,
+    print_summary,
+)
+from simulate.cli.report import write_html
+from simulate.runner import Tally, goal_rate
+from simulate.schema import Episode
+from simulate.simulation import RunConfig, RunResult, run
+
+
+@click.command("run")
+@click.option(
+    "--personas",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Persona file or folder (repeatable).",
+)
+@click.option(
+    "--scenarios",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Scenario file or folder (repeatable).",
+)
+@click.option(
+    "--target",
+    required=True,
+    metavar="SPEC",
+    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND, openai:MODEL, demo.",
+)
+@click.option("--stateful", is_flag=True, help="Send the target only the newest user message.")
+@click.option(
+    "--system-prompt",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="For --target openai:MODEL: the agent's system prompt.",
+)
+@click.option(
+    "--tools",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="For --target openai:MODEL: YAML tools the model may call.",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@run_options
+def run_command(quiet: bool, dry_run: bool, **options: Any) -> None:
+    """Play personas x scenarios against a target and record the conversations."""
+    config = run_config(options)
+    if dry_run:
+        print_estimate(config)
+        return
+    result = play(config, quiet)
+    print_summary(result)
+
+
+@click.command("demo")
+@click.option(
+    "--out",
+    default="outputs/demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Run folder.",
+)
+@run_options
+def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
+    """Play the bundled personas and scenarios against the bundled airline agent, offline."""
+    with ExitStack() as stack:
+        base = stack.enter_context(resources.as_file(resources.files("simulate.demo")))
+        options.update(
+            personas=[str(base / "personas")],
+            scenarios=[str(base / "scenarios")],
+            target="demo",
+            stateful=False,
+        )
+        if dry_run:
+            print_estimate(run_config(options))
+            return
+        result = play(run_config(options), quiet)
+    print_summary(result, findings=True)
+    label_demo(result.run_dir)
+    from simulate.report.figures import build_report
+
+    report = build_report(result.run_dir)
+    html = write_html(report, result.run_dir)
+    out.print("\n[bold]Report[/]", markup=True)
+    print_report_headline(report)
+    out.print(f"report: {html}  ·  tables: simulate report {result.run_dir}")
+
+
+def run_config(options: dict[str, Any]) -> RunConfig:
+    options["turn_timeout_s"] = options.pop("turn_timeout")
+    options["use_cache"] = not options.pop("no_cache")
+    return RunConfig.model_validate(options)
+
+
+def play(config: RunConfig, quiet: bool) -> RunResult:
+    """Run with a live progress bar on a terminal; Ctrl-C keeps what finished."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("errors {task.fields[errors]}  goal {task.fields[goal]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+    )
+    task = progress.add_task("episodes", total=None, errors=0, goal="-")
+
+    def started(tally: Tally) -> None:
+        progress.update(task, total=tally.planned - tally.skipped)
+        if tally.skipped:
+            err.print(f"resuming: {tally.skipped} of {tally.planned} episodes already stored")
+
+    def finished(episode: Episode, tally: Tally) -> None:
+        rate = goal_rate(tally)
+        progress.update(
+            task, advance=1, errors=tally.errors, goal="-" if rate is None else f"{rate:.0%}"
+        )
+
+    with progress:
+        try:
+            return asyncio.run(run(config, on_start=started, on_episode=finished))
+        except KeyboardInterrupt:
+            progress.stop()
+            click.echo(
+                f"interrupted: finished episodes are stored in {config.out}; "
+                "continue with the same command plus --resume",
+                err=True,
+            )
+            sys.exit(130)
+
+
+def label_demo(run_dir: Path) -> None:
+    """`simulate demo`: label the run with the rules and build its golden set."""
+    from simulate.label.golden import build_golden
+    from simulate.label.labeling import LabelConfig, label_run
+
+    labeled = asyncio.run(label_run(LabelConfig(run_dir=str(run_dir))))
+    out.print(f"labels: {labeled.written} rule labels added to {run_dir}/labels/")
+    result = build_golden(run_dir)
+    sizes = ", ".join(f"{name} {n}" for name, n in result.splits.items())
+    out.print(
+        f"golden: {result.path}/ ({sizes})  ·  python: datasets.load_dataset({str(result.path)!r})"
+    )
+
+
+# `calibrate` takes the options of `run` (but --out, --name, --resume), so they never drift apart.
+@click.command(
+    "calibrate",
+    params=[p for p in run_command.params if p.name not in ("out", "name", "resume")],
+)
+@click.option(
+    "--repeats",
+    default=5,
+    show_default=True,
+    type=click.IntRange(2),
+    help="Times to play the configuration, with seeds SEED, SEED+1, ...",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Calibration folder: DIR/repeat-1 ... and DIR/calibration.json.",
+)
+@click.option("--resume", is_flag=True, help="Reuse the finished repeats in --out; play the rest.")
+@click.option("--alpha", default=0.05, show_default=True, type=float, help="Compare's level.")
+@click.option(
+    "--correction",
+    default="holm",
+    show_default=True,
+    metavar="METHOD",
+    help="Compare's p-value adjustment across slices.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def calibrate_command(
+    repeats: int,
+    alpha: float,
+    correction: str,
+    as_json: bool,
+    quiet: bool,
+    dry_run: bool,
+    **options: Any,
+) -> None:
+    """Play one configuration several times to measure the noise floor of `compare`."""
+    from simulate.report.calibrate import measure_noise, print_calibration, repeat_configs
+    from simulate.report.compare import check_options
+
+    check_options(alpha, correction)
+    config = run_config(options)
+    if dry_run:
+        print_estimate(config)
+        out.print(f"× {repeats} repeats")
+        return
+    for index, repeat in enumerate(repeat_configs(config, repeats), 1):
+        if not quiet:
+            err.print(f"repeat {index}/{repeats}: seed {repeat.seed} -> {repeat.out}")
+        result = play(repeat, quiet)
+        if result.stopped:
+            click.echo(
+                f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept; "
+                "continue with the same command plus --resume",
+                err=True,
+            )
+            sys.exit(3)
+    calibration = measure_noise(config.out, repeats, alpha=alpha, correction=correction)
+    if as_json:
+        click.echo(json.dumps(calibration.to_dict(), indent=2))
+    else:
+        print_calibration(calibration, marked)
