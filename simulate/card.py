@@ -16,14 +16,32 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from simulate.errors import SimulateError
-from simulate.schema import NOT_AGENT_FAULT
-from simulate.store import EPISODES, LABELS, read_labels, read_manifest, shard_paths
+from simulate.errors import ConfigError
+from simulate.schema import (
+    NOT_AGENT_FAULT,
+    Label,
+    LabelerKind,
+    Manifest,
+    MergedLabel,
+    RecordedConfig,
+)
+from simulate.store import (
+    EPISODES,
+    LABELS,
+    RunFolder,
+    episode_features,
+    label_features,
+    parquet_bytes,
+    read_parquet,
+)
+
+if TYPE_CHECKING:
+    import datasets
+    from huggingface_hub import DatasetCard
 
 #: The licence a card gets when the user names none and no persona source restricts it.
 DEFAULT_LICENSE = "cc-by-4.0"
@@ -34,6 +52,8 @@ DataFiles = Mapping[str, Mapping[str, str]]
 _NON_COMMERCIAL = re.compile(r"(?i)(^|[-_ ])nc([-_ ]|$)|non-?commercial")
 
 TAGS = ["synthetic", "simulate", "conversational-agents", "evaluation"]
+
+KIND_NAMES = {"human": "people", "judge": "LLM judges", "rule": "rule checks"}
 
 
 @dataclass
@@ -82,17 +102,8 @@ def non_commercial_licences(personas: Sequence[dict[str, Any]]) -> list[str]:
     )
 
 
-def agreement_lines(run_dir: str | Path) -> list[str]:
-    """Agreement figures as markdown lines, when `simulate.label.agreement` can compute them.
-
-    Optional: a run labeled by one labeler per criterion has none, and the card skips them.
-    """
-    try:
-        from simulate.label.agreement import agreement_report
-
-        report = agreement_report(run_dir)
-    except (ImportError, SimulateError):
-        return []
+def agreement_lines(report: Mapping[str, Any]) -> list[str]:
+    """An agreement report (`simulate.label.agreement`) as markdown lines for a card."""
     lines = []
     for section in report.get("criteria", []):
         figures = section.get("agreement") or {}
@@ -129,8 +140,6 @@ def choose_license(
 ) -> tuple[str, list[str]]:
     """The card's licence and warnings: the user's choice, else the personas' non-commercial
     licence when exactly one restricts them, else `DEFAULT_LICENSE`."""
-    from simulate.label.golden import check_license
-
     restricted = non_commercial_licences(personas)
     if license is None:
         chosen = restricted[0].lower() if len(restricted) == 1 else DEFAULT_LICENSE
@@ -145,6 +154,19 @@ def choose_license(
     return check_license(chosen), warnings
 
 
+_LICENSE = re.compile(r"^[a-z0-9][a-z0-9.+\-]*$")
+
+
+def check_license(license_id: str) -> str:
+    """A Hub licence id (`cc-by-4.0`, `apache-2.0`, `mit`, `other`...), or a ConfigError."""
+    if not _LICENSE.match(license_id):
+        raise ConfigError(
+            f"--license {license_id!r} is not a Hub licence id (lowercase, like cc-by-4.0, "
+            "apache-2.0, mit or other)"
+        )
+    return license_id
+
+
 # --- run cards --------------------------------------------------------------------------------
 
 
@@ -154,6 +176,7 @@ def render_run_card(
     *,
     repo_id: str | None = None,
     license: str | None = None,
+    agreement: Sequence[str] = (),
 ) -> RunCard:
     """The card of a run pushed with the configs in ``data_files`` (`episodes`, `labels`, `golden`).
 
@@ -162,19 +185,20 @@ def render_run_card(
         data_files: Config -> split -> glob of its files in the repository.
         repo_id: `owner/name` on the Hub, for the loading example (a local path when None).
         license: A Hub licence id; None picks one (see `choose_license`).
+        agreement: Agreement figures as markdown lines (`agreement_lines`), when measured.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    manifest = read_manifest(run_dir)
-    table = _episode_columns(run_dir)
+    folder = RunFolder.open(run_dir)
+    manifest = folder.manifest
+    table = folder.table(EPISODES, ["persona_id", "scenario_id", "persona", "usage", "trial"])
     personas = _personas(table)
     chosen, warnings = choose_license(license, personas)
-    labels = read_labels(run_dir) if LABELS in data_files else []
+    labels = folder.labels() if LABELS in data_files else []
     n_episodes = table.num_rows
-    config = manifest.get("config", {})
-    languages = _languages(config, personas)
+    languages = _languages(manifest.config, personas)
     data = DatasetCardData(
-        pretty_name=f"Simulate run: {manifest.get('run_id', Path(run_dir).name)}",
+        pretty_name=f"Simulate run: {manifest.run_id or folder.path.name}",
         license=chosen,
         language=languages,
         multilinguality="monolingual" if len(languages) == 1 else "multilingual",
@@ -186,9 +210,9 @@ def render_run_card(
         source_datasets=["original"],
         tags=TAGS,
     )
-    _add_configs(data, data_files, run_dir)
+    _add_configs(data, data_files, folder)
     prose = _run_prose(
-        run_dir, manifest, table, personas, labels, data_files, repo_id, chosen, warnings
+        folder, table, personas, labels, data_files, repo_id, chosen, warnings, agreement
     )
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{prose}")  # parses: checks the YAML
     return RunCard(card=card, license=chosen, warnings=warnings)
@@ -213,13 +237,17 @@ def golden_card_for_hub(
     elif isinstance(infos, list):
         card.data["dataset_info"] = [{**info, "config_name": "golden"} for info in infos[:1]]
     card.data["configs"] = [_config_entry("golden", data_files["golden"], default=True)]
-    text = card.text
-    if repo_id is not None:
-        text = text.replace(
-            'datasets.load_dataset("path/to/golden")   # this folder, or its Hub repo id',
-            f'datasets.load_dataset("{repo_id}", "golden")',
-        )
+    text = _replace_section(card.text, "How to load", _golden_loading(repo_id))
     return DatasetCard(f"---\n{card.data.to_yaml()}\n---\n{text}")
+
+
+def _replace_section(text: str, heading: str, body: Sequence[str]) -> str:
+    """``text`` with the code block of its `## heading` section replaced by ``body``."""
+    lines = text.split("\n")
+    start = lines.index(f"## {heading}")
+    opened = lines.index("```python", start)
+    closed = lines.index("```", opened + 1)
+    return "\n".join([*lines[:opened], *body, *lines[closed + 1 :]])
 
 
 def _config_entry(name: str, splits: Mapping[str, str], default: bool = False) -> dict[str, Any]:
@@ -232,12 +260,10 @@ def _config_entry(name: str, splits: Mapping[str, str], default: bool = False) -
     return entry
 
 
-def _add_configs(data: Any, data_files: DataFiles, run_dir: str | Path) -> None:
+def _add_configs(data: Any, data_files: DataFiles, folder: RunFolder) -> None:
     """`configs` and `dataset_info` (features and split sizes) for each pushed config."""
     from datasets.info import DatasetInfo
     from datasets.splits import SplitDict, SplitInfo
-
-    from simulate.store import episode_features, label_features
 
     data.configs = [
         _config_entry(name, splits, default=name == EPISODES) for name, splits in data_files.items()
@@ -245,7 +271,7 @@ def _add_configs(data: Any, data_files: DataFiles, run_dir: str | Path) -> None:
     infos = []
     for name in data_files:
         if name == "golden":
-            golden = _golden_info(Path(run_dir) / "golden")
+            golden = _golden_info(folder.path / "golden")
             if golden:
                 infos.append(
                     {
@@ -255,19 +281,13 @@ def _add_configs(data: Any, data_files: DataFiles, run_dir: str | Path) -> None:
                 )
             continue
         kind = EPISODES if name == EPISODES else LABELS
-        rows = sum(pq.read_metadata(p).num_rows for p in shard_paths(run_dir, kind))
-        size = sum(_uncompressed_bytes(p) for p in shard_paths(run_dir, kind))
+        rows = folder.count(kind)
+        size = sum(parquet_bytes(p) for p in folder.shards(kind))
         features = episode_features() if kind == EPISODES else label_features()
         info = DatasetInfo(features=features, splits=SplitDict(), dataset_size=size)
         info.splits.add(SplitInfo(name="train", num_bytes=size, num_examples=rows))
         infos.append({"config_name": name, **info._to_yaml_dict()})
     data.dataset_info = infos
-
-
-def _uncompressed_bytes(path: Path) -> int:
-    """The data size of a parquet file before compression (what `num_bytes` counts)."""
-    meta = pq.read_metadata(path)
-    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
 
 def _golden_info(golden_dir: Path) -> dict[str, Any] | None:
@@ -280,18 +300,13 @@ def _golden_info(golden_dir: Path) -> dict[str, Any] | None:
     return (infos[0] if isinstance(infos, list) and infos else infos) or None
 
 
-def _episode_columns(run_dir: str | Path) -> pa.Table:
-    columns = ["persona_id", "scenario_id", "persona", "usage", "trial"]
-    return pa.concat_tables(pq.read_table(p, columns=columns) for p in shard_paths(run_dir))
-
-
 def _personas(table: pa.Table) -> list[dict[str, Any]]:
     by_id = dict(zip(table["persona_id"].to_pylist(), table["persona"].to_pylist(), strict=True))
     return [json.loads(text) for _, text in sorted(by_id.items())]
 
 
-def _languages(config: dict[str, Any], personas: Sequence[dict[str, Any]]) -> list[str]:
-    if config.get("user") == "agenda":  # the offline user speaks English only
+def _languages(config: RecordedConfig, personas: Sequence[dict[str, Any]]) -> list[str]:
+    if config.user == "agenda":  # the offline user speaks English only
         return ["en"]
     return sorted({p.get("traits", {}).get("language", "en").split("-")[0] for p in personas})
 
@@ -303,8 +318,7 @@ def _annotation_creators(labels: Sequence[Any]) -> list[str]:
 
 
 def _run_prose(
-    run_dir: str | Path,
-    manifest: dict[str, Any],
+    folder: RunFolder,
     table: pa.Table,
     personas: Sequence[dict[str, Any]],
     labels: Sequence[Any],
@@ -312,16 +326,18 @@ def _run_prose(
     repo_id: str | None,
     license: str,
     warnings: Sequence[str],
+    agreement: Sequence[str],
 ) -> str:
     from simulate.report.summary import summarize_run
     from simulate.simulation import redact
     from simulate.stats import wilson_interval
 
-    config = manifest.get("config", {})
-    run_id = manifest.get("run_id", Path(run_dir).name)
-    target = redact(str(config.get("target", "unknown")))
-    user = redact(str(config.get("user", "unknown")))
-    summary = summarize_run(run_dir)
+    manifest = folder.manifest
+    config = manifest.config
+    run_id = manifest.run_id or folder.path.name
+    target = redact(config.target or "unknown")
+    user = redact(config.user or "unknown")
+    summary = summarize_run(folder.path)
     models = sorted(
         {f"{u['role']} `{u['model']}`" for usage in table["usage"].to_pylist() for u in usage}
         | {
@@ -332,7 +348,7 @@ def _run_prose(
     )
     n_personas = len(set(table["persona_id"].to_pylist()))
     n_scenarios = len(set(table["scenario_id"].to_pylist()))
-    where = repo_id or str(Path(run_dir).resolve())
+    where = repo_id or str(folder.path.resolve())
     restricted = non_commercial_licences(personas)
     lines = [f"# Simulate run: {run_id}", ""]
     if restricted:
@@ -356,9 +372,9 @@ def _run_prose(
         + (" (offline, scripted from the scenario's agenda)" if user == "agenda" else ""),
         f"- **Models**: {', '.join(models) if models else 'none (offline user, agent and checks)'}",
         f"- **Personas × scenarios**: {n_personas} personas × {n_scenarios} scenarios × "
-        f"{config.get('trials', 1)} trial(s) → {table.num_rows} episodes "
-        f"(seed {config.get('seed', 0)}, at most {config.get('max_turns', '?')} agent turns)",
-        f"- **Software**: simulate {manifest.get('environment', {}).get('simulate', '?')}",
+        f"{config.trials or 1} trial(s) → {table.num_rows} episodes "
+        f"(seed {config.seed or 0}, at most {config.max_turns or '?'} agent turns)",
+        f"- **Software**: simulate {manifest.environment.get('simulate', '?')}",
         "",
         "Each persona is a written character (traits such as patience, expertise and tone); each "
         "scenario says what the user wants, what they know and what counts as success. The "
@@ -373,11 +389,10 @@ def _run_prose(
     ]
     if labels:
         lines += ["## Labels", "", *_label_lines(labels), ""]
-        agreement = agreement_lines(run_dir)
         if agreement:
             lines += ["## Agreement", "", *agreement, ""]
     if "golden" in data_files:
-        lines += ["## Golden set", "", *_golden_lines(Path(run_dir) / "golden"), ""]
+        lines += ["## Golden set", "", *_golden_lines(folder.path / "golden"), ""]
     lines += [
         "## Persona sources and licences",
         "",
@@ -487,7 +502,7 @@ def _golden_lines(golden_dir: Path) -> list[str]:
     lines = ["| split | episodes |", "|---|---|"]
     passed: dict[str, list[bool]] = defaultdict(list)
     for path in files:
-        table = pq.read_table(path)
+        table = read_parquet(path)
         lines.append(f"| {path.name.split('-')[0]} | {table.num_rows} |")
         for name in table.column_names:
             if name.startswith("passed_"):
@@ -500,3 +515,288 @@ def _golden_lines(golden_dir: Path) -> list[str]:
             if v
         ]
     return lines
+
+
+# --- golden cards ------------------------------------------------------------------------------
+
+
+@dataclass
+class GoldenFacts:
+    """What a golden card tells of its set beyond the labels: splits, disputes, agreement."""
+
+    dataset: datasets.DatasetDict
+    """The set's splits."""
+    disputed: int
+    kept_disputed: bool
+    unlabeled: int
+    """Episodes of the run with no label kept."""
+    agreement: list[str] = field(default_factory=list)
+    """Agreement figures as markdown lines (`agreement_lines`)."""
+
+    @property
+    def splits(self) -> dict[str, int]:
+        return {name: ds.num_rows for name, ds in self.dataset.items()}
+
+
+def golden_card(
+    facts: GoldenFacts,
+    manifest: Manifest,
+    labels: Sequence[Label],
+    kept: Sequence[MergedLabel],
+    *,
+    precedence: Sequence[LabelerKind],
+    fractions: Sequence[float],
+    seed: int,
+    license: str,
+    features: datasets.Features,
+    episodes: datasets.Dataset,
+    repo_id: str | None = None,
+) -> DatasetCard:
+    """A golden set's card: the Hub's YAML metadata, then how the set was made and how to
+    load it (from ``repo_id`` on the Hub, else from the folder)."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    result = facts
+    run_id = manifest.run_id or "run"
+    config = manifest.config
+    n_episodes = sum(result.splits.values())
+    by_id = dict(zip(episodes["persona_id"], episodes["persona"], strict=True))
+    personas = [json.loads(text) for _, text in sorted(by_id.items())]
+    languages = _languages(config, personas)
+    data = DatasetCardData(
+        pretty_name=f"Simulate golden set: {run_id}",
+        license=license,
+        language=languages,
+        multilinguality="monolingual" if len(languages) == 1 else "multilingual",
+        size_categories=size_category(n_episodes),
+        task_categories=["text-generation", "text-classification"],
+        task_ids=["dialogue-generation", "conversational"],
+        annotations_creators=sorted(
+            {"expert-generated" if m.kind == "human" else "machine-generated" for m in kept}
+        ),
+        language_creators=["machine-generated"],
+        source_datasets=["original"],
+        tags=["synthetic", "simulate", "conversational-agents", "evaluation"],
+    )
+    info = DatasetInfo(features=features, splits=SplitDict(), dataset_size=0)
+    for name, ds in result.dataset.items():
+        info.splits.add(SplitInfo(name=name, num_bytes=ds.data.nbytes, num_examples=ds.num_rows))
+        info.dataset_size += ds.data.nbytes
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    configs = {"data_files": [{"split": s, "path": f"data/{s}-*"} for s in result.dataset]}
+    MetadataConfigs({"default": configs}).to_dataset_card_data(data)
+    prose = _golden_prose(
+        result,
+        manifest,
+        labels,
+        kept,
+        personas,
+        precedence,
+        fractions,
+        seed,
+        license,
+        episodes,
+        repo_id,
+    )
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{prose}")  # parses: checks the YAML
+
+
+def _golden_prose(
+    result: GoldenFacts,
+    manifest: Manifest,
+    labels: Sequence[Label],
+    kept: Sequence[MergedLabel],
+    personas: Sequence[dict[str, Any]],
+    precedence: Sequence[LabelerKind],
+    fractions: Sequence[float],
+    seed: int,
+    license: str,
+    episodes: datasets.Dataset,
+    repo_id: str | None,
+) -> str:
+    """The card's markdown: how the set was made, its labels, splits, fields, limits, loading."""
+    import datasets
+
+    config = manifest.config
+    run_id = manifest.run_id or "run"
+    models = sorted(
+        {f"{u['role']} `{u['model']}`" for usage in episodes["usage"] for u in usage}
+        | {
+            f"judge `{label.labeler.removeprefix('judge:')}`"
+            for label in labels
+            if label.labeler_kind == "judge"
+        }
+    )
+    n_personas = len(set(episodes["persona_id"]))
+    n_scenarios = len(set(episodes["scenario_id"]))
+    order = " > ".join(KIND_NAMES[k] for k in precedence)
+    rubrics = sorted({label.rubric for label in labels if label.rubric})
+    lines = [
+        f"# Simulate golden set: {run_id}",
+        "",
+        f"Synthetic conversations between simulated users and the agent under test "
+        f"`{config.target or 'unknown'}`, recorded and labeled with "
+        "Simulate and merged into a golden set for evaluations and "
+        "regression tests. One row per conversation (episode).",
+        "",
+        "## How it was made",
+        "",
+        f"- **Agent under test**: `{config.target or 'unknown'}`",
+        f"- **Simulated user**: `{config.user or 'unknown'}`",
+        f"- **Models**: {', '.join(models) if models else 'none (offline user, agent and checks)'}",
+        f"- **Personas × scenarios**: {n_personas} personas × {n_scenarios} scenarios × "
+        f"{config.trials or 1} trial(s) → {len(episodes)} episodes in run `{run_id}` "
+        f"(seed {config.seed or 0}, at most {config.max_turns or '?'} agent turns)",
+        f"- **Software**: simulate {manifest.environment.get('simulate', '?')}, "
+        f"datasets {datasets.__version__}",
+        "",
+        "## Labels",
+        "",
+        f"Labels come from {_sources(labels)}. Each unit (an episode, an agent reply or a tool "
+        f"call, on one criterion) keeps one label: the first kind in the order {order} that "
+        "labeled it decides, by majority of its labelers (each labeler's latest label counts "
+        "once). A unit whose deciding kind has no strict majority is disputed: "
+        + (
+            "kept here with `disputed: true` and no value"
+            if result.kept_disputed
+            else "left out of this set"
+        )
+        + f" ({result.disputed} disputed units in the run).",
+        "",
+        f"Rubrics: {', '.join(f'`{r}`' for r in rubrics) or 'none'}.",
+        "",
+        *_labeling_lines(manifest),
+        "| criterion | unit | labeled | passed | decided by |",
+        "|---|---|---|---|---|",
+        *_criterion_rows(kept),
+        "",
+    ]
+    if result.agreement:
+        lines += ["## Agreement", "", *result.agreement, ""]
+    lines += [
+        "## Splits",
+        "",
+        f"Fractions {', '.join(f'{f:g}' for f in fractions)} (train, validation, test) of the "
+        f"persona × scenario pairs, seed {seed}, stratified so each persona and each scenario is "
+        "spread over the splits in proportion; all trials of a pair are in the same split, so "
+        "no conversation and no persona × scenario pair is in two splits. "
+        + (
+            f"{result.unlabeled} episodes of the run had no label kept and are left out. "
+            if result.unlabeled
+            else ""
+        ),
+        "",
+        "| split | episodes |",
+        "|---|---|",
+        *(f"| {name} | {n} |" for name, n in result.splits.items()),
+        "",
+        "## Fields",
+        "",
+        "The run's episode columns (`episode_id`, `persona_id`, `scenario_id`, `trial`, `seed`, "
+        "`persona` and `scenario` as JSON, `messages`, `outcome`, `success`, `n_turns`, `usage`, "
+        "`duration_s`, `user`, `target`, `created_at`), plus:",
+        "",
+        "- `labels`: one struct per labeled unit: `criterion`, `turn_index` (index in `messages`; "
+        "null for the whole episode), `tool_call_index`, `value`, `score`, `passed`, `kind` "
+        "(human, judge or rule: who decided), `source` (the labelers behind the value), "
+        "`disputed`.",
+        "- `passed_<criterion>`: for each episode-level criterion, whether the episode passed it "
+        "(null when not labeled, disputed, or without pass/fail): "
+        + (
+            ", ".join(
+                f"`passed_{c}`" for c in sorted({m.criterion for m in kept if m.turn_index is None})
+            )
+            or "none"
+        )
+        + ".",
+        "",
+        "## Persona sources and licences",
+        "",
+        *persona_sources(personas),
+        "",
+        "## Synthetic data and limitations",
+        "",
+        "Every conversation is synthetic: the user is a simulator playing a written persona, "
+        "not a person. Simulated users are more regular than real "
+        "ones; rates measured here say how the agent handles these personas and scenarios, not "
+        "how it will do on real traffic. Rule labels check phrases, tools and outcomes, not "
+        "meaning; judge labels are only as good as their measured agreement with people. "
+        "Small splits give wide confidence intervals.",
+        "",
+        "## How to load",
+        "",
+        *_golden_loading(repo_id),
+        "",
+        f"Licence: `{license}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _sources(labels: Sequence[Label]) -> str:
+    """`rule checks (1202 labels by `rule:x`, ...); people (...)`, for the card."""
+    kinds = Counter(label.labeler_kind for label in labels)
+    labelers: dict[str, set[str]] = defaultdict(set)
+    for label in labels:
+        labelers[label.labeler_kind].add(label.labeler)
+    return "; ".join(
+        f"{KIND_NAMES[k]} ({n} labels by {', '.join(f'`{x}`' for x in sorted(labelers[k]))})"
+        for k, n in sorted(kinds.items())
+    )
+
+
+def _golden_loading(repo_id: str | None) -> list[str]:
+    """The card's loading example: from the Hub repository, else from this folder."""
+    load = (
+        f'datasets.load_dataset("{repo_id}", "golden")'
+        if repo_id
+        else 'datasets.load_dataset("path/to/golden")   # this folder, or its Hub repo id'
+    )
+    return [
+        "```python",
+        "import datasets",
+        f"golden = {load}",
+        'test = golden["test"] if "test" in golden else golden["train"]',
+        'failed = test.filter(lambda row: not row["success"])',
+        "```",
+    ]
+
+
+def _labeling_lines(manifest: Manifest) -> list[str]:
+    """Judges and rule limits from the manifest's record of labeling sessions, when present."""
+    sessions = manifest.labeling
+    judges = sorted(
+        {f"`{s.judge}` ({s.samples or 1} sample(s) per unit)" for s in sessions if s.judge}
+    )
+    limits = next((s.limits for s in reversed(sessions) if s.limits), None)
+    lines = []
+    if judges:
+        lines += [f"Judges: {', '.join(judges)}.", ""]
+    if limits:
+        lines += ["Rule limits: " + ", ".join(f"{k} {v:g}" for k, v in limits.items()) + ".", ""]
+    return lines
+
+
+def _criterion_rows(kept: Sequence[MergedLabel]) -> list[str]:
+    by_criterion: dict[str, list[MergedLabel]] = defaultdict(list)
+    for m in kept:
+        by_criterion[m.criterion].append(m)
+    rows = []
+    for criterion, merged in sorted(by_criterion.items()):
+        first = merged[0]
+        unit = (
+            "episode"
+            if first.turn_index is None
+            else "tool call"
+            if first.tool_call_index is not None
+            else "agent reply"
+        )
+        judged = [m.passed for m in merged if m.passed is not None]
+        passed = f"{sum(judged) / len(judged):.0%} of {len(judged)}" if judged else "n/a"
+        kinds = Counter(m.kind for m in merged)
+        decided = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+        rows.append(f"| `{criterion}` | {unit} | {len(merged)} | {passed} | {decided} |")
+    return rows

@@ -3,6 +3,7 @@
     SimulateError            anything Simulate reports to a user as one line
     ├── ConfigError          bad files and flags: names the file, line, field and the fix
     ├── RunFolderError       a run folder that is missing, foreign, or planned differently
+    ├── OutputError          a file could not be written (full disk, read-only folder)
     ├── LLMError             a model endpoint failed or answered out of contract
     ├── RunStopped           ends the whole run, not one episode: a spent budget, a cache
     │                        miss in replay-only mode (finished episodes are kept)
@@ -29,6 +30,10 @@ class ConfigError(SimulateError):
 
 class RunFolderError(SimulateError):
     """A run folder is missing, is not a run folder, or belongs to a different plan."""
+
+
+class OutputError(SimulateError, OSError):
+    """A file Simulate writes could not be written; what was there before is untouched."""
 
 
 class LLMError(SimulateError):

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +32,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from simulate.errors import ConfigError, RunFolderError, unknown_choice
-from simulate.schema import Episode, Message, ToolCall
-from simulate.store import load_run, read_labels, read_manifest, shard_paths
+from simulate.schema import Episode, Manifest, Message, ToolCall
+from simulate.store import RunFolder, write_atomic, write_parquet
 
 #: Export formats and the file name an output folder gets for each.
 FORMATS = {
@@ -117,16 +115,16 @@ def export_run(
     """
     if fmt not in FORMATS:
         raise unknown_choice("format", fmt, FORMATS)
-    manifest = read_manifest(run_dir)
-    if not shard_paths(run_dir):
+    folder = RunFolder.open(run_dir)
+    if not folder.has():
         raise RunFolderError(f"run {str(run_dir)!r} has no episodes to export")
     path = _target(out, fmt)
     if path.exists() and not force:
         raise ConfigError(f"--out {str(path)!r} exists; add --force to overwrite it")
-    table = load_run(run_dir).data.table
+    table = folder.dataset().data.table
     total = table.num_rows
     if passed_only or criterion is not None:
-        wanted = _passing_ids(run_dir, table, criterion or SUCCESS)
+        wanted = _passing_ids(folder, table, criterion or SUCCESS)
         table = table.filter(pc.is_in(table.column("episode_id"), pa.array(sorted(wanted))))
         if table.num_rows == 0:
             raise ConfigError(
@@ -134,7 +132,7 @@ def export_run(
             )
     rows = table.to_pylist()
     if fmt == "openai-chat":
-        system, tools, notes = agent_setup(manifest)
+        system, tools, notes = agent_setup(folder.manifest)
         lines = [
             chat
             for row in rows
@@ -142,36 +140,34 @@ def export_run(
         ]
         if not lines:
             raise ConfigError(f"no episode of {str(run_dir)!r} has an agent reply; nothing written")
-        _write_atomically(path, lambda tmp: _write_jsonl(tmp, lines))
+        write_atomic(path, lambda tmp: _write_jsonl(tmp, lines))
         return ExportResult(path, fmt, len(lines), len(lines), total - len(lines), notes)
     if fmt == "phoenix":
         examples = [phoenix_example(row) for row in rows]
-        _write_atomically(path, lambda tmp: _write_jsonl(tmp, examples))
+        write_atomic(path, lambda tmp: _write_jsonl(tmp, examples))
         return ExportResult(path, fmt, len(rows), len(rows), total - len(rows))
     if fmt == "turns":
         turns = [t for row in rows for t in turn_rows(row)]
         if path.suffix == ".jsonl":
-            _write_atomically(path, lambda tmp: _write_jsonl(tmp, turns))
+            write_atomic(path, lambda tmp: _write_jsonl(tmp, turns))
         else:
-            _write_atomically(
-                path, lambda tmp: pq.write_table(pa.Table.from_pylist(turns, TURN_SCHEMA), tmp)
-            )
+            write_parquet(path, pa.Table.from_pylist(turns, TURN_SCHEMA))
         return ExportResult(path, fmt, len(rows), len(turns), total - len(rows))
     if fmt in ("deepeval", "inspect"):
         pairs = _first_of_each_pair(rows)
         if fmt == "deepeval":
             goldens = [deepeval_golden(row, n) for row, n in pairs]
-            _write_atomically(path, lambda tmp: _write_json(tmp, goldens))
+            write_atomic(path, lambda tmp: _write_json(tmp, goldens))
         else:
             samples = [inspect_sample(row, n) for row, n in pairs]
-            _write_atomically(path, lambda tmp: _write_jsonl(tmp, samples))
+            write_atomic(path, lambda tmp: _write_jsonl(tmp, samples))
         return ExportResult(path, fmt, len(rows), len(pairs), total - len(rows))
     writers: dict[str, Callable[[Path], None]] = {
         "jsonl": lambda tmp: _write_jsonl(tmp, rows),
-        "parquet": lambda tmp: pq.write_table(table, tmp),
+        "parquet": lambda tmp: write_parquet(tmp, table),
         "csv": lambda tmp: _write_csv(tmp, table.column_names, rows),
     }
-    _write_atomically(path, writers[fmt])
+    write_atomic(path, writers[fmt])
     return ExportResult(path, fmt, len(rows), len(rows), total - len(rows))
 
 
@@ -187,7 +183,7 @@ def _target(out: str | Path, fmt: str) -> Path:
     return path
 
 
-def _passing_ids(run_dir: str | Path, table: pa.Table, criterion: str) -> set[str]:
+def _passing_ids(folder: RunFolder, table: pa.Table, criterion: str) -> set[str]:
     """Ids of the episodes that pass ``criterion``.
 
     `success` is the episode's own column. Any other criterion is read from the run's labels,
@@ -199,12 +195,12 @@ def _passing_ids(run_dir: str | Path, table: pa.Table, criterion: str) -> set[st
         return {i for i, ok in zip(ids, table.column("success").to_pylist(), strict=True) if ok}
     from simulate.label.golden import merge_labels
 
-    merged = merge_labels(read_labels(run_dir))
+    merged = merge_labels(folder.labels())
     known = {m.criterion for m in merged}
     if criterion not in known:
         if not known:
             raise ConfigError(
-                f"--criterion {criterion!r}: run {str(run_dir)!r} has no labels; label it with "
+                f"--criterion {criterion!r}: run {str(folder.path)!r} has no labels; label it with "
                 f"`simulate label`, or use --passed-only alone (the {SUCCESS!r} column)"
             )
         raise unknown_choice("criterion", criterion, known | {SUCCESS})
@@ -243,7 +239,7 @@ def turn_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def agent_setup(
-    manifest: dict[str, Any],
+    manifest: Manifest,
 ) -> tuple[str | None, list[dict[str, Any]] | None, list[str]]:
     """The agent's system prompt and tools (OpenAI `tools` entries) the run was made with.
 
@@ -253,8 +249,8 @@ def agent_setup(
     """
     import hashlib
 
-    config = manifest.get("config", {})
-    hashes = (manifest.get("llm") or {}).get("prompt_hashes") or {}
+    config = manifest.config.model_dump()
+    hashes = manifest.llm.prompt_hashes if manifest.llm else {}
     found: dict[str, str] = {}
     notes = []
     for name, flag in (("system_prompt", "--system-prompt"), ("tools", "--tools")):
@@ -470,14 +466,3 @@ def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -
         writer.writeheader()
         for row in rows:
             writer.writerow({key: cell(value) for key, value in row.items()})
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a hidden temporary sibling renamed into place; remove it on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(3)}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -27,10 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from simulate.errors import ConfigError, RunFolderError, SimulateError
-from simulate.store import EPISODES, LABELS, MANIFEST, read_manifest, shard_paths
+from simulate.store import EPISODES, LABELS, MANIFEST, RunFolder, parquet_rows
 
 GOLDEN = "golden"
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)"
@@ -99,21 +97,22 @@ def prepare_upload(
         return _run_upload(folder, repo_id, license)
     if (folder / "README.md").is_file() and list((folder / "data").glob("*.parquet")):
         return _golden_upload(folder, repo_id, license)
-    read_manifest(folder)  # the usual "no such run folder" / "not a run folder" error
+    RunFolder.open(folder)  # the usual "no such run folder" / "not a run folder" error
     raise RunFolderError(f"{str(folder)!r} is not a run folder")  # pragma: no cover
 
 
 def _run_upload(run_dir: Path, repo_id: str | None, license: str | None) -> Upload:
     from simulate.card import render_run_card
+    from simulate.label.agreement import agreement_for_card
 
-    manifest = read_manifest(run_dir)
-    episodes = shard_paths(run_dir)
+    folder = RunFolder.open(run_dir)
+    episodes = folder.shards(EPISODES)
     if not episodes or not _rows(episodes):
         raise RunFolderError(f"run {str(run_dir)!r} has no episodes to push")
     files = {f"data/{EPISODES}/{p.name}": p for p in episodes}
     data_files: dict[str, dict[str, str]] = {EPISODES: {"train": f"data/{EPISODES}/*.parquet"}}
     rows = {EPISODES: {"train": _rows(episodes)}}
-    labels = shard_paths(run_dir, LABELS)
+    labels = folder.shards(LABELS)
     if labels:
         files |= {f"data/{LABELS}/{p.name}": p for p in labels}
         data_files[LABELS] = {"train": f"data/{LABELS}/*.parquet"}
@@ -123,20 +122,22 @@ def _run_upload(run_dir: Path, repo_id: str | None, license: str | None) -> Uplo
         files |= {f"data/{GOLDEN}/{p.name}": p for p in golden.values()}
         data_files[GOLDEN] = {s: f"data/{GOLDEN}/{s}-*.parquet" for s in golden}
         rows[GOLDEN] = {s: _rows([p]) for s, p in golden.items()}
-    made = render_run_card(run_dir, data_files, repo_id=repo_id, license=license)
+    agreement = agreement_for_card(folder.path) if labels else []
+    made = render_run_card(
+        run_dir, data_files, repo_id=repo_id, license=license, agreement=agreement
+    )
     return Upload(
         files=files,
         card=str(made.card),
         rows=rows,
         license=made.license,
         warnings=made.warnings,
-        title=f"run {manifest.get('run_id', run_dir.name)}",
+        title=f"run {folder.manifest.run_id or run_dir.name}",
     )
 
 
 def _golden_upload(golden_dir: Path, repo_id: str | None, license: str | None) -> Upload:
-    from simulate.card import golden_card_for_hub
-    from simulate.label.golden import check_license
+    from simulate.card import check_license, golden_card_for_hub
 
     splits = _golden_splits(golden_dir)
     data_files = {GOLDEN: {s: f"data/{GOLDEN}/{s}-*.parquet" for s in splits}}
@@ -161,7 +162,7 @@ def _golden_splits(golden_dir: Path) -> dict[str, Path]:
 
 
 def _rows(paths: list[Path]) -> int:
-    return sum(pq.read_metadata(p).num_rows for p in paths)
+    return parquet_rows(paths)
 
 
 def push_to_hub(

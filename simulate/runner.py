@@ -1,8 +1,10 @@
-"""The run loop: plays planned episodes concurrently and hands each to the store as it ends.
+"""The run loop: plays planned episodes concurrently and hands each to the store as it ends;
+and `run_bounded`, the one bounded work pool (runs, judges and persona enrichment use it).
 
 One asyncio loop, a fixed pool of workers (``concurrency``) pulling specs from the plan, so
 memory stays flat however long the plan is. A failing episode is recorded with its outcome,
-never dropped; only cancellation (Ctrl-C) stops the batch, after storing what finished.
+never dropped; only a RunStopped (a spent budget, a replay miss) or cancellation (Ctrl-C)
+stops the batch, after storing what finished.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from simulate.checks import failed_checks
 from simulate.errors import RunStopped
@@ -30,8 +32,44 @@ from simulate.store import ShardWriter, now_iso
 from simulate.targets import Reply, Target, TargetFactory
 from simulate.users import EpisodeState, UserFactory, UserSimulator, usage_of
 
-FLUSH_INTERVAL_S = 1.0
-FLUSH_MAX_EPISODES = 500
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def run_bounded(
+    items: Iterable[T],
+    work: Callable[[T], Awaitable[R]],
+    *,
+    concurrency: int,
+    on_done: Callable[[R], Any] | None = None,
+) -> None:
+    """Run ``work`` on every item, at most ``concurrency`` at once, each result to ``on_done``.
+
+    A fixed set of workers pull from one shared iterator, so memory stays flat however many
+    items there are. The first exception ``work`` raises stops the workers from taking new
+    items (those in flight finish) and is raised once all have stopped; every result finished
+    before it has reached ``on_done``.
+    """
+    pending = iter(items)  # shared: each item goes to exactly one worker
+    failed: list[BaseException] = []
+
+    async def worker() -> None:
+        for item in pending:
+            if failed:
+                return
+            try:
+                result = await work(item)
+            except Exception as exc:
+                failed.append(exc)
+                return
+            if on_done is not None:
+                on_done(result)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(max(1, concurrency)):
+            group.create_task(worker())
+    if failed:
+        raise failed[0]
 
 
 @dataclass
@@ -202,49 +240,25 @@ async def run_episodes(
 ) -> None:
     """Play every spec with at most ``settings.concurrency`` at once, storing each as it ends.
 
-    Shards are flushed at least every second and once more on the way out, cancellation
-    included, so everything finished is on disk when this returns or is cancelled.
-
     Raises:
         RunStopped: a budget ran out or a replay missed; the episodes it cut short are not
             stored (a resume plays them), every finished one is.
     """
-    pending = iter(specs)
-    stopped: list[RunStopped] = []
 
-    async def worker() -> None:
-        for spec in pending:  # a shared iterator: each spec goes to exactly one worker
-            if stopped:
-                return
-            try:
-                episode = await _play_with_fresh_parties(spec, make_user, make_target, settings)
-            except RunStopped as exc:
-                stopped.append(exc)
-                return
-            writer.add(episode)
-            if len(writer.buffer) >= FLUSH_MAX_EPISODES:
-                writer.flush()
-            if on_episode:
-                on_episode(episode)
+    def store(episode: Episode) -> None:
+        writer.add(episode)
+        if on_episode:
+            on_episode(episode)
 
-    async def flush_every_second() -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            writer.flush()
-
-    flusher = asyncio.create_task(flush_every_second())
     try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, settings.concurrency)):
-                group.create_task(worker())
+        await run_bounded(
+            specs,
+            lambda spec: _play_with_fresh_parties(spec, make_user, make_target, settings),
+            concurrency=settings.concurrency,
+            on_done=store,
+        )
     finally:
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
-        writer.flush()
         await _close(make_target)
-    if stopped:
-        raise stopped[0]
 
 
 async def _play_with_fresh_parties(

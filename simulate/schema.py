@@ -20,7 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version of the run folder's contracts; 2 types the manifest (1 was the same data untyped)."""
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
@@ -317,6 +318,45 @@ class Label(Model):
     """Share of those answers that disagreed with the majority (0 = unanimous)."""
     created_at: str
 
+    @property
+    def key(self) -> LabelKey:
+        """The slot this label fills; a labeler fills each slot once (a later answer replaces)."""
+        return (
+            self.episode_id,
+            self.criterion,
+            self.turn_index,
+            self.tool_call_index,
+            self.labeler,
+            self.rubric,
+        )
+
+
+LabelKey = tuple[str, str, int | None, int | None, str, str | None]
+"""(episode_id, criterion, turn_index, tool_call_index, labeler, rubric): one label's slot."""
+
+
+class MergedLabel(Model):
+    """The label a golden set keeps for one unit, and where it came from."""
+
+    episode_id: str
+    criterion: str
+    turn_index: int | None = None
+    tool_call_index: int | None = None
+    value: str | None
+    """The majority value of the deciding kind; None when the unit is disputed."""
+    score: float | None = None
+    passed: bool | None = None
+    kind: LabelerKind
+    """The labeler kind that decided (the first of the precedence that labeled the unit)."""
+    source: list[str]
+    """Labelers behind the value (all labelers of the deciding kind when disputed)."""
+    disputed: bool = False
+    """The deciding kind had no strict majority (two people differ, a tie)."""
+
+    @property
+    def unit(self) -> tuple[str, str, int | None, int | None]:
+        return (self.episode_id, self.criterion, self.turn_index, self.tool_call_index)
+
 
 class Example(Model):
     """A worked example for a criterion, shown to judges and annotators."""
@@ -412,3 +452,122 @@ class Rubric(Model):
         if repeated:
             raise ValueError(f"duplicate criterion id {repeated[0]!r}")
         return criteria
+
+
+# --- the run manifest -------------------------------------------------------------------------
+
+
+class Record(BaseModel):
+    """Base of the manifest's parts: keys this version does not know are kept, not refused,
+    so a manifest written by another version reads and rewrites without losing anything."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class PlanRecord(Record):
+    """The plan a run folder holds: its size and a fingerprint of everything that shapes it."""
+
+    episodes: int = 0
+    fingerprint: str | None = None
+
+
+class RecordedConfig(Record):
+    """The run's settings as recorded (specs redacted); every field a reader relies on."""
+
+    personas: list[str] = Field(default_factory=list)
+    scenarios: list[str] = Field(default_factory=list)
+    user: str | None = None
+    target: str | None = None
+    trials: int | None = None
+    seed: int | None = None
+    max_turns: int | None = None
+    system_prompt: str | None = None
+    tools: str | None = None
+
+
+class RunCounts(Record):
+    """Episodes stored in the folder, by outcome."""
+
+    planned: int | None = None
+    stored: int = 0
+    by_status: dict[str, int] = Field(default_factory=dict)
+    successes: int = 0
+
+
+class SessionRecord(Record):
+    """What the latest `simulate run` session did."""
+
+    played: int = 0
+    skipped_already_stored: int = 0
+    duration_s: float = 0.0
+    goal_rate: float | None = None
+    model_usage: list[Usage] = Field(default_factory=list)
+
+
+class LLMRecord(Record):
+    """The models a run used: endpoint host (never credentials), prompt hashes, totals."""
+
+    endpoint: str | None = None
+    cache: bool = True
+    replay_only: bool = False
+    prompt_hashes: dict[str, str] = Field(default_factory=dict)
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class LabelingRecord(Record):
+    """One labeling session (rules and judges) or import of people's labels."""
+
+    at: str | None = None
+    rules: list[str] = Field(default_factory=list)
+    limits: dict[str, Any] | None = None
+    rubrics: list[str] = Field(default_factory=list)
+    criteria: list[str] = Field(default_factory=list)
+    judge: str | None = None
+    samples: int | None = None
+    prompt_hashes: dict[str, str] | None = None
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    stopped_because: str | None = None
+    model_usage: list[Usage] = Field(default_factory=list)
+
+
+RunState = Literal["running", "complete", "stopped", "interrupted"]
+
+
+class Manifest(Record):
+    """`manifest.json`: what a run folder holds and how it was made (never secrets).
+
+    Every field has a default, so manifests written by older versions (or by hand, in tests)
+    read; unknown keys are kept.
+    """
+
+    simulate: Literal["run"] = "run"
+    schema_version: int = 1
+    """`SCHEMA_VERSION` of the writer; 1 for manifests from before it was typed."""
+    run_id: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    status: RunState | None = None
+    """`running` while a session plays; `interrupted` when it was killed or cancelled."""
+    stopped_because: str | None = None
+    """Why the last session stopped early (a spent budget, a replay miss)."""
+    resumed: int = 0
+    """How many times the run was resumed."""
+    config: RecordedConfig = Field(default_factory=RecordedConfig)
+    plan: PlanRecord = Field(default_factory=PlanRecord)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    """Versions of Python, the platform and the libraries that shape the data."""
+    counts: RunCounts | None = None
+    last_session: SessionRecord | None = None
+    llm: LLMRecord | None = None
+    labeling: list[LabelingRecord] = Field(default_factory=list)
+
+    @property
+    def planned(self) -> int | None:
+        """Episodes the plan holds, when the manifest says."""
+        return (self.counts.planned if self.counts else None) or self.plan.episodes or None

@@ -24,15 +24,19 @@ from simulate.llm.usage import estimate_cost
 from simulate.loader import load_personas, load_scenarios
 from simulate.plan import build_plan
 from simulate.runner import RunSettings, Tally, goal_rate, run_episodes
-from simulate.schema import SCHEMA_VERSION, Episode, EpisodeSpec, Usage
-from simulate.store import (
-    ShardWriter,
-    environment,
-    now_iso,
-    prepare_run_folder,
-    stored_outcomes,
-    write_manifest,
+from simulate.schema import (
+    SCHEMA_VERSION,
+    Episode,
+    EpisodeSpec,
+    LLMRecord,
+    Manifest,
+    PlanRecord,
+    RecordedConfig,
+    RunCounts,
+    SessionRecord,
+    Usage,
 )
+from simulate.store import RunFolder, environment, now_iso
 from simulate.users.llm import read_prompt
 
 
@@ -81,7 +85,7 @@ class RunResult:
 
     run_dir: Path
     tally: Tally
-    stored: dict[str, Any]
+    stored: RunCounts
     """Counts over every episode in the folder, earlier sessions of a resumed run included."""
     stopped: str | None = None
     """Why the run stopped before its end (a spent budget, a replay miss), or None."""
@@ -205,7 +209,8 @@ async def run(
         ),
     )
     manifest = _new_manifest(config, prepared)
-    done = prepare_run_folder(config.out, manifest, resume=config.resume)
+    folder = RunFolder.create(config.out, manifest, resume=config.resume)
+    done = folder.episode_ids() if config.resume else set()
     todo = [spec for spec in specs if spec.episode_id not in done]
     tally = Tally(planned=len(specs), skipped=len(specs) - len(todo))
     if on_start:
@@ -218,55 +223,54 @@ async def run(
 
     started = time.perf_counter()
     status, stopped = "interrupted", None
-    writer = ShardWriter(config.out)
     try:
-        await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
+        async with folder.writer() as writer:
+            await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
         status = "complete"
     except RunStopped as exc:
         status, stopped = "stopped", str(exc)
     finally:
         if pool is not None:
             await pool.aclose()
-        stored = stored_outcomes(config.out)
+        stored = folder.outcome_counts()
+        stored.planned = len(specs)
         usage = pool.meter.as_usage_list() if pool else []
-        manifest.update(
-            status=status,
-            stopped_because=stopped,
-            updated_at=now_iso(),
-            counts={"planned": len(specs), **stored},
-            last_session={
-                "played": tally.done,
-                "skipped_already_stored": tally.skipped,
-                "duration_s": round(time.perf_counter() - started, 3),
-                "goal_rate": goal_rate(tally),
-                "model_usage": [u.model_dump() for u in usage],
-            },
+        manifest.status = status  # type: ignore[assignment]
+        manifest.stopped_because = stopped
+        manifest.updated_at = now_iso()
+        manifest.counts = stored
+        manifest.last_session = SessionRecord(
+            played=tally.done,
+            skipped_already_stored=tally.skipped,
+            duration_s=round(time.perf_counter() - started, 3),
+            goal_rate=goal_rate(tally),
+            model_usage=usage,
         )
         if pool is not None:
-            manifest["llm"] = _llm_manifest(pool, prepared)
-        write_manifest(config.out, manifest)
+            manifest.llm = _llm_manifest(pool, prepared)
+        folder.write_manifest(manifest)
     return RunResult(
         run_dir=Path(config.out), tally=tally, stored=stored, stopped=stopped, usage=usage
     )
 
 
-def _llm_manifest(pool: LLMPool, prepared: Prepared) -> dict[str, Any]:
+def _llm_manifest(pool: LLMPool, prepared: Prepared) -> LLMRecord:
     """What the manifest says of the models: endpoint host, models, prompt hashes, totals."""
     totals = pool.meter.totals()
-    return {
-        "endpoint": pool.settings.host,
-        "cache": pool.settings.use_cache,
-        "replay_only": pool.settings.replay_only,
-        "prompt_hashes": prepared.text_hashes(),
-        "calls": totals.calls,
-        "cached_calls": totals.cached_calls,
-        "prompt_tokens": totals.prompt_tokens,
-        "completion_tokens": totals.completion_tokens,
-        "cost_usd": totals.cost_usd,
-    }
+    return LLMRecord(
+        endpoint=pool.settings.host,
+        cache=pool.settings.use_cache,
+        replay_only=pool.settings.replay_only,
+        prompt_hashes=prepared.text_hashes(),
+        calls=totals.calls,
+        cached_calls=totals.cached_calls,
+        prompt_tokens=totals.prompt_tokens,
+        completion_tokens=totals.completion_tokens,
+        cost_usd=totals.cost_usd,
+    )
 
 
-def _new_manifest(config: RunConfig, prepared: Prepared) -> dict[str, Any]:
+def _new_manifest(config: RunConfig, prepared: Prepared) -> Manifest:
     settings = prepared.settings
     recorded = config.model_dump(exclude={"resume"})
     recorded.update(
@@ -275,16 +279,15 @@ def _new_manifest(config: RunConfig, prepared: Prepared) -> dict[str, Any]:
         run_id=config.run_id,
         base_url=redact(config.base_url) if config.base_url else None,
     )
-    return {
-        "simulate": "run",
-        "schema_version": SCHEMA_VERSION,
-        "run_id": config.run_id,
-        "created_at": now_iso(),
-        "status": "running",
-        "config": recorded,
-        "plan": {"episodes": len(prepared.specs), "fingerprint": plan_fingerprint(prepared)},
-        "environment": environment(),
-    }
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        run_id=config.run_id,
+        created_at=now_iso(),
+        status="running",
+        config=RecordedConfig.model_validate(recorded),
+        plan=PlanRecord(episodes=len(prepared.specs), fingerprint=plan_fingerprint(prepared)),
+        environment=environment(),
+    )
 
 
 TYPICAL_TURNS = 6

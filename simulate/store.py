@@ -1,14 +1,19 @@
-"""Run folders: the manifest, append-only parquet shards of episodes, resume, and loading.
+"""Run folders: the one owner of a run's files — manifest, episode and label shards, writers.
 
-    outputs/<run>/manifest.json          config, plan fingerprint, counts, versions (no secrets)
+    outputs/<run>/manifest.json          the typed `Manifest` (config, plan, counts, versions)
     outputs/<run>/episodes/*.parquet     one row per episode, each shard written whole, renamed
+    outputs/<run>/labels/*.parquet       one row per label, the same way
 
-A shard is written to a hidden temporary file and renamed into place, so a killed process
-leaves either a whole shard or none; `--resume` skips every episode id already in a shard.
+`RunFolder` is the only door to these files: no other module opens parquet or the manifest.
+Every file Simulate writes goes through `write_atomic` (a hidden temporary sibling renamed into
+place), so a killed process leaves either the whole file or none; `--resume` skips every
+episode id already in a shard.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -16,26 +21,33 @@ import platform
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from simulate.errors import RunFolderError
-from simulate.schema import Episode, Label
+from simulate.errors import OutputError, RunFolderError
+from simulate.schema import Episode, Label, LabelingRecord, LabelKey, Manifest, RunCounts
 
 if TYPE_CHECKING:
     import datasets
+    import polars as pl
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
-
 LABELS = "labels"
+
+ShardKind = Literal["episodes", "labels"]
+
+FLUSH_INTERVAL_S = 1.0
+"""A writer's rows reach disk at least this often."""
+FLUSH_MAX_ROWS = 500
+"""...and as soon as this many are waiting."""
 
 
 @functools.cache
@@ -113,7 +125,7 @@ def label_features() -> datasets.Features:
 
 
 @functools.cache
-def arrow_schema(kind: str = EPISODES) -> pa.Schema:
+def arrow_schema(kind: ShardKind = EPISODES) -> pa.Schema:
     """The fixed Arrow schema of episode or label shards, with the features as metadata."""
     return (episode_features() if kind == EPISODES else label_features()).arrow_schema
 
@@ -121,55 +133,6 @@ def arrow_schema(kind: str = EPISODES) -> pa.Schema:
 def now_iso() -> str:
     """The current time, ISO 8601 in UTC, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def shard_paths(run_dir: str | Path, kind: str = EPISODES) -> list[Path]:
-    """The run's shards of ``kind`` (`episodes` or `labels`), in the order they were written."""
-    return sorted((Path(run_dir) / kind).glob("*.parquet"))
-
-
-def stored_episode_ids(run_dir: str | Path) -> set[str]:
-    """Ids of the episodes already stored in the run folder."""
-    ids: set[str] = set()
-    for path in shard_paths(run_dir):
-        ids.update(pq.read_table(path, columns=["episode_id"]).column(0).to_pylist())
-    return ids
-
-
-def stored_outcomes(run_dir: str | Path) -> dict[str, Any]:
-    """Counts over every stored episode: total, by outcome status, and successes."""
-    statuses: Counter[str] = Counter()
-    successes = 0
-    for path in shard_paths(run_dir):
-        table = pq.read_table(path, columns=["outcome", "success"])
-        statuses.update(s["status"] for s in table.column("outcome").to_pylist())
-        successes += sum(table.column("success").to_pylist())
-    return {
-        "stored": sum(statuses.values()),
-        "by_status": dict(sorted(statuses.items())),
-        "successes": successes,
-    }
-
-
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    """The run's manifest, or RunFolderError when the folder is not a run folder."""
-    path = Path(run_dir) / MANIFEST
-    if not Path(run_dir).is_dir():
-        raise RunFolderError(f"no such run folder: {str(run_dir)!r}")
-    if not path.is_file():
-        raise RunFolderError(f"{str(run_dir)!r} is not a run folder (no {MANIFEST})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFolderError(f"{path}: unreadable manifest: {exc}") from exc
-
-
-def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
-    """Write the manifest atomically (temporary file, then rename)."""
-    path = Path(run_dir) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def environment() -> dict[str, Any]:
@@ -183,45 +146,62 @@ def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(), **packages}
 
 
-def prepare_run_folder(run_dir: str | Path, manifest: dict[str, Any], *, resume: bool) -> set[str]:
-    """Create or reopen a run folder for the plan described by ``manifest``.
+# --- writing files ------------------------------------------------------------------------------
 
-    Returns the ids of episodes already stored (empty for a new run). Refuses to mix two
-    different plans in one folder, and to start over a run that has episodes unless resuming.
+
+def write_atomic(
+    path: str | Path, content: str | bytes | Callable[[Path], None], *, fsync: bool = False
+) -> Path:
+    """Write a file whole or not at all: into a hidden temporary sibling, then rename it.
+
+    ``content`` is text, bytes, or a function that writes the temporary path it is given.
+    The temporary file is removed when writing fails; an OS failure (full disk, read-only
+    folder) is an OutputError naming the file.
     """
-    run_dir = Path(run_dir)
-    has_manifest = (run_dir / MANIFEST).is_file()
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"--out {str(run_dir)!r} is a file, not a folder")
-    if resume and not has_manifest:
-        raise RunFolderError(f"--resume: {str(run_dir)!r} holds no run to resume")
-    if not resume and has_manifest:
-        raise RunFolderError(
-            f"--out {str(run_dir)!r} already holds a run; pass --resume to continue it "
-            "or choose another --out"
-        )
-    if not has_manifest and run_dir.is_dir() and any(run_dir.iterdir()):
-        raise RunFolderError(f"--out {str(run_dir)!r} is not empty and is not a run folder")
-    done: set[str] = set()
-    if resume:
-        old = read_manifest(run_dir)
-        if old.get("plan", {}).get("fingerprint") != manifest["plan"]["fingerprint"]:
-            raise RunFolderError(
-                f"--resume: {str(run_dir)!r} was planned with other inputs or settings "
-                f"(personas, scenarios, user, target, seed, trials or max turns changed); "
-                "resume with the same ones or choose another --out"
-            )
-        done = stored_episode_ids(run_dir)
-        manifest["created_at"] = old.get("created_at", manifest["created_at"])
-        manifest["resumed"] = old.get("resumed", 0) + 1
-    (run_dir / EPISODES).mkdir(parents=True, exist_ok=True)
-    for leftover in (run_dir / EPISODES).glob(".*.tmp"):
-        leftover.unlink()  # a shard whose writer was killed before the rename
-    write_manifest(run_dir, manifest)
-    return done
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(tmp)
+        elif isinstance(content, str):
+            tmp.write_text(content, encoding="utf-8")
+        else:
+            tmp.write_bytes(content)
+        if fsync:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return path
 
 
-def rows_to_table(rows: Sequence[BaseModel], kind: str = EPISODES) -> pa.Table:
+def write_parquet(path: str | Path, table: pa.Table) -> Path:
+    """Write an Arrow table as one parquet file, atomically."""
+    return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """One parquet file as an Arrow table (golden sets and exports read theirs back)."""
+    return pq.read_table(path, columns=list(columns) if columns else None)
+
+
+def parquet_rows(paths: Iterable[str | Path]) -> int:
+    """Rows in parquet files, from their footers (nothing else is read)."""
+    return sum(pq.read_metadata(p).num_rows for p in paths)
+
+
+def parquet_bytes(path: str | Path) -> int:
+    """Uncompressed bytes of a parquet file's data, from its footer (the Hub's `num_bytes`)."""
+    meta = pq.read_metadata(path)
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+
+
+def rows_to_table(rows: Sequence[BaseModel], kind: ShardKind = EPISODES) -> pa.Table:
     """Episodes or labels as an Arrow table with the fixed schema of ``kind``."""
     return pa.Table.from_pylist(
         [r.model_dump(mode="json") for r in rows], schema=arrow_schema(kind)
@@ -231,51 +211,329 @@ def rows_to_table(rows: Sequence[BaseModel], kind: str = EPISODES) -> pa.Table:
 class ShardWriter:
     """Buffers finished episodes (or labels) and writes them as whole parquet shards.
 
-    ``flush()`` is called at least once a second and at the end; each call that has rows
-    writes one new shard, to a hidden temporary file renamed into place.
+    It owns the flush policy: a shard is written once ``FLUSH_MAX_ROWS`` rows wait, at least
+    every ``FLUSH_INTERVAL_S`` while it is open as an async context manager, and on the way
+    out of either context manager (cancellation included).
     """
 
-    def __init__(self, run_dir: str | Path, kind: str = EPISODES) -> None:
+    def __init__(self, run_dir: str | Path, kind: ShardKind = EPISODES) -> None:
         self.kind = kind
         self.folder = Path(run_dir) / kind
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.buffer: list[BaseModel] = []
         self.written = 0
         self._prefix = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
         self._count = 0
+        self._ticker: asyncio.Task[None] | None = None
 
     def add(self, row: BaseModel) -> None:
-        """Queue one finished episode (or label) for the next shard."""
+        """Queue one finished episode (or label); a full buffer is written at once."""
         self.buffer.append(row)
+        if len(self.buffer) >= FLUSH_MAX_ROWS:
+            self.flush()
 
     def flush(self) -> None:
         """Write every queued row as one shard, atomically."""
         if not self.buffer:
             return
         name = f"part-{self._prefix}-{self._count:05d}.parquet"
-        tmp = self.folder / f".{name}.tmp"
-        pq.write_table(rows_to_table(self.buffer, self.kind), tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.folder / name)
+        table = rows_to_table(self.buffer, self.kind)
+        write_atomic(self.folder / name, lambda tmp: pq.write_table(table, tmp), fsync=True)
         self._count += 1
         self.written += len(self.buffer)
         self.buffer = []
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    async def __aenter__(self) -> ShardWriter:
+        self._ticker = asyncio.create_task(self._flush_every_interval())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self.flush()
+
+    async def _flush_every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            self.flush()
+
+
+# --- the run folder -------------------------------------------------------------------------------
+
+_LABEL_KEY_COLUMNS = [
+    "episode_id",
+    "criterion",
+    "turn_index",
+    "tool_call_index",
+    "labeler",
+    "rubric",
+]
+
+
+class RunFolder:
+    """One run folder on disk: its manifest, its shards, their readers and writers."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # --- opening and creating
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        """An existing run folder; RunFolderError when there is none at ``path``."""
+        folder = cls(path)
+        folder.read_manifest()
+        return folder
+
+    @classmethod
+    def create(cls, path: str | Path, manifest: Manifest, *, resume: bool) -> RunFolder:
+        """Create the folder for a new run, or reopen it to resume the same plan.
+
+        Refuses to mix two different plans in one folder, to start over a run that has
+        episodes unless resuming, and to write into a folder that is not a run folder.
+        """
+        folder = cls(path)
+        has_manifest = folder.manifest_path.is_file()
+        where = str(folder.path)
+        if folder.path.exists() and not folder.path.is_dir():
+            raise RunFolderError(f"--out {where!r} is a file, not a folder")
+        if resume and not has_manifest:
+            raise RunFolderError(f"--resume: {where!r} holds no run to resume")
+        if not resume and has_manifest:
+            raise RunFolderError(
+                f"--out {where!r} already holds a run; pass --resume to continue it "
+                "or choose another --out"
+            )
+        if not has_manifest and folder.path.is_dir() and any(folder.path.iterdir()):
+            raise RunFolderError(f"--out {where!r} is not empty and is not a run folder")
+        if resume:
+            old = folder.read_manifest()
+            if old.plan.fingerprint != manifest.plan.fingerprint:
+                raise RunFolderError(
+                    f"--resume: {where!r} was planned with other inputs or settings "
+                    f"(personas, scenarios, user, target, seed, trials or max turns changed); "
+                    "resume with the same ones or choose another --out"
+                )
+            manifest.created_at = old.created_at or manifest.created_at
+            manifest.resumed = old.resumed + 1
+            manifest.labeling = old.labeling
+        shards = folder.path / EPISODES
+        try:
+            shards.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {str(shards)!r}: {exc.strerror or exc}") from exc
+        for leftover in shards.glob(".*.tmp"):
+            leftover.unlink()  # a shard whose writer was killed before the rename
+        folder.write_manifest(manifest)
+        return folder
+
+    # --- the manifest
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def read_manifest(self) -> Manifest:
+        """The manifest as stored now; RunFolderError when this is not a run folder."""
+        data = read_manifest(self.path)
+        try:
+            return Manifest.model_validate(data)
+        except ValueError as exc:
+            raise RunFolderError(f"{self.manifest_path}: not a Simulate manifest: {exc}") from exc
+
+    @functools.cached_property
+    def manifest(self) -> Manifest:
+        """The manifest, read once (see `read_manifest` for a fresh copy)."""
+        return self.read_manifest()
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Replace the manifest, atomically."""
+        text = manifest.model_dump_json(indent=2) + "\n"
+        write_atomic(self.manifest_path, text)
+        self.__dict__["manifest"] = manifest
+
+    def record_labeling(self, entry: LabelingRecord) -> None:
+        """Append one labeling session's record to the manifest."""
+        manifest = self.read_manifest()
+        entry.at = entry.at or now_iso()
+        manifest.labeling.append(entry)
+        self.write_manifest(manifest)
+
+    # --- shards
+
+    def shards(self, kind: ShardKind = EPISODES) -> list[Path]:
+        """The shards of ``kind``, in the order they were written.
+
+        The folder is listed, not globbed, so a run folder named `runs/[v1]` works.
+        """
+        folder = self.path / kind
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")
+        )
+
+    def has(self, kind: ShardKind = EPISODES) -> bool:
+        """Whether any shard of ``kind`` is stored."""
+        return bool(self.shards(kind))
+
+    def count(self, kind: ShardKind = EPISODES) -> int:
+        """Rows stored in the shards of ``kind`` (read from their footers)."""
+        return parquet_rows(self.shards(kind))
+
+    def writer(self, kind: ShardKind = EPISODES) -> ShardWriter:
+        """A writer of new shards of ``kind`` into this folder."""
+        return ShardWriter(self.path, kind)
+
+    def table(self, kind: ShardKind = EPISODES, columns: Sequence[str] | None = None) -> pa.Table:
+        """Every shard of ``kind`` as one Arrow table with the fixed schema."""
+        schema = arrow_schema(kind)
+        if columns:
+            schema = pa.schema([schema.field(c) for c in columns])
+        files = self.shards(kind)
+        if not files:
+            return schema.empty_table()
+        return pa.concat_tables(
+            pq.read_table(f, columns=list(columns) if columns else None, schema=schema)
+            for f in files
+        )
+
+    def scan(self, kind: ShardKind = EPISODES) -> pl.LazyFrame:
+        """The shards of ``kind`` as one polars lazy frame (the folder must have some)."""
+        import polars as pl
+
+        return pl.scan_parquet([str(p) for p in self.shards(kind)], glob=False)
+
+    def scan_episodes(self) -> pl.LazyFrame:
+        """Episodes as a lazy frame, with `status`, `reason` and `failed_checks` lifted."""
+        import polars as pl
+
+        return self.scan(EPISODES).with_columns(
+            pl.col("outcome").struct.field("status").alias("status"),
+            pl.col("outcome").struct.field("reason").alias("reason"),
+            pl.col("outcome").struct.field("failed_checks").alias("failed_checks"),
+        )
+
+    # --- episodes
+
+    def episode_ids(self) -> set[str]:
+        """Ids of the episodes stored."""
+        return set(self.table(EPISODES, ["episode_id"]).column(0).to_pylist())
+
+    def outcome_counts(self) -> RunCounts:
+        """Counts over every stored episode: total, by outcome status, and successes."""
+        statuses: Counter[str] = Counter()
+        successes = 0
+        for path in self.shards(EPISODES):
+            table = pq.read_table(path, columns=["outcome", "success"])
+            statuses.update(s["status"] for s in table.column("outcome").to_pylist())
+            successes += sum(table.column("success").to_pylist())
+        return RunCounts(
+            stored=sum(statuses.values()),
+            by_status=dict(sorted(statuses.items())),
+            successes=successes,
+        )
+
+    def episodes(
+        self, filters: Iterable[tuple[str, Any]] = (), ids: set[str] | None = None
+    ) -> Iterator[Episode]:
+        """Stored episodes, shard by shard, keeping those whose columns equal the given values.
+
+        ``filters`` are pairs like ``("persona_id", "ana")`` or ``("status", "gave_up")``;
+        ``ids`` keeps only those episode ids.
+        """
+        wanted = list(filters)
+        for path in self.shards(EPISODES):
+            table = pq.read_table(path)
+            if ids is not None:
+                keep = [i for i, e in enumerate(table.column("episode_id").to_pylist()) if e in ids]
+                table = table.take(keep)
+            for row in table.to_pylist():
+                flat = {**row, "status": row["outcome"]["status"]}
+                if all(flat.get(key) == value for key, value in wanted):
+                    yield Episode.model_validate(row)
+
+    def dataset(self) -> datasets.Dataset:
+        """The episodes as a Hugging Face dataset, sorted by persona, scenario and trial."""
+        import datasets
+
+        table = self.table(EPISODES).sort_by(
+            [("persona_id", "ascending"), ("scenario_id", "ascending"), ("trial", "ascending")]
+        )
+        return datasets.Dataset(table.replace_schema_metadata(arrow_schema(EPISODES).metadata))
+
+    # --- labels
+
+    def labels(self) -> list[Label]:
+        """Every label stored, in the order they were written."""
+        return [Label.model_validate(r) for r in self.table(LABELS).to_pylist()]
+
+    def label_dataset(self) -> datasets.Dataset:
+        """The labels as a Hugging Face dataset, one row per label."""
+        import datasets
+
+        table = self.table(LABELS)
+        return datasets.Dataset(table.replace_schema_metadata(arrow_schema(LABELS).metadata))
+
+    def label_keys(self) -> set[LabelKey]:
+        """The slots already filled by stored labels (read column by column)."""
+        table = self.table(LABELS, _LABEL_KEY_COLUMNS)
+        columns = [table.column(c).to_pylist() for c in _LABEL_KEY_COLUMNS]
+        return set(zip(*columns, strict=True))
+
+
+# --- the public functions of earlier versions ---------------------------------------------------
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The manifest as plain JSON data (for tools and tests; the library reads `Manifest`).
+
+    Raises RunFolderError when ``run_dir`` is not a run folder.
+    """
+    folder = Path(run_dir)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise RunFolderError(f"no such run folder: {str(run_dir)!r}")
+    if not path.is_file():
+        raise RunFolderError(f"{str(run_dir)!r} is not a run folder (no {MANIFEST})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{path}: unreadable manifest: {exc}") from exc
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path}: not a Simulate manifest (a JSON object is expected)")
+    return data
+
+
+def write_manifest(run_dir: str | Path, manifest: Manifest | Mapping[str, Any]) -> None:
+    """Write a manifest (a `Manifest`, or plain data that validates as one), atomically."""
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.model_validate(dict(manifest))
+    RunFolder(run_dir).write_manifest(manifest)
+
+
+def shard_paths(run_dir: str | Path, kind: ShardKind = EPISODES) -> list[Path]:
+    """The run's shards of ``kind`` (`episodes` or `labels`), in the order they were written."""
+    return RunFolder(run_dir).shards(kind)
 
 
 def iter_episodes(
     run_dir: str | Path, filters: Iterable[tuple[str, Any]] = ()
 ) -> Iterator[Episode]:
-    """Stored episodes, shard by shard, keeping those whose columns equal the given values.
-
-    ``filters`` are pairs like ``("persona_id", "ana")`` or ``("status", "gave_up")``.
-    """
-    wanted = list(filters)
-    for path in shard_paths(run_dir):
-        for row in pq.read_table(path).to_pylist():
-            flat = {**row, "status": row["outcome"]["status"]}
-            if all(flat.get(key) == value for key, value in wanted):
-                yield Episode.model_validate(row)
+    """Stored episodes of a run folder (see `RunFolder.episodes`)."""
+    return RunFolder(run_dir).episodes(filters)
 
 
 def load_run(run_dir: str | Path) -> datasets.Dataset:
@@ -283,34 +541,14 @@ def load_run(run_dir: str | Path) -> datasets.Dataset:
 
     Rows are sorted by persona, scenario and trial, so two runs of the same plan line up.
     """
-    import datasets
-
-    read_manifest(run_dir)
-    files = [str(p) for p in shard_paths(run_dir)]
-    if not files:
-        return datasets.Dataset(arrow_schema().empty_table())
-    table = pa.concat_tables(pq.read_table(f, schema=arrow_schema()) for f in files)
-    table = table.sort_by(
-        [("persona_id", "ascending"), ("scenario_id", "ascending"), ("trial", "ascending")]
-    )
-    return datasets.Dataset(table.replace_schema_metadata(arrow_schema().metadata))
+    return RunFolder.open(run_dir).dataset()
 
 
 def read_labels(run_dir: str | Path) -> list[Label]:
     """Every label stored in the run folder, in the order they were written."""
-    rows: list[Label] = []
-    for path in shard_paths(run_dir, LABELS):
-        rows += [Label.model_validate(r) for r in pq.read_table(path).to_pylist()]
-    return rows
+    return RunFolder(run_dir).labels()
 
 
 def load_labels(run_dir: str | Path) -> datasets.Dataset:
     """The run's labels as a Hugging Face dataset, one row per label."""
-    import datasets
-
-    read_manifest(run_dir)
-    files = shard_paths(run_dir, LABELS)
-    if not files:
-        return datasets.Dataset(arrow_schema(LABELS).empty_table())
-    table = pa.concat_tables(pq.read_table(f, schema=arrow_schema(LABELS)) for f in files)
-    return datasets.Dataset(table.replace_schema_metadata(arrow_schema(LABELS).metadata))
+    return RunFolder.open(run_dir).label_dataset()

@@ -14,7 +14,7 @@ from test_cli import simulate_cli
 
 import simulate
 from simulate.errors import ConfigError, RunFolderError
-from simulate.export import TURN_SCHEMA, _write_atomically, export_run, openai_chat
+from simulate.export import TURN_SCHEMA, export_run, openai_chat
 from simulate.schema import Episode, Label, Message, ToolCall
 from simulate.store import LABELS, ShardWriter
 
@@ -475,18 +475,6 @@ def test_an_existing_file_needs_force(run_dir, stored, tmp_path):
     assert path.read_text() == "keep me\n"
     export_run(run_dir, "jsonl", path, force=True)
     assert len(path.read_text().splitlines()) == len(stored)
-
-
-def test_a_failed_write_leaves_nothing_behind(tmp_path):
-    path = tmp_path / "out" / "episodes.jsonl"
-
-    def half(tmp: Path) -> None:
-        tmp.write_text('{"episode_id": "a"}\n')
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        _write_atomically(path, half)
-    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_cli_exports_and_reports_bad_input_in_one_line(run_dir, tmp_path):

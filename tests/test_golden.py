@@ -359,11 +359,11 @@ def test_a_crash_while_writing_leaves_the_previous_golden_set(labeled_run, tmp_p
     before = (labeled_run / "golden" / "README.md").read_text()
     crash = (
         "import os, simulate.label.golden as g\n"
-        "real = g.pq.write_table\n"
-        "def write_then_die(table, path):\n"
-        "    real(table, path)\n"
+        "real = g.write_parquet\n"
+        "def write_then_die(path, table):\n"
+        "    real(path, table)\n"
         "    os._exit(9)\n"
-        "g.pq.write_table = write_then_die\n"
+        "g.write_parquet = write_then_die\n"
         f"g.build_golden({str(labeled_run)!r}, seed=1)\n"
     )
     result = subprocess.run([sys.executable, "-c", crash], capture_output=True, timeout=120)

@@ -27,10 +27,9 @@ from simulate.errors import ConfigError, RunFolderError
 from simulate.label.labeling import LabelConfig, label_run
 from simulate.plan import episode_id
 from simulate.report.compare import compare_runs, print_comparison
-from simulate.report.summary import scan_episodes
 from simulate.schema import Episode, Outcome, Persona, Scenario
 from simulate.simulation import RunConfig, run
-from simulate.store import ShardWriter, write_manifest
+from simulate.store import RunFolder, ShardWriter, write_manifest
 
 DEMO = Path(str(resources.files("simulate.demo")))
 
@@ -84,7 +83,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def outcomes(path: Path) -> dict[tuple[str, str, int], bool]:
     """(persona, scenario, trial) -> success, read straight from the shards."""
-    frame = scan_episodes(path).select("persona_id", "scenario_id", "trial", "success").collect()
+    frame = (
+        RunFolder(path)
+        .scan_episodes()
+        .select("persona_id", "scenario_id", "trial", "success")
+        .collect()
+    )
     return {(p, s, t): ok for p, s, t, ok in frame.iter_rows()}
 
 

@@ -8,7 +8,7 @@ import click
 
 from simulate.cli.render import err, out, print_transcript
 from simulate.errors import ConfigError
-from simulate.store import iter_episodes, read_manifest
+from simulate.store import RunFolder
 
 
 @click.command("show")
@@ -30,13 +30,13 @@ def show_command(run_dir: str, failed: bool, limit: int, as_json: bool, **filter
     """Print transcripts of a run, filtered."""
     from simulate.schema import Status
 
-    manifest = read_manifest(run_dir)
+    folder = RunFolder.open(run_dir)
     if filters["status"] and filters["status"] not in {s.value for s in Status}:
         choices = ", ".join(s.value for s in Status)
         raise ConfigError(f"--status {filters['status']!r} is not one of: {choices}")
     wanted = [(k, v) for k, v in filters.items() if v]
     shown = 0
-    for episode in iter_episodes(run_dir, wanted):
+    for episode in folder.episodes(wanted):
         if failed and episode.success:
             continue
         if as_json:
@@ -47,7 +47,7 @@ def show_command(run_dir: str, failed: bool, limit: int, as_json: bool, **filter
         if limit and shown >= limit:
             break
     if shown == 0 and not as_json:
-        err.print(f"no episodes in run {manifest.get('run_id', run_dir)!r} match")
+        err.print(f"no episodes in run {folder.manifest.run_id or run_dir!r} match")
 
 
 @click.command("export")

@@ -11,20 +11,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-import pyarrow.parquet as pq
-
-from simulate.schema import Criterion, Episode, Label, LabelerKind, Message
-from simulate.store import LABELS, now_iso, shard_paths
+from simulate.schema import Criterion, Episode, Label, LabelerKind, LabelKey, Message
+from simulate.store import now_iso
 
 
 class Labeler(Protocol):
-    """Something that labels the units of an episode on one criterion."""
+    """Judges one unit of an episode on one criterion (rules, LLM judges)."""
 
-    async def label(self, episode: Episode, criterion: Criterion) -> list[Label]:
-        """Labels of every unit of ``episode`` that ``criterion`` applies to."""
+    async def label(self, episode: Episode, criterion: Criterion, unit: Unit) -> Label | None:
+        """The label of ``unit``, or None when the labeler has nothing to say about it."""
         ...
 
 
@@ -90,20 +87,9 @@ def units_of(episode: Episode, applies_to: str) -> list[Unit]:
     return [Unit(i, j) for i in turns for j in range(len(episode.messages[i].tool_calls))]
 
 
-LabelKey = tuple[str, str, int | None, int | None, str, str | None]
-"""(episode_id, criterion, turn_index, tool_call_index, labeler, rubric): one label's slot."""
-
-
 def label_key(label: Label) -> LabelKey:
-    """The slot ``label`` fills; a labeler fills each slot once."""
-    return (
-        label.episode_id,
-        label.criterion,
-        label.turn_index,
-        label.tool_call_index,
-        label.labeler,
-        label.rubric,
-    )
+    """The slot ``label`` fills (`Label.key`)."""
+    return label.key
 
 
 def unit_key(
@@ -111,18 +97,6 @@ def unit_key(
 ) -> LabelKey:
     """The slot of a unit not labeled yet."""
     return (episode_id, criterion, unit.turn_index, unit.tool_call_index, labeler, rubric)
-
-
-_KEY_COLUMNS = ["episode_id", "criterion", "turn_index", "tool_call_index", "labeler", "rubric"]
-
-
-def labeled_keys(run_dir: str | Path) -> set[LabelKey]:
-    """The slots already filled in the run folder's label shards (read column by column)."""
-    keys: set[LabelKey] = set()
-    for path in shard_paths(run_dir, LABELS):
-        table = pq.read_table(path, columns=_KEY_COLUMNS)
-        keys.update(zip(*(table.column(c).to_pylist() for c in _KEY_COLUMNS), strict=True))
-    return keys
 
 
 _TRUE = {"yes", "y", "true", "pass", "passed"}

@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from simulate.card import agreement_lines
 from simulate.errors import SimulateError, unknown_choice
 from simulate.schema import Label
-from simulate.store import read_labels, read_manifest
+from simulate.store import RunFolder
 
 UnitKey = tuple[str, int | None, int | None]
 """One judged thing: (episode_id, turn_index, tool_call_index); None = the whole episode/reply."""
@@ -53,8 +54,8 @@ def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> di
         ConfigError: ``criterion`` has no labels in the run.
         SimulateError: the run has no labels, or no criterion was answered by two labelers.
     """
-    manifest = read_manifest(run_dir)
-    labels = read_labels(run_dir)
+    folder = RunFolder.open(run_dir)
+    labels = folder.labels()
     by_criterion = group_ratings(labels)
     if not by_criterion:
         raise SimulateError(
@@ -76,11 +77,19 @@ def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> di
         )
     return {
         "run_dir": str(run_dir),
-        "run_id": manifest.get("run_id"),
+        "run_id": folder.manifest.run_id,
         "labels": len(labels),
         "confidence": 1 - ALPHA,
         "criteria": sections,
     }
+
+
+def agreement_for_card(run_dir: str | Path) -> list[str]:
+    """The run's agreement figures as a card's markdown lines; none when nothing compares."""
+    try:
+        return agreement_lines(agreement_report(run_dir))
+    except SimulateError:
+        return []
 
 
 def group_ratings(labels: list[Label]) -> dict[str, Ratings]:

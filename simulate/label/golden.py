@@ -12,11 +12,9 @@ per persona x scenario group, so all trials of a pair land in the same split.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-import re
 import secrets
 import shutil
 from collections import Counter, defaultdict
@@ -27,22 +25,17 @@ from typing import Any, get_args
 
 import datasets
 import pyarrow as pa
-import pyarrow.parquet as pq
-from datasets.info import DatasetInfo, DatasetInfosDict
-from datasets.splits import SplitDict, SplitInfo
-from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData
 
-from simulate.card import agreement_lines, persona_sources, size_category
+from simulate.card import GoldenFacts, check_license, golden_card
 from simulate.errors import ConfigError, RunFolderError
-from simulate.schema import Label, LabelerKind, Model
-from simulate.store import episode_features, load_run, read_labels, read_manifest
+from simulate.label.agreement import agreement_for_card
+from simulate.schema import Label, LabelerKind, MergedLabel
+from simulate.store import RunFolder, episode_features, write_parquet
 
 GOLDEN = "golden"
 SPLITS = ("train", "validation", "test")
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 DEFAULT_PRECEDENCE: tuple[LabelerKind, ...] = ("human", "judge", "rule")
-KIND_NAMES = {"human": "people", "judge": "LLM judges", "rule": "rule checks"}
 
 _str = datasets.Value("string")
 LABEL_STRUCT = {
@@ -56,29 +49,6 @@ LABEL_STRUCT = {
     "source": datasets.List(_str),
     "disputed": datasets.Value("bool"),
 }
-
-
-class MergedLabel(Model):
-    """The label a golden set keeps for one unit, and where it came from."""
-
-    episode_id: str
-    criterion: str
-    turn_index: int | None = None
-    tool_call_index: int | None = None
-    value: str | None
-    """The majority value of the deciding kind; None when the unit is disputed."""
-    score: float | None = None
-    passed: bool | None = None
-    kind: LabelerKind
-    """The labeler kind that decided (the first of the precedence that labeled the unit)."""
-    source: list[str]
-    """Labelers behind the value (all labelers of the deciding kind when disputed)."""
-    disputed: bool = False
-    """The deciding kind had no strict majority (two people differ, a tie)."""
-
-    @property
-    def unit(self) -> tuple[str, str, int | None, int | None]:
-        return (self.episode_id, self.criterion, self.turn_index, self.tool_call_index)
 
 
 @dataclass
@@ -135,19 +105,6 @@ def parse_precedence(text: str) -> tuple[LabelerKind, ...]:
             "strongest first, e.g. human,judge,rule"
         )
     return tuple(kinds)  # type: ignore[arg-type]
-
-
-_LICENSE = re.compile(r"^[a-z0-9][a-z0-9.+\-]*$")
-
-
-def check_license(license_id: str) -> str:
-    """A Hub licence id (`cc-by-4.0`, `apache-2.0`, `mit`, `other`...), or a ConfigError."""
-    if not _LICENSE.match(license_id):
-        raise ConfigError(
-            f"--license {license_id!r} is not a Hub licence id (lowercase, like cc-by-4.0, "
-            "apache-2.0, mit or other)"
-        )
-    return license_id
 
 
 # --- merging --------------------------------------------------------------------------------
@@ -297,15 +254,15 @@ def build_golden(
     fractions = check_split(split)
     precedence = parse_precedence(",".join(precedence))
     check_license(license)
-    target = Path(out) if out is not None else Path(run_dir) / GOLDEN
+    folder = RunFolder.open(run_dir)
+    target = Path(out) if out is not None else folder.path / GOLDEN
     _check_target(target)
-    manifest = read_manifest(run_dir)
-    labels = read_labels(run_dir)
+    labels = folder.labels()
     if not labels:
         raise RunFolderError(
             f"{str(run_dir)!r} has no labels; label it first: simulate label {run_dir} --rules-only"
         )
-    episodes = load_run(run_dir)
+    episodes = folder.dataset()
     known = set(episodes["episode_id"])
     merged = [m for m in merge_labels(labels, precedence) if m.episode_id in known]
     if not merged:
@@ -351,10 +308,17 @@ def build_golden(
         criteria=sorted({m.criterion for m in kept}),
         unlabeled=len(known - by_episode.keys()),
     )
-    result.agreement = agreement_lines(run_dir)
-    card = render_card(
-        result,
-        manifest,
+    result.agreement = agreement_for_card(folder.path)
+    facts = GoldenFacts(
+        dataset=dataset,
+        disputed=disputed,
+        kept_disputed=keep_disputed,
+        unlabeled=result.unlabeled,
+        agreement=result.agreement,
+    )
+    card = golden_card(
+        facts,
+        folder.manifest,
         labels,
         kept,
         precedence=precedence,
@@ -390,7 +354,7 @@ def _check_target(target: Path) -> None:
         )
 
 
-def _write_atomically(target: Path, dataset: datasets.DatasetDict, card: DatasetCard) -> None:
+def _write_atomically(target: Path, dataset: datasets.DatasetDict, card: Any) -> None:
     """Write into a hidden sibling folder, then swap it in: never a half-written golden set."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*"):
@@ -400,7 +364,7 @@ def _write_atomically(target: Path, dataset: datasets.DatasetDict, card: Dataset
     (tmp / "data").mkdir(parents=True)
     try:
         for name, ds in dataset.items():
-            pq.write_table(ds.data.table, tmp / "data" / f"{name}-00000-of-00001.parquet")
+            write_parquet(tmp / "data" / f"{name}-00000-of-00001.parquet", ds.data.table)
         card.save(tmp / "README.md")
         old = target.parent / f".{target.name}.old-{token}"
         if target.exists():
@@ -409,246 +373,3 @@ def _write_atomically(target: Path, dataset: datasets.DatasetDict, card: Dataset
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --- the card -------------------------------------------------------------------------------
-
-
-def render_card(
-    result: GoldenResult,
-    manifest: dict[str, Any],
-    labels: Sequence[Label],
-    kept: Sequence[MergedLabel],
-    *,
-    precedence: Sequence[LabelerKind],
-    fractions: Sequence[float],
-    seed: int,
-    license: str,
-    features: datasets.Features,
-    episodes: datasets.Dataset,
-) -> DatasetCard:
-    """The dataset card: the Hub's YAML metadata, then how the set was made and how to load it."""
-    run_id = manifest.get("run_id", result.path.parent.name)
-    config = manifest.get("config", {})
-    n_episodes = sum(result.splits.values())
-    by_id = dict(zip(episodes["persona_id"], episodes["persona"], strict=True))
-    personas = [json.loads(text) for _, text in sorted(by_id.items())]
-    user = config.get("user", "unknown")
-    languages = sorted(
-        {"en"}
-        if user == "agenda"
-        else {p.get("traits", {}).get("language", "en").split("-")[0] for p in personas}
-    )
-    data = DatasetCardData(
-        pretty_name=f"Simulate golden set: {run_id}",
-        license=license,
-        language=languages,
-        multilinguality="monolingual" if len(languages) == 1 else "multilingual",
-        size_categories=size_category(n_episodes),
-        task_categories=["text-generation", "text-classification"],
-        task_ids=["dialogue-generation", "conversational"],
-        annotations_creators=sorted(
-            {"expert-generated" if m.kind == "human" else "machine-generated" for m in kept}
-        ),
-        language_creators=["machine-generated"],
-        source_datasets=["original"],
-        tags=["synthetic", "simulate", "conversational-agents", "evaluation"],
-    )
-    info = DatasetInfo(features=features, splits=SplitDict(), dataset_size=0)
-    for name, ds in result.dataset.items():
-        info.splits.add(SplitInfo(name=name, num_bytes=ds.data.nbytes, num_examples=ds.num_rows))
-        info.dataset_size += ds.data.nbytes
-    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
-    configs = {"data_files": [{"split": s, "path": f"data/{s}-*"} for s in result.dataset]}
-    MetadataConfigs({"default": configs}).to_dataset_card_data(data)
-    prose = _card_prose(
-        result, manifest, labels, kept, personas, precedence, fractions, seed, license, episodes
-    )
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{prose}")  # parses: checks the YAML
-
-
-def _card_prose(
-    result: GoldenResult,
-    manifest: dict[str, Any],
-    labels: Sequence[Label],
-    kept: Sequence[MergedLabel],
-    personas: Sequence[dict[str, Any]],
-    precedence: Sequence[LabelerKind],
-    fractions: Sequence[float],
-    seed: int,
-    license: str,
-    episodes: datasets.Dataset,
-) -> str:
-    """The card's markdown: how the set was made, its labels, splits, fields, limits, loading."""
-    config = manifest.get("config", {})
-    run_id = manifest.get("run_id", "run")
-    models = sorted(
-        {f"{u['role']} `{u['model']}`" for usage in episodes["usage"] for u in usage}
-        | {
-            f"judge `{label.labeler.removeprefix('judge:')}`"
-            for label in labels
-            if label.labeler_kind == "judge"
-        }
-    )
-    n_personas = len(set(episodes["persona_id"]))
-    n_scenarios = len(set(episodes["scenario_id"]))
-    order = " > ".join(KIND_NAMES[k] for k in precedence)
-    rubrics = sorted({label.rubric for label in labels if label.rubric})
-    lines = [
-        f"# Simulate golden set: {run_id}",
-        "",
-        f"Synthetic conversations between simulated users and the agent under test "
-        f"`{config.get('target', 'unknown')}`, recorded and labeled with "
-        "Simulate and merged into a golden set for evaluations and "
-        "regression tests. One row per conversation (episode).",
-        "",
-        "## How it was made",
-        "",
-        f"- **Agent under test**: `{config.get('target', 'unknown')}`",
-        f"- **Simulated user**: `{config.get('user', 'unknown')}`",
-        f"- **Models**: {', '.join(models) if models else 'none (offline user, agent and checks)'}",
-        f"- **Personas × scenarios**: {n_personas} personas × {n_scenarios} scenarios × "
-        f"{config.get('trials', 1)} trial(s) → {len(episodes)} episodes in run `{run_id}` "
-        f"(seed {config.get('seed', 0)}, at most {config.get('max_turns', '?')} agent turns)",
-        f"- **Software**: simulate {manifest.get('environment', {}).get('simulate', '?')}, "
-        f"datasets {datasets.__version__}",
-        "",
-        "## Labels",
-        "",
-        f"Labels come from {_sources(labels)}. Each unit (an episode, an agent reply or a tool "
-        f"call, on one criterion) keeps one label: the first kind in the order {order} that "
-        "labeled it decides, by majority of its labelers (each labeler's latest label counts "
-        "once). A unit whose deciding kind has no strict majority is disputed: "
-        + (
-            "kept here with `disputed: true` and no value"
-            if result.kept_disputed
-            else "left out of this set"
-        )
-        + f" ({result.disputed} disputed units in the run).",
-        "",
-        f"Rubrics: {', '.join(f'`{r}`' for r in rubrics) or 'none'}.",
-        "",
-        *_labeling_lines(manifest),
-        "| criterion | unit | labeled | passed | decided by |",
-        "|---|---|---|---|---|",
-        *_criterion_rows(kept),
-        "",
-    ]
-    if result.agreement:
-        lines += ["## Agreement", "", *result.agreement, ""]
-    lines += [
-        "## Splits",
-        "",
-        f"Fractions {', '.join(f'{f:g}' for f in fractions)} (train, validation, test) of the "
-        f"persona × scenario pairs, seed {seed}, stratified so each persona and each scenario is "
-        "spread over the splits in proportion; all trials of a pair are in the same split, so "
-        "no conversation and no persona × scenario pair is in two splits. "
-        + (
-            f"{result.unlabeled} episodes of the run had no label kept and are left out. "
-            if result.unlabeled
-            else ""
-        ),
-        "",
-        "| split | episodes |",
-        "|---|---|",
-        *(f"| {name} | {n} |" for name, n in result.splits.items()),
-        "",
-        "## Fields",
-        "",
-        "The run's episode columns (`episode_id`, `persona_id`, `scenario_id`, `trial`, `seed`, "
-        "`persona` and `scenario` as JSON, `messages`, `outcome`, `success`, `n_turns`, `usage`, "
-        "`duration_s`, `user`, `target`, `created_at`), plus:",
-        "",
-        "- `labels`: one struct per labeled unit: `criterion`, `turn_index` (index in `messages`; "
-        "null for the whole episode), `tool_call_index`, `value`, `score`, `passed`, `kind` "
-        "(human, judge or rule: who decided), `source` (the labelers behind the value), "
-        "`disputed`.",
-        "- `passed_<criterion>`: for each episode-level criterion, whether the episode passed it "
-        "(null when not labeled, disputed, or without pass/fail): "
-        + (
-            ", ".join(
-                f"`passed_{c}`" for c in sorted({m.criterion for m in kept if m.turn_index is None})
-            )
-            or "none"
-        )
-        + ".",
-        "",
-        "## Persona sources and licences",
-        "",
-        *persona_sources(personas),
-        "",
-        "## Synthetic data and limitations",
-        "",
-        "Every conversation is synthetic: the user is a simulator playing a written persona, "
-        "not a person. Simulated users are more regular than real "
-        "ones; rates measured here say how the agent handles these personas and scenarios, not "
-        "how it will do on real traffic. Rule labels check phrases, tools and outcomes, not "
-        "meaning; judge labels are only as good as their measured agreement with people. "
-        "Small splits give wide confidence intervals.",
-        "",
-        "## How to load",
-        "",
-        "```python",
-        "import datasets",
-        'golden = datasets.load_dataset("path/to/golden")   # this folder, or its Hub repo id',
-        'test = golden["test"] if "test" in golden else golden["train"]',
-        'failed = test.filter(lambda row: not row["success"])',
-        "```",
-        "",
-        f"Licence: `{license}`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _sources(labels: Sequence[Label]) -> str:
-    """`rule checks (1202 labels by `rule:x`, ...); people (...)`, for the card."""
-    kinds = Counter(label.labeler_kind for label in labels)
-    labelers: dict[str, set[str]] = defaultdict(set)
-    for label in labels:
-        labelers[label.labeler_kind].add(label.labeler)
-    return "; ".join(
-        f"{KIND_NAMES[k]} ({n} labels by {', '.join(f'`{x}`' for x in sorted(labelers[k]))})"
-        for k, n in sorted(kinds.items())
-    )
-
-
-def _labeling_lines(manifest: dict[str, Any]) -> list[str]:
-    """Judges and rule limits from the manifest's record of labeling sessions, when present."""
-    sessions = manifest.get("labeling", [])
-    judges = sorted(
-        {
-            f"`{s['judge']}` ({s.get('samples') or 1} sample(s) per unit)"
-            for s in sessions
-            if s.get("judge")
-        }
-    )
-    limits = next((s["limits"] for s in reversed(sessions) if s.get("limits")), None)
-    lines = []
-    if judges:
-        lines += [f"Judges: {', '.join(judges)}.", ""]
-    if limits:
-        lines += ["Rule limits: " + ", ".join(f"{k} {v:g}" for k, v in limits.items()) + ".", ""]
-    return lines
-
-
-def _criterion_rows(kept: Sequence[MergedLabel]) -> list[str]:
-    by_criterion: dict[str, list[MergedLabel]] = defaultdict(list)
-    for m in kept:
-        by_criterion[m.criterion].append(m)
-    rows = []
-    for criterion, merged in sorted(by_criterion.items()):
-        first = merged[0]
-        unit = (
-            "episode"
-            if first.turn_index is None
-            else "tool call"
-            if first.tool_call_index is not None
-            else "agent reply"
-        )
-        judged = [m.passed for m in merged if m.passed is not None]
-        passed = f"{sum(judged) / len(judged):.0%} of {len(judged)}" if judged else "n/a"
-        kinds = Counter(m.kind for m in merged)
-        decided = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
-        rows.append(f"| `{criterion}` | {unit} | {len(merged)} | {passed} | {decided} |")
-    return rows

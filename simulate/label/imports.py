@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from simulate.errors import ConfigError, did_you_mean
-from simulate.label import Unit, label_key, labeled_keys, make_label, normalize_value
-from simulate.label.labeling import record_labeling
+from simulate.label import Unit, make_label, normalize_value
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import rule_criteria
-from simulate.schema import Criterion, Label
-from simulate.store import LABELS, ShardWriter, iter_episodes, read_manifest
+from simulate.schema import Criterion, Label, LabelingRecord
+from simulate.store import LABELS, RunFolder
 
 REQUIRED = ("episode_id", "criterion", "value")
 COLUMNS = ("episode_id", "criterion", "turn_index", "tool_call_index", "value", "rationale")
@@ -55,7 +54,7 @@ def import_labels(
     Raises:
         ConfigError: the first bad row, as `FILE:LINE: what is wrong`; nothing is written.
     """
-    read_manifest(run_dir)
+    folder = RunFolder.open(run_dir)
     if not _ANNOTATOR.match(annotator):
         raise ConfigError(
             f"--annotator {annotator!r}: use letters, digits, '_', '.' or '-' (e.g. ana)"
@@ -66,7 +65,7 @@ def import_labels(
     rows = read_rows(Path(path))
     checks = _Checks(
         criteria=criteria,
-        replies=_replies(run_dir),
+        replies=_replies(folder),
         labeler=f"human:{annotator}",
         hint="" if rubrics else " (rules only: give --rubric FILE_OR_NAME for its criteria)",
     )
@@ -79,22 +78,22 @@ def import_labels(
             raise ConfigError(f"{path}:{line}: the same unit and criterion as line {seen[unit]}")
         seen[unit] = line
         labels.append(label)
-    done = labeled_keys(run_dir)
-    new = [label for label in labels if label_key(label) not in done]
-    writer = ShardWriter(run_dir, LABELS)
-    for label in new:
-        writer.add(label)
-    writer.flush()
+    done = folder.label_keys()
+    new = [label for label in labels if label.key not in done]
+    with folder.writer(LABELS) as writer:
+        for label in new:
+            writer.add(label)
     result = ImportResult(rows=len(rows), written=len(new), skipped=len(labels) - len(new))
-    record_labeling(
-        run_dir,
-        {
-            "imported": str(path),
-            "annotator": annotator,
-            "rows": result.rows,
-            "written": result.written,
-            "skipped": result.skipped,
-        },
+    folder.record_labeling(
+        LabelingRecord.model_validate(
+            {
+                "imported": str(path),
+                "annotator": annotator,
+                "rows": result.rows,
+                "written": result.written,
+                "skipped": result.skipped,
+            }
+        )
     )
     return result
 
@@ -170,13 +169,13 @@ def _check_columns(names: list[str], where: str) -> None:
         )
 
 
-def _replies(run_dir: str | Path) -> dict[str, dict[int, int]]:
+def _replies(folder: RunFolder) -> dict[str, dict[int, int]]:
     """Per episode id: agent reply index -> how many tool calls it made."""
     return {
         episode.episode_id: {
             i: len(m.tool_calls) for i, m in enumerate(episode.messages) if m.role == "assistant"
         }
-        for episode in iter_episodes(run_dir)
+        for episode in folder.episodes()
     }
 
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import jinja2
 from pydantic import BaseModel, Field, create_model, field_validator
 
-from simulate.label import Unit, make_label, match_value, units_of
+from simulate.label import Unit, make_label, match_value
 from simulate.llm import LLM
 from simulate.schema import Criterion, Episode, Example, Label, Message, Rubric
 
@@ -200,14 +200,7 @@ class JudgeLabeler:
         self.human_examples = dict(human_examples or {})
         self.max_human_examples = max_human_examples
 
-    async def label(self, episode: Episode, criterion: Criterion) -> list[Label]:
-        """Labels of every unit of ``episode`` the criterion applies to, one after another."""
-        return [
-            await self.label_unit(episode, criterion, unit)
-            for unit in units_of(episode, criterion.applies_to)
-        ]
-
-    async def label_unit(self, episode: Episode, criterion: Criterion, unit: Unit) -> Label:
+    async def label(self, episode: Episode, criterion: Criterion, unit: Unit) -> Label:
         """Ask the judge about one unit (``samples`` times) and make its label.
 
         Raises:

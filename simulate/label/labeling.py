@@ -1,15 +1,15 @@
 """One `simulate label`: rules and LLM judges over a run folder, written as they come.
 
-Labels go to `labels/*.parquet` through a `ShardWriter` flushed at least every second, so a
-killed labeling keeps what it wrote, and a re-run skips every unit already labeled by the same
-labeler and rubric version. A unit the judge fails on (after the LLM layer's retries) is
-reported and skipped; a spent budget or a replay miss stops the labeling cleanly.
+One pass over the episodes hands every unit not labeled yet to its `Labeler` (rules and
+judges alike) through the run's bounded work pool. Labels go to `labels/*.parquet` through the
+folder's shard writer, so a killed labeling keeps what it wrote, and a re-run skips every unit
+already labeled by the same labeler and rubric version. A unit the judge fails on (after the
+LLM layer's retries) is reported and skipped; a spent budget or a replay miss stops the
+labeling cleanly.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ import polars as pl
 from pydantic import Field
 
 from simulate.errors import ConfigError, LLMError, RunStopped, did_you_mean
-from simulate.label import LabelKey, Unit, label_key, labeled_keys, unit_key, units_of
+from simulate.label import Labeler, Unit, unit_key, units_of
 from simulate.label.judges import (
     SYSTEM_PROMPT,
     UNIT_PROMPT,
@@ -34,22 +34,18 @@ from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import RuleLabeler, RuleLimits, rule_criteria
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
-from simulate.report.summary import scan_shards
-from simulate.schema import NOT_AGENT_FAULT, Criterion, Episode, Label, Rubric, Usage
-from simulate.store import (
-    LABELS,
-    ShardWriter,
-    iter_episodes,
-    now_iso,
-    read_labels,
-    read_manifest,
-    shard_paths,
-    write_manifest,
+from simulate.runner import run_bounded
+from simulate.schema import (
+    NOT_AGENT_FAULT,
+    Criterion,
+    Episode,
+    Label,
+    LabelingRecord,
+    LabelKey,
+    Rubric,
+    Usage,
 )
-
-FLUSH_INTERVAL_S = 1.0
-FLUSH_MAX_LABELS = 500
-"""Rule labels come fast: flush a shard once this many are waiting."""
+from simulate.store import LABELS, RunFolder
 
 #: `--judge KIND:MODEL` kinds; only LLM judges so far.
 JUDGES = {"llm": "an LLM judge, e.g. llm:gpt-4o-mini"}
@@ -101,6 +97,16 @@ class _Plan:
     judge_spec: str | None
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """A criterion and who labels it: the labeler, its id on labels, and the rubric."""
+
+    criterion: Criterion
+    labeler: Labeler
+    labeler_id: str
+    rubric: str | None = None
+
+
 def judge_model(spec: str) -> str:
     """The model of a `--judge llm:MODEL` spec."""
     kind, sep, model = spec.partition(":")
@@ -111,7 +117,7 @@ def judge_model(spec: str) -> str:
 
 def _plan(config: LabelConfig) -> _Plan:
     """Check the run folder, rubrics, criteria and judge before anything is opened."""
-    read_manifest(config.run_dir)
+    RunFolder.open(config.run_dir)
     rubrics = load_rubric_specs(config.rubrics)
     rules = rule_criteria(config.limits) if config.rules else []
     judged = [(r, c) for r in rubrics for c in r.criteria]
@@ -142,56 +148,80 @@ async def label_run(
         RunFolderError: ``config.run_dir`` is not a run folder.
     """
     plan = _plan(config)
-    result = LabelResult(run_dir=Path(config.run_dir))
+    folder = RunFolder.open(config.run_dir)
+    result = LabelResult(run_dir=folder.path)
     pool = LLMPool.from_config(config) if plan.judged else None
-    judge_name, judge_llm = "", None
-    if pool is not None:
-        plan.judge_spec = plan.judge_spec or _default_judge(pool.settings)
-        judge_name = judge_model(plan.judge_spec)
-        judge_llm = pool.get(judge_name, "judge")
-    done = labeled_keys(config.run_dir)
-    writer = ShardWriter(config.run_dir, LABELS)
-
-    def add(label: Label) -> None:
-        writer.add(label)
-        result.written += 1
-        if on_label:
-            on_label(label)
-
-    flusher = asyncio.create_task(_flush_every_second(writer))
+    assignments = [Assignment(c, RuleLabeler(config.limits), f"rule:{c.id}") for c in plan.rules]
+    judge_name = None
     try:
-        if plan.rules:
-            _label_with_rules(config, plan.rules, done, writer, add, result)
-        if judge_llm is not None:
-            examples = _human_examples(config, [c for _, c in plan.judged])
-            labelers = {
-                rubric.id: JudgeLabeler(
-                    judge_llm,
-                    judge_name,
-                    rubric,
-                    samples=config.samples,
-                    human_examples=examples,
-                    max_human_examples=config.human_examples,
+        if pool is not None:
+            plan.judge_spec = plan.judge_spec or _default_judge(pool.settings)
+            judge_name = judge_model(plan.judge_spec)
+            assignments += _judge_assignments(config, folder, plan, pool, judge_name)
+        done = folder.label_keys()
+
+        def store(label: Label | None) -> None:
+            if label is not None:
+                writer.add(label)
+                result.written += 1
+                if on_label:
+                    on_label(label)
+
+        async def work(item: tuple[Assignment, Episode, Unit]) -> Label | None:
+            assignment, episode, unit = item
+            try:
+                return await assignment.labeler.label(episode, assignment.criterion, unit)
+            except LLMError as exc:
+                if isinstance(exc, RunStopped):
+                    raise
+                result.failures.append(
+                    f"episode {episode.episode_id}, {assignment.criterion.id}, "
+                    f"{unit.describe()}: {exc}"
                 )
-                for rubric, _ in plan.judged
-            }
-            await _label_with_judges(config, plan.judged, labelers, done, add, result)
+                return None
+
+        async with folder.writer(LABELS) as writer:
+            try:
+                await run_bounded(
+                    _todo(folder, assignments, done, result),
+                    work,
+                    concurrency=config.concurrency,
+                    on_done=store,
+                )
+            except RunStopped as exc:
+                result.stopped = str(exc)
     finally:
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
-        writer.flush()
         if pool is not None:
             await pool.aclose()
             result.usage = pool.meter.as_usage_list()
-        _record_session(config, plan, result)
+        _record_session(folder, config, plan, result)
     labelers_used = {f"rule:{c.id}" for c in plan.rules}
-    if judge_llm is not None:
+    if judge_name is not None:
         labelers_used.add(f"judge:{judge_name}")
     result.summary = summarize_labels(
-        config.run_dir, labelers_used, {c.id for c in plan.rules} | {c.id for _, c in plan.judged}
+        folder.path, labelers_used, {c.id for c in plan.rules} | {c.id for _, c in plan.judged}
     )
     return result
+
+
+def _judge_assignments(
+    config: LabelConfig, folder: RunFolder, plan: _Plan, pool: LLMPool, judge_name: str
+) -> list[Assignment]:
+    """One assignment per judged criterion, each rubric's judge shown people's examples."""
+    judge_llm = pool.get(judge_name, "judge")
+    examples = _human_examples(config, folder, [c for _, c in plan.judged])
+    labelers = {
+        rubric.id: JudgeLabeler(
+            judge_llm,
+            judge_name,
+            rubric,
+            samples=config.samples,
+            human_examples=examples,
+            max_human_examples=config.human_examples,
+        )
+        for rubric, _ in plan.judged
+    }
+    return [Assignment(c, labelers[r.id], labelers[r.id].name, r.ref) for r, c in plan.judged]
 
 
 def _default_judge(settings: LLMSettings) -> str:
@@ -204,82 +234,35 @@ def _default_judge(settings: LLMSettings) -> str:
     return f"llm:{model}"
 
 
-async def _flush_every_second(writer: ShardWriter) -> None:
-    while True:
-        await asyncio.sleep(FLUSH_INTERVAL_S)
-        writer.flush()
-
-
-def _label_with_rules(
-    config: LabelConfig,
-    criteria: Sequence[Criterion],
+def _todo(
+    folder: RunFolder,
+    assignments: Sequence[Assignment],
     done: set[LabelKey],
-    writer: ShardWriter,
-    add: Callable[[Label], None],
     result: LabelResult,
-) -> None:
-    labeler = RuleLabeler(config.limits)
-    for episode in iter_episodes(config.run_dir):
-        for criterion in criteria:
-            for label in labeler.label_now(episode, criterion):
-                if label_key(label) in done:
+) -> Iterator[tuple[Assignment, Episode, Unit]]:
+    """Every unit not labeled yet, in one pass over the episodes."""
+    for episode in folder.episodes():
+        for assignment in assignments:
+            criterion = assignment.criterion
+            if criterion.applies_to == "episode" and episode.outcome.status in NOT_AGENT_FAULT:
+                continue  # says nothing of the agent's quality (DESIGN): left out
+            for unit in units_of(episode, criterion.applies_to):
+                key = unit_key(
+                    episode.episode_id,
+                    criterion.id,
+                    unit,
+                    assignment.labeler_id,
+                    assignment.rubric,
+                )
+                if key in done:
                     result.skipped += 1
                 else:
-                    add(label)
-        if len(writer.buffer) >= FLUSH_MAX_LABELS:
-            writer.flush()
+                    yield assignment, episode, unit
 
 
-async def _label_with_judges(
-    config: LabelConfig,
-    judged: Sequence[tuple[Rubric, Criterion]],
-    labelers: dict[str, JudgeLabeler],
-    done: set[LabelKey],
-    add: Callable[[Label], None],
-    result: LabelResult,
-) -> None:
-    """Judge every unit not labeled yet, ``config.concurrency`` at a time."""
-
-    def todo() -> Iterator[tuple[JudgeLabeler, Episode, Criterion, Unit]]:
-        for episode in iter_episodes(config.run_dir):
-            for rubric, criterion in judged:
-                labeler = labelers[rubric.id]
-                if criterion.applies_to == "episode" and episode.outcome.status in NOT_AGENT_FAULT:
-                    continue  # says nothing of the agent's quality (DESIGN): left out
-                for unit in units_of(episode, criterion.applies_to):
-                    key = unit_key(episode.episode_id, criterion.id, unit, labeler.name, rubric.ref)
-                    if key in done:
-                        result.skipped += 1
-                    else:
-                        yield labeler, episode, criterion, unit
-
-    pending = todo()  # shared: each unit goes to exactly one worker
-    stopped: list[RunStopped] = []
-
-    async def worker() -> None:
-        for labeler, episode, criterion, unit in pending:
-            if stopped:
-                return
-            try:
-                label = await labeler.label_unit(episode, criterion, unit)
-            except RunStopped as exc:
-                stopped.append(exc)
-                return
-            except LLMError as exc:
-                result.failures.append(
-                    f"episode {episode.episode_id}, {criterion.id}, {unit.describe()}: {exc}"
-                )
-                continue
-            add(label)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(config.concurrency):
-            group.create_task(worker())
-    if stopped:
-        result.stopped = str(stopped[0])
-
-
-def _human_examples(config: LabelConfig, criteria: Sequence[Criterion]) -> dict[str, list[FewShot]]:
+def _human_examples(
+    config: LabelConfig, folder: RunFolder, criteria: Sequence[Criterion]
+) -> dict[str, list[FewShot]]:
     """Per criterion id, units people labeled in this run, as examples for the judge."""
     if config.human_examples == 0:
         return {}
@@ -287,12 +270,12 @@ def _human_examples(config: LabelConfig, criteria: Sequence[Criterion]) -> dict[
     people = sorted(
         (
             label
-            for label in read_labels(config.run_dir)
+            for label in folder.labels()
             if label.labeler_kind == "human"
             and label.criterion in by_id
             and label.value in by_id[label.criterion].allowed_values()
         ),
-        key=lambda label: (str(label_key(label)), label.created_at),
+        key=lambda label: (str(label.key), label.created_at),
     )
     # one spare per criterion, for when the episode being judged is among them
     picked = {
@@ -305,7 +288,7 @@ def _human_examples(config: LabelConfig, criteria: Sequence[Criterion]) -> dict[
     wanted = {label.episode_id for labels in picked.values() for label in labels}
     if not wanted:
         return {}
-    episodes = {e.episode_id: e for e in iter_episodes(config.run_dir) if e.episode_id in wanted}
+    episodes = {e.episode_id: e for e in folder.episodes(ids=wanted)}
     return {
         criterion_id: [
             FewShot(
@@ -327,9 +310,10 @@ def summarize_labels(
     run_dir: str | Path, labelers: set[str] | None = None, criteria: set[str] | None = None
 ) -> list[dict[str, Any]]:
     """Per (criterion, labeler) in the folder: units labeled, rated (pass/fail), pass rate."""
-    if not shard_paths(run_dir, LABELS):
+    folder = RunFolder(run_dir)
+    if not folder.has(LABELS):
         return []
-    frame = scan_shards(run_dir, LABELS).select("criterion", "labeler", "passed")
+    frame = folder.scan(LABELS).select("criterion", "labeler", "passed")
     if labelers is not None:
         frame = frame.filter(pl.col("labeler").is_in(sorted(labelers)))
     if criteria is not None:
@@ -358,29 +342,23 @@ def prompt_hashes() -> dict[str, str]:
     }
 
 
-def record_labeling(run_dir: str | Path, entry: dict[str, Any]) -> None:
-    """Append one labeling session's record to the manifest's `labeling` list."""
-    manifest = read_manifest(run_dir)
-    manifest.setdefault("labeling", []).append({"at": now_iso(), **entry})
-    write_manifest(run_dir, manifest)
-
-
-def _record_session(config: LabelConfig, plan: _Plan, result: LabelResult) -> None:
+def _record_session(
+    folder: RunFolder, config: LabelConfig, plan: _Plan, result: LabelResult
+) -> None:
     judged = bool(plan.judged)
-    record_labeling(
-        config.run_dir,
-        {
-            "rules": [c.id for c in plan.rules],
-            "limits": config.limits.model_dump() if plan.rules else None,
-            "rubrics": sorted({r.ref for r, _ in plan.judged}),
-            "criteria": [c.id for _, c in plan.judged],
-            "judge": plan.judge_spec if judged else None,
-            "samples": config.samples if judged else None,
-            "prompt_hashes": prompt_hashes() if judged else None,
-            "written": result.written,
-            "skipped": result.skipped,
-            "failed": len(result.failures),
-            "stopped_because": result.stopped,
-            "model_usage": [u.model_dump() for u in result.usage],
-        },
+    folder.record_labeling(
+        LabelingRecord(
+            rules=[c.id for c in plan.rules],
+            limits=config.limits.model_dump() if plan.rules else None,
+            rubrics=sorted({r.ref for r, _ in plan.judged}),
+            criteria=[c.id for _, c in plan.judged],
+            judge=plan.judge_spec if judged else None,
+            samples=config.samples if judged else None,
+            prompt_hashes=prompt_hashes() if judged else None,
+            written=result.written,
+            skipped=result.skipped,
+            failed=len(result.failures),
+            stopped_because=result.stopped,
+            model_usage=result.usage,
+        )
     )

@@ -96,27 +96,29 @@ class RuleLabeler:
             "latency_ms": self._latency,
         }
 
-    async def label(self, episode: Episode, criterion: Criterion) -> list[Label]:
-        """The rule's labels for ``episode``: none when the rule does not apply to it."""
-        return self.label_now(episode, criterion)
+    async def label(self, episode: Episode, criterion: Criterion, unit: Unit) -> Label | None:
+        """The rule's label for one unit: None when the rule does not apply to it."""
+        return self.label_unit(episode, criterion, unit)
 
-    def label_now(self, episode: Episode, criterion: Criterion) -> list[Label]:
+    def label_unit(self, episode: Episode, criterion: Criterion, unit: Unit) -> Label | None:
         """`label()` without the event loop: rules never wait."""
         if criterion.id in self._episode_rules:
             if episode.outcome.status in NOT_AGENT_FAULT:
-                return []
+                return None
             scenario = Scenario.model_validate_json(episode.scenario)
             verdict = self._episode_rules[criterion.id](episode, scenario)
-            return [] if verdict is None else [_label(episode, criterion, Unit(), verdict)]
-        if criterion.id in self._reply_rules:
-            labels = []
-            for unit in units_of(episode, "assistant_turn"):
-                assert unit.turn_index is not None
-                verdict = self._reply_rules[criterion.id](episode, unit.turn_index)
-                if verdict is not None:
-                    labels.append(_label(episode, criterion, unit, verdict))
-            return labels
-        raise KeyError(f"no rule for criterion {criterion.id!r}")
+        elif criterion.id in self._reply_rules:
+            assert unit.turn_index is not None
+            verdict = self._reply_rules[criterion.id](episode, unit.turn_index)
+        else:
+            raise KeyError(f"no rule for criterion {criterion.id!r}")
+        return None if verdict is None else _label(episode, criterion, unit, verdict)
+
+    def label_now(self, episode: Episode, criterion: Criterion) -> list[Label]:
+        """The rule's labels of every unit of ``episode`` it applies to."""
+        units = units_of(episode, criterion.applies_to)
+        labels = (self.label_unit(episode, criterion, unit) for unit in units)
+        return [label for label in labels if label is not None]
 
     def _max_turns(self, episode: Episode, scenario: Scenario) -> Finding:
         limit = self.limits.max_turns

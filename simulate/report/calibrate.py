@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from statsmodels.stats.power import NormalIndPower
 from simulate.errors import ConfigError, RunFolderError, RunStopped
 from simulate.report.compare import NOT_RATED, check_options, compare_runs, load_outcomes
 from simulate.simulation import RunConfig, run
-from simulate.store import MANIFEST
+from simulate.store import MANIFEST, write_atomic
 
 CALIBRATION = "calibration.json"
 POWER = 0.8
@@ -55,11 +54,14 @@ def repeat_configs(config: RunConfig, repeats: int) -> list[RunConfig]:
             f"--out {str(out)!r} already holds a calibration; pass --resume to reuse its "
             "finished repeats, or choose another --out"
         )
-    ours = {CALIBRATION, f".{CALIBRATION}.tmp"}
     foreign = [
         p.name
         for p in (out.iterdir() if out.is_dir() else [])
-        if not (p.name in ours or (p.is_dir() and p.name.startswith("repeat-")))
+        if not (
+            p.name == CALIBRATION
+            or (p.name.startswith(f".{CALIBRATION}.") and p.name.endswith(".tmp"))
+            or (p.is_dir() and p.name.startswith("repeat-"))
+        )
     ]
     if foreign:
         raise RunFolderError(
@@ -219,7 +221,7 @@ def _repeat_rate(path: Path) -> RepeatRate:
     successes = int(rated["success"].sum())
     return RepeatRate(
         path=str(path),
-        seed=manifest.get("config", {}).get("seed"),
+        seed=manifest.config.seed,
         episodes=frame.height,
         rated=rated.height,
         successes=successes,
@@ -293,9 +295,7 @@ def measure_noise(
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 async def calibrate(

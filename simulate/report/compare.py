@@ -28,10 +28,9 @@ import polars as pl
 from statsmodels.stats.contingency_tables import mcnemar
 
 from simulate.errors import ConfigError, RunFolderError, unknown_choice
-from simulate.report.summary import scan_episodes, scan_shards
-from simulate.schema import NOT_AGENT_FAULT
+from simulate.schema import NOT_AGENT_FAULT, Manifest
 from simulate.stats import PADJUST_METHODS, adjust_pvalues, compare_proportions
-from simulate.store import LABELS, read_manifest, shard_paths
+from simulate.store import LABELS, RunFolder
 
 KEY = ["persona_id", "scenario_id", "trial"]
 """What matches an episode of one run with its counterpart in the other."""
@@ -159,13 +158,13 @@ def check_options(alpha: float, correction: str) -> None:
         raise unknown_choice("--correction", correction, PADJUST_METHODS)
 
 
-def load_outcomes(run_dir: str | Path) -> tuple[dict[str, Any], pl.DataFrame]:
+def load_outcomes(run_dir: str | Path) -> tuple[Manifest, pl.DataFrame]:
     """A run's manifest and one row per episode: key, id, status, success and tags."""
-    manifest = read_manifest(run_dir)
-    if not shard_paths(run_dir):
+    folder = RunFolder.open(run_dir)
+    if not folder.has():
         raise RunFolderError(f"{str(run_dir)!r} holds no episodes yet")
     frame = (
-        scan_episodes(run_dir)
+        folder.scan_episodes()
         .select(
             *KEY,
             "episode_id",
@@ -186,15 +185,16 @@ def load_outcomes(run_dir: str | Path) -> tuple[dict[str, Any], pl.DataFrame]:
             f"{str(run_dir)!r} holds {duplicated} episodes with the same persona, scenario "
             "and trial as another: not one run"
         )
-    return manifest, frame
+    return folder.manifest, frame
 
 
 def _criteria_outcomes(run_dir: str | Path) -> pl.DataFrame | None:
     """Per episode, criterion and labeler: passed when every labeled unit passed."""
-    if not shard_paths(run_dir, LABELS):
+    folder = RunFolder(run_dir)
+    if not folder.has(LABELS):
         return None
     return (
-        scan_shards(run_dir, LABELS)
+        folder.scan(LABELS)
         .filter(pl.col("passed").is_not_null())
         .group_by("episode_id", "criterion", "labeler")
         .agg(pl.col("passed").all())
@@ -202,15 +202,12 @@ def _criteria_outcomes(run_dir: str | Path) -> pl.DataFrame | None:
     )
 
 
-def _side(
-    run_dir: str | Path, manifest: dict[str, Any], frame: pl.DataFrame, unmatched: int
-) -> RunSide:
-    config = manifest.get("config", {})
+def _side(run_dir: str | Path, manifest: Manifest, frame: pl.DataFrame, unmatched: int) -> RunSide:
     return RunSide(
         path=str(run_dir),
-        run_id=str(manifest.get("run_id", Path(run_dir).name)),
-        target=config.get("target"),
-        seed=config.get("seed"),
+        run_id=manifest.run_id or Path(run_dir).name,
+        target=manifest.config.target,
+        seed=manifest.config.seed,
         episodes=frame.height,
         not_rated=int(frame["status"].is_in(NOT_RATED).sum()),
         unmatched=unmatched,

@@ -22,10 +22,9 @@ from scipy import stats as scipy_stats
 
 from simulate.errors import RunFolderError
 from simulate.report.health import simulator_health
-from simulate.report.summary import scan_episodes, scan_shards
-from simulate.schema import NOT_AGENT_FAULT, Episode, Status
+from simulate.schema import NOT_AGENT_FAULT, Episode, Manifest, Status, Usage
 from simulate.stats import bootstrap_mean_interval, wilson_interval
-from simulate.store import LABELS, read_manifest, shard_paths
+from simulate.store import LABELS, RunFolder
 
 CONFIDENCE = 0.95
 BOOTSTRAP_MAX_N = 500
@@ -82,43 +81,54 @@ def scan_episode_figures(run_dir: str | Path) -> pl.LazyFrame:
         "completion_tokens"
     )
     role = pl.element().struct.field("role")
-    return scan_episodes(run_dir).select(
-        "episode_id",
-        "persona_id",
-        "scenario_id",
-        "trial",
-        "status",
-        "failed_checks",
-        "success",
-        (~pl.col("status").is_in(EXCLUDED_FROM_GOAL_RATE)).alias("rated"),
-        "n_turns",
-        "duration_s",
-        pl.col("messages")
-        .list.eval(pl.element().struct.field("latency_ms").drop_nulls())
-        .list.mean()
-        .alias("latency_ms"),
-        pl.col("usage").list.eval(tokens).list.sum().alias("tokens"),
-        pl.col("usage")
-        .list.eval(pl.when(role == "target").then(tokens).otherwise(0))
-        .list.sum()
-        .alias("target_tokens"),
-        pl.col("usage")
-        .list.eval(pl.when(role == "user").then(tokens).otherwise(0))
-        .list.sum()
-        .alias("user_tokens"),
-        pl.col("usage").list.eval(pl.element().struct.field("cost_usd")).list.sum().alias("cost"),
-        pl.col("usage")
-        .list.eval(pl.element().struct.field("cost_usd").is_not_null())
-        .list.any()
-        .alias("priced"),
-        pl.col("usage").list.len().alias("usage_rows"),
+    return (
+        RunFolder(run_dir)
+        .scan_episodes()
+        .select(
+            "episode_id",
+            "persona_id",
+            "scenario_id",
+            "trial",
+            "status",
+            "failed_checks",
+            "success",
+            (~pl.col("status").is_in(EXCLUDED_FROM_GOAL_RATE)).alias("rated"),
+            "n_turns",
+            "duration_s",
+            pl.col("messages")
+            .list.eval(pl.element().struct.field("latency_ms").drop_nulls())
+            .list.mean()
+            .alias("latency_ms"),
+            pl.col("usage").list.eval(tokens).list.sum().alias("tokens"),
+            pl.col("usage")
+            .list.eval(pl.when(role == "target").then(tokens).otherwise(0))
+            .list.sum()
+            .alias("target_tokens"),
+            pl.col("usage")
+            .list.eval(pl.when(role == "user").then(tokens).otherwise(0))
+            .list.sum()
+            .alias("user_tokens"),
+            pl.col("usage")
+            .list.eval(pl.element().struct.field("cost_usd"))
+            .list.sum()
+            .alias("cost"),
+            pl.col("usage")
+            .list.eval(pl.element().struct.field("cost_usd").is_not_null())
+            .list.any()
+            .alias("priced"),
+            pl.col("usage").list.len().alias("usage_rows"),
+        )
     )
 
 
 def _tags(run_dir: str | Path, column: str, id_column: str) -> dict[str, list[str]]:
     """Tags of every persona (or scenario) in the run, from the stored JSON, by id."""
     stored = (
-        scan_episodes(run_dir).group_by(id_column).agg(pl.col(column).unique().head(20)).collect()
+        RunFolder(run_dir)
+        .scan_episodes()
+        .group_by(id_column)
+        .agg(pl.col(column).unique().head(20))
+        .collect()
     )
     tags: dict[str, list[str]] = {}
     for ident, texts in stored.iter_rows():
@@ -306,13 +316,7 @@ def _read_episodes(run_dir: str | Path, ids: set[str]) -> dict[str, Episode]:
     """Just the episodes named, read whole."""
     if not ids:
         return {}
-    frame = (
-        scan_episodes(run_dir)
-        .filter(pl.col("episode_id").is_in(sorted(ids)))
-        .drop("status", "reason", "failed_checks")
-        .collect()
-    )
-    return {row["episode_id"]: Episode.model_validate(row) for row in frame.to_dicts()}
+    return {e.episode_id: e for e in RunFolder(run_dir).episodes(ids=ids)}
 
 
 def _label_criteria(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -320,11 +324,12 @@ def _label_criteria(run_dir: str | Path) -> list[dict[str, Any]]:
 
     A unit judged more than once by the same labeler counts once, with its latest label.
     """
-    if not shard_paths(run_dir, LABELS):
+    folder = RunFolder(run_dir)
+    if not folder.has(LABELS):
         return []
     unit = ["episode_id", "criterion", "turn_index", "tool_call_index", "labeler"]
     labels = (
-        scan_shards(run_dir, LABELS)
+        folder.scan(LABELS)
         .select(*unit, "labeler_kind", "passed", "score", "created_at")
         .sort("created_at")
         .unique(subset=unit, keep="last")
@@ -364,13 +369,19 @@ def _label_criteria(run_dir: str | Path) -> list[dict[str, Any]]:
     )
 
 
+def _model_usage(manifest: Manifest) -> list[Usage]:
+    """The latest session's model usage, when the manifest records one."""
+    return manifest.last_session.model_usage if manifest.last_session else []
+
+
 def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, Any]:
     """Every figure of the run report, as plain data (JSON-ready).
 
     Raises RunFolderError when ``run_dir`` is not a run folder or holds no episodes.
     """
-    manifest = read_manifest(run_dir)
-    if not shard_paths(run_dir):
+    folder = RunFolder.open(run_dir)
+    manifest = folder.manifest
+    if not folder.has():
         raise RunFolderError(f"{str(run_dir)!r} holds no episodes yet; nothing to report")
     frame = scan_episode_figures(run_dir).collect()
     max_trials = int(
@@ -437,16 +448,18 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
     return {
         "run": {
             "path": str(run_dir),
-            "run_id": manifest.get("run_id"),
-            "status": manifest.get("status"),
-            "created_at": manifest.get("created_at"),
-            "user": (manifest.get("config") or {}).get("user"),
-            "target": (manifest.get("config") or {}).get("target"),
+            "run_id": manifest.run_id,
+            "status": manifest.status,
+            "created_at": manifest.created_at,
+            "user": manifest.config.user,
+            "target": manifest.config.target,
             # `counts` is written when a session ends; a killed run has only its `plan`.
-            "planned": (manifest.get("counts") or {}).get("planned")
-            or (manifest.get("plan") or {}).get("episodes"),
+            "planned": manifest.planned,
             "episodes": frame.height,
-            "model_usage": (manifest.get("last_session") or {}).get("model_usage") or [],
+            "model_usage": [
+                u.model_dump()
+                for u in (manifest.last_session.model_usage if manifest.last_session else [])
+            ],
         },
         "notes": {"goal_rate": GOAL_RATE_NOTE, "order": WORST_FIRST_NOTE},
         "overall": overall,

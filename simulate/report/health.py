@@ -17,8 +17,8 @@ from typing import Any
 import polars as pl
 import yaml
 
-from simulate.report.summary import scan_episodes
 from simulate.stats import wilson_interval
+from simulate.store import RunFolder
 
 MIN_REPEAT_WORDS = 4
 """Shorter user messages ("yes", "thanks", "ok") repeat naturally and are not counted as repeats."""
@@ -61,7 +61,8 @@ def scan_user_messages(run_dir: str | Path) -> pl.LazyFrame:
         .str.strip_chars()
     )
     return (
-        scan_episodes(run_dir)
+        RunFolder(run_dir)
+        .scan_episodes()
         .select(
             "episode_id",
             "persona_id",
@@ -146,7 +147,8 @@ def simulator_health(run_dir: str | Path, examples: int = 3) -> dict[str, Any]:
     """
     messages = scan_user_messages(run_dir).with_columns(pl.int_range(pl.len()).alias("msg"))
     episodes = (
-        scan_episodes(run_dir)
+        RunFolder(run_dir)
+        .scan_episodes()
         .group_by("persona_id")
         .agg(
             pl.len().alias("episodes"),

@@ -5,7 +5,6 @@ no JavaScript, no fonts or images from elsewhere. Transcripts of the examples ar
 from __future__ import annotations
 
 import math
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import jinja2
 
 from simulate.report.figures import pass_k_highlights
+from simulate.store import write_atomic
 
 REPORT_FILE = "report.html"
 _BAR_ROW = 22
@@ -166,8 +166,4 @@ def render_report(report: dict[str, Any]) -> str:
 
 def write_report_html(report: dict[str, Any], path: str | Path) -> Path:
     """Render the report and write it atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(report), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, render_report(report))

@@ -12,29 +12,13 @@ from typing import Any
 import polars as pl
 
 from simulate.schema import NOT_AGENT_FAULT
-from simulate.store import EPISODES, shard_paths
-
-
-def scan_shards(run_dir: str | Path, kind: str = EPISODES) -> pl.LazyFrame:
-    """The run's shards of ``kind`` as one lazy frame (the run must have some).
-
-    The files are listed, not globbed by polars, so a run folder named `runs/[v1]` works.
-    """
-    return pl.scan_parquet([str(p) for p in shard_paths(run_dir, kind)], glob=False)
-
-
-def scan_episodes(run_dir: str | Path) -> pl.LazyFrame:
-    """The run's episodes as a lazy frame, with `status`, `reason` and `failed_checks` lifted."""
-    return scan_shards(run_dir).with_columns(
-        pl.col("outcome").struct.field("status").alias("status"),
-        pl.col("outcome").struct.field("reason").alias("reason"),
-        pl.col("outcome").struct.field("failed_checks").alias("failed_checks"),
-    )
+from simulate.store import RunFolder
 
 
 def summarize_run(run_dir: str | Path, max_failures: int = 10) -> dict[str, Any]:
     """Headline figures of a run folder, as plain data (printed by the CLI, or as JSON)."""
-    if not shard_paths(run_dir):
+    folder = RunFolder(run_dir)
+    if not folder.has():
         return {
             "episodes": 0,
             "by_status": {},
@@ -44,7 +28,7 @@ def summarize_run(run_dir: str | Path, max_failures: int = 10) -> dict[str, Any]
             "per_persona": [],
             "failures": [],
         }
-    episodes = scan_episodes(run_dir)
+    episodes = folder.scan_episodes()
     rated = episodes.filter(~pl.col("status").is_in([s.value for s in NOT_AGENT_FAULT]))
     by_status = episodes.group_by("status").len().collect()
     per_persona = (
