@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from simulate import prompts
 from simulate.errors import ConfigError, RunFolderError, unknown_choice
 from simulate.schema import Episode, Manifest, Message, ToolCall
 from simulate.store import RunFolder, write_atomic, write_parquet
@@ -247,8 +248,6 @@ def agent_setup(
     text still hashes to what the manifest recorded (a prompt edited since the run would teach
     the wrong thing). Returns (system prompt, tools, notes on what was left out and why).
     """
-    import hashlib
-
     config = manifest.config.model_dump()
     hashes = manifest.llm.prompt_hashes if manifest.llm else {}
     found: dict[str, str] = {}
@@ -263,7 +262,7 @@ def agent_setup(
             notes.append(f"{flag} file {path!r} of the run is gone; examples leave it out")
             continue
         recorded = hashes.get(name)
-        if recorded and hashlib.sha256(text.encode()).hexdigest()[:16] != recorded:
+        if recorded and prompts.digest(text) != recorded:
             notes.append(f"{flag} file {path!r} changed since the run; examples leave it out")
             continue
         found[name] = text

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from simulate.errors import ConfigError, did_you_mean
 from simulate.schema import Persona, Rubric, Scenario, Traits
+from simulate.store import write_atomic
 
 SUFFIXES = (".yaml", ".yml", ".json")
 """File endings read from folders."""
@@ -570,3 +571,89 @@ def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return list(annotation.model_fields)
     return []
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_yaml(
+    items: Sequence[Persona | Scenario], path: str | Path, *, header: str, force: bool = False
+) -> Path:
+    """Write personas or scenarios as a YAML list under a `#` comment header.
+
+    Fields at their defaults are left out; a fact without aliases is written as its value.
+    The file is written whole and renamed into place.
+
+    Raises:
+        ConfigError: the file exists and ``force`` is false.
+    """
+    out = Path(path)
+    if out.exists() and not force:
+        raise ConfigError(f"{path} exists; add --force to overwrite it")
+    comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+    body = yaml.dump(
+        [_plain(item) for item in items],
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+    )
+    return write_atomic(out, comment + body)
+
+
+def _plain(item: BaseModel) -> dict[str, Any]:
+    data = item.model_dump(mode="json", exclude_defaults=True)
+    if isinstance(item, Persona):  # every axis written out: sampled values that equal defaults too
+        data["traits"] = item.traits.model_dump(
+            mode="json", exclude={"custom"} if not item.traits.custom else set()
+        )
+    if "known_info" in data:
+        data["known_info"] = {
+            k: v["value"] if set(v) == {"value"} else v for k, v in data["known_info"].items()
+        }
+    return data
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line text as `|` blocks and lists of short words on one line."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+def _list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
+    short = all(isinstance(v, str) and len(v) <= 40 and "\n" not in v for v in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=short)
+
+
+_Dumper.add_representer(str, _text)
+_Dumper.add_representer(list, _list)
+
+
+def refuse_overwrite(path: str | Path, force: bool) -> None:
+    """Fail before any work when the output is not a YAML file name, or the file exists and
+    ``force`` is not given.
+
+    Raises:
+        ConfigError: ``path`` is a folder, does not end in .yaml or .yml (the file is YAML, and
+            a .json name would be read back as JSON), or exists without ``force``.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"-o {path}: is a folder; give a file name, e.g. {out / 'gen.yaml'}")
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError(f"-o {path}: the file is written as YAML; name it .yaml or .yml")
+    if out.exists() and not force:
+        raise ConfigError(f"{path} exists; add --force to overwrite it")
+
+
+def write_schemas(folder: str | Path) -> list[Path]:
+    """Write `persona.schema.json` and `scenario.schema.json` into ``folder``, for editors."""
+    written = []
+    for name, model in (("persona", Persona), ("scenario", Scenario)):
+        path = Path(folder) / f"{name}.schema.json"
+        text = json.dumps(model.model_json_schema(), indent=2) + "\n"
+        written.append(write_atomic(path, text))
+    return written

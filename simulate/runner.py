@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from simulate.checks import failed_checks
 from simulate.errors import RunStopped
+from simulate.llm.usage import episode_usage
 from simulate.schema import (
     NOT_AGENT_FAULT,
     Episode,
@@ -30,7 +31,7 @@ from simulate.schema import (
 )
 from simulate.store import ShardWriter, now_iso
 from simulate.targets import Reply, Target, TargetFactory
-from simulate.users import EpisodeState, UserFactory, UserSimulator, usage_of
+from simulate.users import EpisodeState, UserFactory, UserSimulator
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -122,10 +123,10 @@ async def play_episode(
     """Play one conversation to its end and return it as an Episode. Never raises for faults."""
     state = EpisodeState(spec=spec)
     started = time.perf_counter()
-    outcome = await _converse(state, user, target, settings)
+    with episode_usage() as usage:
+        outcome = await _converse(state, user, target, settings)
     if outcome.status not in NOT_AGENT_FAULT:
         outcome.failed_checks = failed_checks(spec.scenario.success, state.messages)
-    usage = usage_of(user) + usage_of(target)  # type: ignore[arg-type]
     return _record(spec, settings, outcome, state, usage, time.perf_counter() - started)
 
 
@@ -240,6 +241,9 @@ async def run_episodes(
 ) -> None:
     """Play every spec with at most ``settings.concurrency`` at once, storing each as it ends.
 
+    The writer is open for the batch: shards reach disk at least every second and once more
+    on the way out, cancellation included, so everything finished is stored.
+
     Raises:
         RunStopped: a budget ran out or a replay missed; the episodes it cut short are not
             stored (a resume plays them), every finished one is.
@@ -251,12 +255,13 @@ async def run_episodes(
             on_episode(episode)
 
     try:
-        await run_bounded(
-            specs,
-            lambda spec: _play_with_fresh_parties(spec, make_user, make_target, settings),
-            concurrency=settings.concurrency,
-            on_done=store,
-        )
+        async with writer:
+            await run_bounded(
+                specs,
+                lambda spec: _play_with_fresh_parties(spec, make_user, make_target, settings),
+                concurrency=settings.concurrency,
+                on_done=store,
+            )
     finally:
         await _close(make_target)
 
@@ -294,16 +299,3 @@ async def _close(resource: Any) -> None:
 def goal_rate(tally: Tally) -> float | None:
     """Share of rated episodes that succeeded, or None before any."""
     return tally.successes / tally.rated if tally.rated else None
-
-
-def summarize(tally: Tally) -> dict[str, Any]:
-    """The counts a manifest and a summary print."""
-    return {
-        "planned": tally.planned,
-        "skipped_already_stored": tally.skipped,
-        "played": tally.done,
-        "by_status": dict(sorted(tally.statuses.items())),
-        "successes": tally.successes,
-        "rated": tally.rated,
-        "goal_rate": goal_rate(tally),
-    }

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from simulate import targets, users
+from simulate import prompts, targets, users
 from simulate.errors import ConfigError, RunStopped
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
@@ -104,7 +104,7 @@ class Prepared:
 
     def text_hashes(self) -> dict[str, str]:
         """Short hashes of the prompt files, for the manifest and the plan fingerprint."""
-        return {k: hashlib.sha256(v.encode()).hexdigest()[:16] for k, v in self.texts.items()}
+        return {k: prompts.digest(v) for k, v in self.texts.items()}
 
 
 _URL_SECRET = re.compile(r"(?<=://)[^/@\s]+@")
@@ -224,8 +224,8 @@ async def run(
     started = time.perf_counter()
     status, stopped = "interrupted", None
     try:
-        async with folder.writer() as writer:
-            await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
+        writer = folder.writer()
+        await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
         status = "complete"
     except RunStopped as exc:
         status, stopped = "stopped", str(exc)

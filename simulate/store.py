@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
@@ -456,8 +457,8 @@ class RunFolder:
         for path in self.shards(EPISODES):
             table = pq.read_table(path)
             if ids is not None:
-                keep = [i for i, e in enumerate(table.column("episode_id").to_pylist()) if e in ids]
-                table = table.take(keep)
+                wanted_ids = pa.array(sorted(ids), pa.string())
+                table = table.filter(pc.is_in(table.column("episode_id"), value_set=wanted_ids))
             for row in table.to_pylist():
                 flat = {**row, "status": row["outcome"]["status"]}
                 if all(flat.get(key) == value for key, value in wanted):

@@ -19,9 +19,9 @@ from simulate.authoring.diversity import (
     persona_stats,
     shingles,
 )
-from simulate.authoring.importers import write_yaml
 from simulate.authoring.personas import generate_personas, trait_axes
 from simulate.cli import cli
+from simulate.loader import write_yaml
 from simulate.schema import Persona
 
 TWENTY = "the customer ordered a blue kettle last week and it arrived broken so now she wants"

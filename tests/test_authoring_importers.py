@@ -13,10 +13,9 @@ from simulate.authoring.importers import (
     import_tau2,
     parse_known_info,
     split_sentences,
-    write_yaml,
 )
 from simulate.errors import ConfigError
-from simulate.loader import load_personas, load_scenarios
+from simulate.loader import load_personas, load_scenarios, write_yaml
 from simulate.plan import render_scenario
 from simulate.schema import Persona, Scenario
 

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from fakes.openai_server import FakeOpenAIServer
 from test_cli import simulate_cli
 
-from simulate.authoring.importers import write_yaml
 from simulate.authoring.personas import (
     GENERATED_LICENSE,
     EnrichConfig,
@@ -28,7 +27,7 @@ from simulate.authoring.personas import (
 )
 from simulate.cli import cli
 from simulate.errors import ConfigError, LLMError
-from simulate.loader import load_personas, load_scenarios
+from simulate.loader import load_personas, load_scenarios, write_yaml
 from simulate.plan import build_plan
 from simulate.schema import Status
 from simulate.store import iter_episodes

@@ -7,6 +7,7 @@ from agents import ScriptTarget
 
 from simulate.errors import ConfigError
 from simulate.llm.fake import FunctionLLM, ScriptedLLM
+from simulate.llm.usage import MeteredLLM
 from simulate.runner import RunSettings, play_episode
 from simulate.users import EpisodeState
 from simulate.users.llm import LLMUser, UserMove, default_prompt, read_prompt, render_prompt
@@ -44,7 +45,7 @@ async def test_roles_are_flipped_and_the_structured_status_ends_the_episode(pers
         ]
     )
     target = ScriptTarget("What is your order number?", "Your refund has been issued.")
-    user = LLMUser(spec, llm, default_prompt(), "sim")
+    user = LLMUser(spec, MeteredLLM(llm, "user", "sim"), default_prompt(), "sim")
     episode = await play_episode(spec, user, target, RunSettings())
     llm.assert_complete()
     assert episode.outcome.status == "goal_reached"

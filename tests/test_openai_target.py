@@ -6,6 +6,7 @@ import pytest
 
 from simulate.errors import ConfigError, TargetError
 from simulate.llm.fake import ScriptedLLM
+from simulate.llm.usage import MeteredLLM, episode_usage
 from simulate.schema import Message, ToolCall
 from simulate.targets.openai import (
     MAX_TOOL_ROUNDS,
@@ -29,8 +30,9 @@ async def test_tool_calls_are_answered_recorded_and_sent_back_to_the_model():
             "Your order has shipped.",
         ]
     )
-    target = OpenAITarget(llm, "m", "You are a shop agent.", [TOOLS[0]])
-    reply = await target.respond([user("Where is my order A1?")])
+    target = OpenAITarget(MeteredLLM(llm, "target", "m"), "m", "You are a shop agent.", [TOOLS[0]])
+    with episode_usage() as usage:  # the LLM layer counts the agent's calls for the episode
+        reply = await target.respond([user("Where is my order A1?")])
     assert reply.reply == "Your order has shipped."
     assert reply.tool_calls == [
         ToolCall(
@@ -41,7 +43,7 @@ async def test_tool_calls_are_answered_recorded_and_sent_back_to_the_model():
     assert [m.role for m in second] == ["system", "user", "assistant", "tool"]
     assert second[3].tool_call_id == "c1" and second[3].content == '{"status": "shipped"}'
     assert llm.calls[0].tools[0]["name"] == "lookup_order"
-    assert target.usage[0].calls == 2 and target.usage[0].role == "target"
+    assert usage[0].calls == 2 and usage[0].role == "target"
 
 
 async def test_history_replays_earlier_tool_calls_in_the_vendor_order():

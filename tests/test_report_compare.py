@@ -22,11 +22,12 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 from test_cli import simulate_cli as run_simulate
 
 from simulate.cli import cli, main
+from simulate.cli.render.figures import print_comparison
 from simulate.demo.agent import DemoAgent
 from simulate.errors import ConfigError, RunFolderError
 from simulate.label.labeling import LabelConfig, label_run
 from simulate.plan import episode_id
-from simulate.report.compare import compare_runs, print_comparison
+from simulate.report.compare import compare_runs
 from simulate.schema import Episode, Outcome, Persona, Scenario
 from simulate.simulation import RunConfig, run
 from simulate.store import RunFolder, ShardWriter, write_manifest

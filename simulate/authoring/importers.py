@@ -1,8 +1,8 @@
 """Bring existing collections in as Simulate files: tau2-bench tasks and PersonaHub personas.
 
 `import_tau2` maps each tau2-bench task's user scenario to a `Scenario`; `import_personahub`
-samples PersonaHub persona descriptions and lets Faker fill the rest; `write_yaml` writes either
-as a YAML file that `load_scenarios` / `load_personas` read back, under a header naming the
+samples PersonaHub persona descriptions and lets Faker fill the rest; `loader.write_yaml` writes
+either as a YAML file that `load_scenarios` / `load_personas` read back, under a header naming the
 source and its licence.
 """
 
@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from simulate.authoring.personas import check_locales, contact_details
 from simulate.errors import ConfigError, did_you_mean
@@ -487,74 +484,6 @@ def _hub_persona(line: int, text: str, fake: Any, rng: random.Random, locale: st
         source=PERSONAHUB_SOURCE,
         license=PERSONAHUB_LICENSE,
     )
-
-
-# --- writing ----------------------------------------------------------------------------------
-
-
-def write_yaml(
-    items: Sequence[Persona | Scenario], path: str | Path, *, header: str, force: bool = False
-) -> Path:
-    """Write personas or scenarios as a YAML list under a `#` comment header.
-
-    Fields at their defaults are left out; a fact without aliases is written as its value.
-    The file is written whole and renamed into place.
-
-    Raises:
-        ConfigError: the file exists and ``force`` is false.
-    """
-    out = Path(path)
-    if out.exists() and not force:
-        raise ConfigError(f"{path} exists; add --force to overwrite it")
-    comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
-    body = yaml.dump(
-        [_plain(item) for item in items],
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        width=100,
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(comment + body)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
-
-
-def _plain(item: BaseModel) -> dict[str, Any]:
-    data = item.model_dump(mode="json", exclude_defaults=True)
-    if isinstance(item, Persona):  # every axis written out: sampled values that equal defaults too
-        data["traits"] = item.traits.model_dump(
-            mode="json", exclude={"custom"} if not item.traits.custom else set()
-        )
-    if "known_info" in data:
-        data["known_info"] = {
-            k: v["value"] if set(v) == {"value"} else v for k, v in data["known_info"].items()
-        }
-    return data
-
-
-class _Dumper(yaml.SafeDumper):
-    """Writes multi-line text as `|` blocks and lists of short words on one line."""
-
-
-def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-def _list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
-    short = all(isinstance(v, str) and len(v) <= 40 and "\n" not in v for v in value)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=short)
-
-
-_Dumper.add_representer(str, _text)
-_Dumper.add_representer(list, _list)
 
 
 def _read(path: Path, shown: str) -> str:

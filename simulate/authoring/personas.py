@@ -14,7 +14,6 @@ it sets `traits.language`). A traits file narrows built-in axes and adds new one
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import difflib
 import hashlib
@@ -24,18 +23,18 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from math import prod
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import jinja2
 import yaml
 from pydantic import BaseModel, Field
 
-from simulate.errors import ConfigError, LLMError, RunStopped, SimulateError, did_you_mean
+from simulate import prompts
+from simulate.errors import ConfigError, LLMError, RunStopped, did_you_mean
 from simulate.llm.pool import EndpointFlags
+from simulate.loader import refuse_overwrite, write_yaml
+from simulate.runner import run_bounded
 from simulate.schema import Message, Persona, Traits, Usage
 
 Coverage = Literal["pairwise", "random"]
@@ -573,23 +572,9 @@ def enrich_model(spec: str) -> str:
     return model
 
 
-@cache
-def enrich_prompt() -> str:
-    """The shipped enrichment prompt template."""
-    return resources.files("simulate.prompts").joinpath("persona_enrich.md.j2").read_text("utf-8")
-
-
-@cache
-def _enrich_template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
-    return environment.from_string(enrich_prompt())
-
-
 def render_enrich_prompt(persona: Persona) -> str:
     """The request for one persona's backstory and way of speaking."""
-    return _enrich_template().render(persona=persona.model_dump())
+    return prompts.render(prompts.text("persona_enrich.md.j2"), persona=persona.model_dump())
 
 
 async def enrich_personas(personas: Sequence[Persona], config: EnrichConfig) -> EnrichResult:
@@ -606,36 +591,26 @@ async def enrich_personas(personas: Sequence[Persona], config: EnrichConfig) -> 
     from simulate.llm.pool import LLMPool
 
     pool = LLMPool.from_config(config)
-    failures: list[tuple[int, SimulateError]] = []
     stories: dict[int, PersonaStory] = {}
-    gate = asyncio.Semaphore(config.concurrency)
     try:
         llm = pool.get(config.model, "generator")
 
-        async def one(index: int, persona: Persona) -> None:
+        async def story(item: tuple[int, Persona]) -> None:
+            index, persona = item
             messages = [Message(role="user", content=render_enrich_prompt(persona))]
-            async with gate:
-                if failures:
-                    return
-                try:
-                    completion = await llm.complete(
-                        messages, output_type=PersonaStory, seed=_id_seed(persona.id)
-                    )
-                except SimulateError as exc:
-                    failures.append((index, exc))
-                    return
+            try:
+                completion = await llm.complete(
+                    messages, output_type=PersonaStory, seed=_id_seed(persona.id)
+                )
+            except LLMError as exc:
+                if isinstance(exc, RunStopped):
+                    raise
+                raise LLMError(f"--enrich: persona {persona.id!r}: {exc}") from exc
             stories[index] = completion.parsed
 
-        async with asyncio.TaskGroup() as group:
-            for index, persona in enumerate(personas):
-                group.create_task(one(index, persona))
+        await run_bounded(enumerate(personas), story, concurrency=config.concurrency)
     finally:
         await pool.aclose()
-    if failures:
-        index, exc = min(failures, key=lambda f: f[0])
-        if isinstance(exc, LLMError) and not isinstance(exc, RunStopped):
-            raise LLMError(f"--enrich: persona {personas[index].id!r}: {exc}") from exc
-        raise exc
     by = f"backstory by llm:{config.model}"
     enriched = [
         Persona.model_validate(
@@ -657,18 +632,75 @@ def _id_seed(persona_id: str) -> int:
     return int.from_bytes(hashlib.sha256(persona_id.encode()).digest()[:4], "big") >> 1
 
 
-def refuse_overwrite(path: str | Path, force: bool) -> None:
-    """Fail before any work when the output is not a YAML file name, or the file exists and
-    ``force`` is not given.
+# --- one `simulate personas generate` ----------------------------------------------------------
+
+
+class PersonaGeneration(EndpointFlags):
+    """Everything `simulate personas generate` does, as one Python call's settings."""
+
+    n: int = Field(ge=1)
+    """How many personas."""
+    out: str
+    """The persona YAML file to write."""
+    locale: str = "en_US"
+    """Faker locales, comma-separated; each persona draws one."""
+    traits_file: str | None = None
+    """A traits YAML narrowing the built-in axes and adding custom ones."""
+    coverage: Literal["pairwise", "random"] = "pairwise"
+    seed: int = 0
+    force: bool = False
+    """Overwrite ``out`` if it exists."""
+    enrich: str | None = None
+    """The model that writes backstories (`--enrich llm:MODEL`); None: no model."""
+    concurrency: int = Field(8, ge=1)
+    """Personas enriched at once."""
+
+
+@dataclass
+class GenerationResult:
+    """What a generation wrote."""
+
+    path: Path
+    personas: list[Persona]
+    varied_axes: int
+    """Trait axes with more than one level."""
+    covering: int | None
+    """Personas that cover every pair of levels (pairwise coverage); None when sampled."""
+    usage: list[Usage] = field(default_factory=list)
+
+
+async def generate_persona_file(config: PersonaGeneration) -> GenerationResult:
+    """Generate personas (Faker facts, trait coverage, optional LLM backstories) into a file.
 
     Raises:
-        ConfigError: ``path`` is a folder, does not end in .yaml or .yml (the file is YAML, and
-            a .json name would be read back as JSON), or exists without ``force``.
+        ConfigError: a bad locale, traits file, size or output name (before any model call).
+        LLMError, RunStopped: enrichment failed or ran out of budget; nothing is written.
     """
-    out = Path(path)
-    if out.is_dir():
-        raise ConfigError(f"-o {path}: is a folder; give a file name, e.g. {out / 'gen.yaml'}")
-    if out.suffix.lower() not in (".yaml", ".yml"):
-        raise ConfigError(f"-o {path}: the file is written as YAML; name it .yaml or .yml")
-    if out.exists() and not force:
-        raise ConfigError(f"{path} exists; add --force to overwrite it")
+    model = enrich_model(config.enrich) if config.enrich else None
+    refuse_overwrite(config.out, config.force)
+    given = read_traits(config.traits_file) if config.traits_file else None
+    axes = trait_axes(check_locales(config.locale), given)
+    personas = generate_personas(axes, config.n, seed=config.seed, coverage=config.coverage)
+    command = (
+        f"simulate personas generate --n {config.n} --locale {config.locale} "
+        f"--coverage {config.coverage} --seed {config.seed}"
+    )
+    if config.traits_file:
+        command += f" --traits {Path(config.traits_file).name}"
+    usage: list[Usage] = []
+    if model:
+        command += f" --enrich {config.enrich}"
+        flags = config.model_dump(include=set(EndpointFlags.model_fields))
+        enriched = await enrich_personas(
+            personas, EnrichConfig(model=model, concurrency=config.concurrency, **flags)
+        )
+        personas, usage = enriched.personas, enriched.usage
+    header = generation_header(command, personas, config.seed)
+    path = write_yaml(personas, config.out, header=header, force=config.force)
+    return GenerationResult(
+        path=path,
+        personas=personas,
+        varied_axes=sum(1 for levels in axes.values() if len(levels) > 1),
+        covering=len(pairwise_rows(axes, config.seed)) if config.coverage == "pairwise" else None,
+        usage=usage,
+    )

@@ -17,13 +17,12 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import jinja2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from simulate import prompts
 from simulate.errors import ConfigError, LLMError
 from simulate.llm import LLM, split_spec
 from simulate.llm.pool import EndpointFlags, LLMPool
@@ -135,12 +134,12 @@ async def generate_async(config: GenerateConfig) -> GenerateResult:
         ConfigError: a bad flag or file, or the output exists without ``force``.
         LLMError: the endpoint failed, or a reply still did not fit after the repair round.
     """
-    from simulate.authoring.importers import write_yaml
+    from simulate.loader import write_yaml
 
     agent = _read_agent(config.agent_file)
     if not 1 <= config.n <= MAX_N:
         raise ConfigError(f"--n must be between 1 and {MAX_N}, got {config.n}")
-    from simulate.authoring.personas import refuse_overwrite
+    from simulate.loader import refuse_overwrite
 
     out = Path(config.out)
     refuse_overwrite(out, config.force)  # also a folder, or a name not .yaml/.yml
@@ -213,12 +212,9 @@ async def generate_scenarios(
 
 def render_prompt(n: int, kinds: dict[ScenarioKind, int], avoid: Sequence[str] = ()) -> str:
     """The generator's system prompt for one batch."""
-    environment = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-    )
-    text = resources.files("simulate.prompts").joinpath(PROMPT).read_text("utf-8")
-    template = environment.from_string(text)
-    return template.render(n=n, kinds=kinds, kind_help=KIND_HELP, avoid=list(avoid)).strip()
+    return prompts.render(
+        prompts.text(PROMPT), n=n, kinds=kinds, kind_help=KIND_HELP, avoid=list(avoid)
+    ).strip()
 
 
 def to_scenario(proposal: ProposedScenario, taken_ids: set[str]) -> Scenario:

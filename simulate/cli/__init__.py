@@ -1,20 +1,44 @@
 """The `simulate` command: a thin click layer over the library, and the only place that exits.
 
-A SimulateError prints as `error: <message>` with exit status 1 (3 for a RunStopped: a budget
-or a replay miss stopped the work early); usage errors exit 2; `SIMULATE_DEBUG=1` shows
-tracebacks.
+`main()` turns outcomes into exit statuses: a SimulateError prints as `error: <message>` and
+exits 1 (3 for a RunStopped: a budget or a replay miss stopped the work early); usage errors
+exit 2; Ctrl-C exits 130; a command ends itself with `stop()` (a stop after its summary, a
+failed gate). `SIMULATE_DEBUG=1` shows tracebacks. `run_async` is the CLI's one door to the
+event loop: each command that plays or labels runs its whole work in one loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from simulate.cli.render import err
 from simulate.errors import RunStopped, SimulateError
+
+T = TypeVar("T")
+
+
+class Interrupted(click.exceptions.Abort):
+    """Ctrl-C during a command's work, with what the user should know (what was kept)."""
+
+
+def run_async(work: Coroutine[Any, Any, T], *, interrupted: str) -> T:
+    """Run a command's coroutine to its end; on Ctrl-C say ``interrupted`` and exit 130."""
+    try:
+        return asyncio.run(work)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {interrupted}") from None
+
+
+def stop(code: int, message: str) -> NoReturn:
+    """End the command with exit status ``code`` after one line on stderr."""
+    click.echo(message, err=True)
+    raise click.exceptions.Exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -56,17 +80,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `simulate` console script."""
     debug = os.environ.get("SIMULATE_DEBUG") == "1"
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        status = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
+    except click.exceptions.Abort as exc:
+        err.print(str(exc) if isinstance(exc, Interrupted) else "aborted")
         sys.exit(130)
     except SimulateError as exc:
         if debug:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(3 if isinstance(exc, RunStopped) else 1)
+    if isinstance(status, int) and status:  # click returns a command's `stop()` status
+        sys.exit(status)

@@ -3,17 +3,19 @@ packs, schema."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
+from simulate.cli import run_async
 from simulate.cli.options import llm_options
-from simulate.cli.render import err, out, print_persona_stats
+from simulate.cli.render import err, out
+from simulate.cli.render.authoring import print_persona_stats
 from simulate.simulation import RunConfig, prepare
 
 
@@ -64,7 +66,8 @@ def import_tau2_command(
     file: str, out_file: str, domain: str | None, split: str | None, force: bool
 ) -> None:
     """Scenarios from a tau2-bench task file (tasks.json)."""
-    from simulate.authoring.importers import TAU2_LICENSE, TAU2_SOURCE, import_tau2, write_yaml
+    from simulate.authoring.importers import TAU2_LICENSE, TAU2_SOURCE, import_tau2
+    from simulate.loader import write_yaml
 
     scenarios = import_tau2(file, domain=domain, split=split)
     part = f", split {split}" if split else ""
@@ -93,7 +96,8 @@ def import_personahub_command(
     file: str, out_file: str, n: int, seed: int, locale: str, force: bool
 ) -> None:
     """Personas from PersonaHub JSON Lines ({"persona": text}); Faker fills the details."""
-    from simulate.authoring.importers import PERSONAHUB_LICENSE, import_personahub, write_yaml
+    from simulate.authoring.importers import PERSONAHUB_LICENSE, import_personahub
+    from simulate.loader import write_yaml
 
     personas = import_personahub(file, n, seed=seed, locale=locale)
     header = (
@@ -164,54 +168,41 @@ def personas_generate_command(
     **options: Any,
 ) -> None:
     """Personas with Faker facts per locale and trait levels covered pairwise (or sampled)."""
-    from simulate.authoring.importers import write_yaml
-    from simulate.authoring.personas import (
-        EnrichConfig,
-        check_locales,
-        enrich_model,
-        enrich_personas,
-        generate_personas,
-        generation_header,
-        pairwise_rows,
-        read_traits,
-        refuse_overwrite,
-        trait_axes,
-    )
+    from simulate.authoring.personas import PersonaGeneration, generate_persona_file
 
-    model = enrich_model(enrich) if enrich else None
     flags = [name for name, value in options.items() if value]
-    if flags and not model:
+    if flags and not enrich:
         raise click.UsageError(
             f"--{flags[0].replace('_', '-')} only applies with --enrich llm:MODEL"
         )
-    refuse_overwrite(out_file, force)
-    given = read_traits(traits_file) if traits_file else None
-    axes = trait_axes(check_locales(locale), given)
-    personas = generate_personas(axes, n, seed=seed, coverage=coverage)  # type: ignore[arg-type]
-    command = f"simulate personas generate --n {n} --locale {locale} --coverage {coverage}"
-    command += f" --seed {seed}" + (f" --traits {Path(traits_file).name}" if traits_file else "")
-    if model:
-        command += f" --enrich {enrich}"
-        config = EnrichConfig(
-            model=model,
-            concurrency=concurrency,
-            use_cache=not options.pop("no_cache"),
-            **options,
+    config = PersonaGeneration(
+        n=n,
+        out=out_file,
+        locale=locale,
+        traits_file=traits_file,
+        coverage=coverage,  # type: ignore[arg-type]
+        seed=seed,
+        force=force,
+        enrich=enrich,
+        concurrency=concurrency,
+        use_cache=not options.pop("no_cache"),
+        **options,
+    )
+    with err.status(f"enriching {n} personas with {enrich}") if enrich else nullcontext():
+        result = run_async(
+            generate_persona_file(config), interrupted=f"nothing was written to {out_file}"
         )
-        with err.status(f"enriching {len(personas)} personas with {model}"):
-            result = asyncio.run(enrich_personas(personas, config))
-        personas = result.personas
-        for row in result.usage:
-            cost = "" if row.cost_usd is None else f", ${row.cost_usd:.4f}"
-            out.print(f"model {row.model}: {row.calls} calls{cost}")
-    write_yaml(personas, out_file, header=generation_header(command, personas, seed), force=force)
-    varied = sum(1 for levels in axes.values() if len(levels) > 1)
-    if coverage == "pairwise":
-        covering = len(pairwise_rows(axes, seed))
-        how = f"{covering} cover every pair of levels of {varied} axes, {n - covering} sampled"
+    for row in result.usage:
+        cost = "" if row.cost_usd is None else f", ${row.cost_usd:.4f}"
+        out.print(f"model {row.model}: {row.calls} calls{cost}")
+    if result.covering is not None:
+        how = (
+            f"{result.covering} cover every pair of levels of {result.varied_axes} axes, "
+            f"{n - result.covering} sampled"
+        )
     else:
-        how = f"sampled over {varied} axes"
-    out.print(f"wrote {len(personas)} personas to {out_file} ({how})")
+        how = f"sampled over {result.varied_axes} axes"
+    out.print(f"wrote {len(result.personas)} personas to {out_file} ({how})")
 
 
 @personas_group.command("stats")
@@ -292,9 +283,8 @@ def scenarios_expand_command(
     file: str, out_file: str, sample: int | None, seed: int, force: bool
 ) -> None:
     """Write the concrete scenarios of a file whose scenarios have `variables`."""
-    from simulate.authoring.importers import write_yaml
-    from simulate.authoring.personas import refuse_overwrite
     from simulate.authoring.scenarios import expand_scenarios
+    from simulate.loader import refuse_overwrite, write_yaml
 
     refuse_overwrite(out_file, force)
     scenarios = expand_scenarios(file, sample=sample, seed=seed)
@@ -357,11 +347,7 @@ def packs_add_command(names: tuple[str, ...], out_dir: str, force: bool) -> None
 )
 def schema_command(out_dir: str) -> None:
     """Write JSON schemas of persona and scenario files, for editors' YAML validation."""
-    from simulate.schema import Persona, Scenario
+    from simulate.loader import write_schemas
 
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, model in (("persona", Persona), ("scenario", Scenario)):
-        path = folder / f"{name}.schema.json"
-        path.write_text(json.dumps(model.model_json_schema(), indent=2) + "\n", encoding="utf-8")
+    for path in write_schemas(out_dir):
         out.print(f"wrote {path}")

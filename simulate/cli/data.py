@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from simulate.cli.render import err, out, print_transcript
+from simulate.cli.render import err, out
+from simulate.cli.render.runs import print_transcript
 from simulate.errors import ConfigError
 from simulate.store import RunFolder
 

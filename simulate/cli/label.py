@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from typing import Any
 
 import click
 from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
+from simulate.cli import run_async, stop
 from simulate.cli.options import llm_options, rule_limit_options
-from simulate.cli.render import err, out, print_agreement, print_golden, print_label_summary
+from simulate.cli.render import err, out
+from simulate.cli.render.labels import print_agreement, print_golden, print_label_summary
 
 
 @click.command("golden")
@@ -166,16 +166,11 @@ def label_command(
     )
     task = progress.add_task("labels", total=None)
     with progress:
-        try:
-            result = asyncio.run(label_run(config, on_label=lambda _: progress.advance(task)))
-        except KeyboardInterrupt:
-            progress.stop()
-            click.echo(
-                f"interrupted: labels written are kept in {run_dir}/labels; "
-                "run the same command again to continue",
-                err=True,
-            )
-            sys.exit(130)
+        result = run_async(
+            label_run(config, on_label=lambda _: progress.advance(task)),
+            interrupted=f"labels written are kept in {run_dir}/labels; "
+            "run the same command again to continue",
+        )
     skipped = f", {result.skipped} units already labeled" if result.skipped else ""
     out.print(
         f"[bold]Labels[/] {escape(run_dir)}  ({result.written} written{skipped})", markup=True
@@ -198,12 +193,11 @@ def label_command(
         if len(result.failures) > 5:
             click.echo(f"  ... and {len(result.failures) - 5} more", err=True)
     if result.stopped:
-        click.echo(
+        stop(
+            3,
             f"stopped early: {result.stopped}; labels written are kept; "
             "run the same command again to continue",
-            err=True,
         )
-        sys.exit(3)
 
 
 @click.command("agreement")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from simulate.cli.render import err, marked, out, print_report
+from simulate.cli import stop
+from simulate.cli.render import err, marked, out
+from simulate.cli.render.figures import print_comparison, print_report
 
 
 @click.command("report")
@@ -136,7 +137,7 @@ def compare_command(
     as_json: bool,
 ) -> None:
     """Compare two runs episode by episode: changes per slice, pass -> fail conversations."""
-    from simulate.report.compare import compare_runs, print_comparison, regression_message
+    from simulate.report.compare import compare_runs, regression_message
 
     comparison = compare_runs(before, after, alpha=alpha, correction=correction)
     if as_json:
@@ -144,5 +145,4 @@ def compare_command(
     else:
         print_comparison(comparison, marked, limit=limit)
     if fail_on_regression and comparison.regressions:
-        click.echo(regression_message(comparison), err=True)
-        sys.exit(1)
+        stop(1, regression_message(comparison))

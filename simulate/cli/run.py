@@ -1,10 +1,8 @@
-"""`simulate run` and `simulate demo`: play personas x scenarios against a target."""
+"""`simulate run`, `demo` and `calibrate`: play personas x scenarios against a target."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
@@ -13,19 +11,18 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from simulate.cli import run_async, stop
 from simulate.cli.options import run_options
-from simulate.cli.render import (
-    err,
-    marked,
-    out,
-    print_estimate,
-    print_report_headline,
-    print_summary,
-)
-from simulate.cli.report import write_html
+from simulate.cli.render import err, marked, out
+from simulate.cli.render.figures import print_calibration, print_report_headline
+from simulate.cli.render.runs import print_estimate, print_summary
+from simulate.errors import RunStopped
+from simulate.report.summary import summarize_run
 from simulate.runner import Tally, goal_rate
 from simulate.schema import Episode
-from simulate.simulation import RunConfig, RunResult, run
+from simulate.simulation import RunConfig, RunResult, estimate_run, run
+
+RESUME_HINT = "continue with the same command plus --resume"
 
 
 @click.command("run")
@@ -68,10 +65,11 @@ def run_command(quiet: bool, dry_run: bool, **options: Any) -> None:
     """Play personas x scenarios against a target and record the conversations."""
     config = run_config(options)
     if dry_run:
-        print_estimate(config)
+        print_estimate(config, estimate_run(config))
         return
     result = play(config, quiet)
-    print_summary(result)
+    print_summary(result, summarize_run(result.run_dir))
+    stop_if_stopped(result)
 
 
 @click.command("demo")
@@ -93,12 +91,15 @@ def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
             target="demo",
             stateful=False,
         )
+        config = run_config(options)
         if dry_run:
-            print_estimate(run_config(options))
+            print_estimate(config, estimate_run(config))
             return
-        result = play(run_config(options), quiet)
-    print_summary(result, findings=True)
+        result = play(config, quiet)
+    print_summary(result, summarize_run(result.run_dir), findings=True)
+    stop_if_stopped(result)
     label_demo(result.run_dir)
+    from simulate.cli.report import write_html
     from simulate.report.figures import build_report
 
     report = build_report(result.run_dir)
@@ -109,46 +110,53 @@ def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
 
 
 def run_config(options: dict[str, Any]) -> RunConfig:
+    """The `RunConfig` of `run`'s options (flag names mapped to its fields)."""
     options["turn_timeout_s"] = options.pop("turn_timeout")
     options["use_cache"] = not options.pop("no_cache")
     return RunConfig.model_validate(options)
 
 
-def play(config: RunConfig, quiet: bool) -> RunResult:
-    """Run with a live progress bar on a terminal; Ctrl-C keeps what finished."""
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("errors {task.fields[errors]}  goal {task.fields[goal]}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet or not err.is_terminal,
-    )
-    task = progress.add_task("episodes", total=None, errors=0, goal="-")
+def stop_if_stopped(result: RunResult) -> None:
+    """Exit 3 when a budget or a replay miss cut the run short (after its summary)."""
+    if result.stopped:
+        stop(3, f"stopped early: {result.stopped}; finished episodes are kept; {RESUME_HINT}")
 
-    def started(tally: Tally) -> None:
-        progress.update(task, total=tally.planned - tally.skipped)
+
+class EpisodeProgress:
+    """A live progress bar of episodes on a terminal (errors and goal rate so far)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("errors {task.fields[errors]}  goal {task.fields[goal]}"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=quiet or not err.is_terminal,
+        )
+        self.task = self.progress.add_task("episodes", total=None, errors=0, goal="-")
+
+    def started(self, tally: Tally) -> None:
+        self.progress.reset(self.task, total=tally.planned - tally.skipped, errors=0, goal="-")
         if tally.skipped:
             err.print(f"resuming: {tally.skipped} of {tally.planned} episodes already stored")
 
-    def finished(episode: Episode, tally: Tally) -> None:
+    def finished(self, episode: Episode, tally: Tally) -> None:
         rate = goal_rate(tally)
-        progress.update(
-            task, advance=1, errors=tally.errors, goal="-" if rate is None else f"{rate:.0%}"
+        self.progress.update(
+            self.task, advance=1, errors=tally.errors, goal="-" if rate is None else f"{rate:.0%}"
         )
 
-    with progress:
-        try:
-            return asyncio.run(run(config, on_start=started, on_episode=finished))
-        except KeyboardInterrupt:
-            progress.stop()
-            click.echo(
-                f"interrupted: finished episodes are stored in {config.out}; "
-                "continue with the same command plus --resume",
-                err=True,
-            )
-            sys.exit(130)
+
+def play(config: RunConfig, quiet: bool) -> RunResult:
+    """Run with a live progress bar on a terminal; Ctrl-C keeps what finished."""
+    view = EpisodeProgress(quiet)
+    with view.progress:
+        return run_async(
+            run(config, on_start=view.started, on_episode=view.finished),
+            interrupted=f"finished episodes are stored in {config.out}; {RESUME_HINT}",
+        )
 
 
 def label_demo(run_dir: Path) -> None:
@@ -156,7 +164,10 @@ def label_demo(run_dir: Path) -> None:
     from simulate.label.golden import build_golden
     from simulate.label.labeling import LabelConfig, label_run
 
-    labeled = asyncio.run(label_run(LabelConfig(run_dir=str(run_dir))))
+    labeled = run_async(
+        label_run(LabelConfig(run_dir=str(run_dir))),
+        interrupted=f"labels written are kept in {run_dir}/labels",
+    )
     out.print(f"labels: {labeled.written} rule labels added to {run_dir}/labels/")
     result = build_golden(run_dir)
     sizes = ", ".join(f"{name} {n}" for name, n in result.splits.items())
@@ -203,27 +214,37 @@ def calibrate_command(
     **options: Any,
 ) -> None:
     """Play one configuration several times to measure the noise floor of `compare`."""
-    from simulate.report.calibrate import measure_noise, print_calibration, repeat_configs
+    from simulate.report.calibrate import calibrate
     from simulate.report.compare import check_options
 
     check_options(alpha, correction)
     config = run_config(options)
     if dry_run:
-        print_estimate(config)
+        print_estimate(config, estimate_run(config))
         out.print(f"× {repeats} repeats")
         return
-    for index, repeat in enumerate(repeat_configs(config, repeats), 1):
+    view = EpisodeProgress(quiet)
+
+    def announce(index: int, repeat: RunConfig) -> None:
         if not quiet:
             err.print(f"repeat {index}/{repeats}: seed {repeat.seed} -> {repeat.out}")
-        result = play(repeat, quiet)
-        if result.stopped:
-            click.echo(
-                f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept; "
-                "continue with the same command plus --resume",
-                err=True,
+
+    try:
+        with view.progress:
+            calibration = run_async(
+                calibrate(
+                    config,
+                    repeats,
+                    alpha=alpha,
+                    correction=correction,
+                    on_repeat=announce,
+                    on_start=view.started,
+                    on_episode=view.finished,
+                ),
+                interrupted=f"finished repeats are kept in {config.out}; {RESUME_HINT}",
             )
-            sys.exit(3)
-    calibration = measure_noise(config.out, repeats, alpha=alpha, correction=correction)
+    except RunStopped as exc:
+        stop(3, f"{exc}; {RESUME_HINT}")
     if as_json:
         click.echo(json.dumps(calibration.to_dict(), indent=2))
     else:

@@ -19,12 +19,11 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
-import jinja2
 from pydantic import BaseModel, Field, create_model, field_validator
 
+from simulate import prompts
 from simulate.label import Unit, make_label, match_value
 from simulate.llm import LLM
 from simulate.schema import Criterion, Episode, Example, Label, Message, Rubric
@@ -74,20 +73,6 @@ def verdict_model(kind: str, allowed: tuple[str, ...]) -> type[BaseModel]:
     )
 
 
-@functools.cache
-def prompt_text(name: str) -> str:
-    """A shipped judge prompt template's text."""
-    return resources.files("simulate.prompts").joinpath(name).read_text("utf-8")
-
-
-@functools.cache
-def _template(name: str) -> jinja2.Template:
-    environment = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-    )
-    return environment.from_string(prompt_text(name))
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -134,7 +119,7 @@ def render_unit(episode: Episode, unit: Unit) -> str:
             "result": _json(call.result),
             "earlier": [c.name for c in calls[: unit.tool_call_index]],
         }
-    return _template(UNIT_PROMPT).render(messages=views, tool_call=tool_call).strip()
+    return prompts.render(prompts.text(UNIT_PROMPT), messages=views, tool_call=tool_call).strip()
 
 
 def excerpt(episode: Episode, unit: Unit) -> str:
@@ -145,11 +130,12 @@ def excerpt(episode: Episode, unit: Unit) -> str:
 
 def render_system(criterion: Criterion, examples: Sequence[Example | FewShot]) -> str:
     """The judge's system prompt for one criterion."""
-    return (
-        _template(SYSTEM_PROMPT)
-        .render(criterion=criterion, allowed=criterion.allowed_values(), examples=examples)
-        .strip()
-    )
+    return prompts.render(
+        prompts.text(SYSTEM_PROMPT),
+        criterion=criterion,
+        allowed=criterion.allowed_values(),
+        examples=examples,
+    ).strip()
 
 
 def majority(criterion: Criterion, values: Sequence[str]) -> tuple[str, float]:

@@ -10,7 +10,6 @@ labeling cleanly.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import polars as pl
 from pydantic import Field
 
+from simulate import prompts
 from simulate.errors import ConfigError, LLMError, RunStopped, did_you_mean
 from simulate.label import Labeler, Unit, unit_key, units_of
 from simulate.label.judges import (
@@ -28,7 +28,6 @@ from simulate.label.judges import (
     JudgeLabeler,
     excerpt,
     pick_examples,
-    prompt_text,
 )
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import RuleLabeler, RuleLimits, rule_criteria
@@ -336,10 +335,7 @@ def summarize_labels(
 
 def prompt_hashes() -> dict[str, str]:
     """Short hashes of the judge prompt templates, for the manifest."""
-    return {
-        name: hashlib.sha256(prompt_text(name).encode()).hexdigest()[:16]
-        for name in (SYSTEM_PROMPT, UNIT_PROMPT)
-    }
+    return {name: prompts.digest(prompts.text(name)) for name in (SYSTEM_PROMPT, UNIT_PROMPT)}
 
 
 def _record_session(

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from simulate.llm import LLM, LLMRole, get_llm, split_spec
 from simulate.llm.settings import LLMSettings
-from simulate.llm.usage import UsageMeter
+from simulate.llm.usage import MeteredLLM, UsageMeter
 from simulate.schema import Model
 
 
@@ -60,7 +60,9 @@ class LLMPool:
         return cls(settings, meter)
 
     def get(self, spec: str, role: str) -> LLM:
-        """The LLM for a `backend:model` spec playing ``role`` (user, target, judge)."""
+        """The LLM for a `backend:model` spec playing ``role`` (user, target, judge).
+
+        Its completions count toward the run's meter and the episode being played."""
         key = (spec, role)
         if key not in self._llms:
             backend, model = split_spec(spec)
@@ -71,7 +73,7 @@ class LLMPool:
                 if not self.settings.replay_only:  # a replay never calls out, so needs no key
                     options["client"] = self._openai_client()  # no key for OpenAI: say so now
                 self.meter.require_prices([model])
-            self._llms[key] = get_llm(spec, **options)
+            self._llms[key] = MeteredLLM(get_llm(spec, **options), role, model)  # type: ignore[arg-type]
         return self._llms[key]
 
     def _openai_client(self) -> Any:

@@ -2,22 +2,29 @@
 
 One `UsageMeter` is shared by every LLM of a run. It counts calls and tokens, prices them from
 a table (USD per million tokens), and refuses a new paid call once a budget is reached.
+
+Each episode's own usage is counted here too: the runner opens `episode_usage()` around an
+episode, and every completion a `MeteredLLM` returns while it is open is added to it, so
+simulated users and targets never count anything themselves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulate.errors import ConfigError, LLMError, RunStopped
-from simulate.llm import LLMRole
-from simulate.schema import Usage
+from simulate.llm import LLM, Completion, LLMRole
+from simulate.schema import Message, Usage
 
 _SNAPSHOT = re.compile(r"^(?P<model>.+)-(\d{4}-\d{2}-\d{2}|\d{4})$")
 
@@ -190,3 +197,53 @@ class UsageMeter:
             )
             for (role, model), row in self._rows.items()
         ]
+
+
+# --- usage per episode ----------------------------------------------------------------------------
+
+_ROLE_ORDER = ("user", "target", "judge", "generator")
+_episode: ContextVar[dict[tuple[str, str], Usage] | None] = ContextVar(
+    "simulate_episode_usage", default=None
+)
+
+
+@contextlib.contextmanager
+def episode_usage() -> Iterator[list[Usage]]:
+    """Count the completions of the code inside (one episode) into the list it yields.
+
+    The list is filled when the block ends, one row per role and model, users first.
+    """
+    rows: dict[tuple[str, str], Usage] = {}
+    token = _episode.set(rows)
+    counted: list[Usage] = []
+    try:
+        yield counted
+    finally:
+        _episode.reset(token)
+        counted += sorted(rows.values(), key=lambda u: (_ROLE_ORDER.index(u.role), u.model))
+
+
+class MeteredLLM:
+    """An LLM whose completions count toward the episode being played (as one role)."""
+
+    def __init__(self, llm: LLM, role: LLMRole, model: str) -> None:
+        self.llm = llm
+        self.role: LLMRole = role
+        self.model = model
+
+    async def complete(self, messages: Sequence[Message], **options: Any) -> Completion:
+        """The wrapped LLM's completion, counted for the episode (cached ones too)."""
+        completion = await self.llm.complete(messages, **options)
+        rows = _episode.get()
+        if rows is not None:
+            row = rows.setdefault((self.role, self.model), Usage(role=self.role, model=self.model))
+            row.calls += 1
+            row.prompt_tokens += completion.prompt_tokens
+            row.completion_tokens += completion.completion_tokens
+        return completion
+
+    async def aclose(self) -> None:
+        """Close the wrapped LLM when it has something to close."""
+        close = getattr(self.llm, "aclose", None)
+        if close is not None:
+            await close()

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from statsmodels.stats.power import NormalIndPower
 
 from simulate.errors import ConfigError, RunFolderError, RunStopped
 from simulate.report.compare import NOT_RATED, check_options, compare_runs, load_outcomes
+from simulate.runner import Tally
+from simulate.schema import Episode
 from simulate.simulation import RunConfig, run
 from simulate.store import MANIFEST, write_atomic
 
@@ -299,67 +302,35 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 async def calibrate(
-    config: RunConfig, repeats: int = 5, *, alpha: float = 0.05, correction: str = "holm"
+    config: RunConfig,
+    repeats: int = 5,
+    *,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    on_repeat: Callable[[int, RunConfig], Any] | None = None,
+    on_start: Callable[[Tally], Any] | None = None,
+    on_episode: Callable[[Episode, Tally], Any] | None = None,
 ) -> Calibration:
     """Play ``config`` ``repeats`` times into ``config.out`` and measure the noise floor.
+
+    Every repeat plays in the caller's event loop, one after another, so agents that keep an
+    async client at module level work in all of them.
+
+    Args:
+        on_repeat: called with the repeat's number (from 1) and config before it plays.
+        on_start, on_episode: passed to each repeat's `run`.
 
     Raises:
         RunStopped: a repeat stopped early (a spent budget, a replay miss); finished repeats
             are kept and ``resume`` continues.
     """
     check_options(alpha, correction)
-    for repeat in repeat_configs(config, repeats):
-        result = await run(repeat)
+    for index, repeat in enumerate(repeat_configs(config, repeats), 1):
+        if on_repeat:
+            on_repeat(index, repeat)
+        result = await run(repeat, on_start=on_start, on_episode=on_episode)
         if result.stopped:
-            raise RunStopped(f"{repeat.out}: {result.stopped}")
+            raise RunStopped(
+                f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept"
+            )
     return measure_noise(config.out, repeats, alpha=alpha, correction=correction)
-
-
-def _points(value: float | None) -> str:
-    return "none" if value is None else f"{value * 100:.1f} points"
-
-
-def print_calibration(calibration: Calibration, console: Any) -> None:
-    """Print the calibration on ``console`` (a rich Console)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    c = calibration
-    table = Table(title=f"goal rate of {len(c.repeats)} identical runs", title_justify="left")
-    for column in ("repeat", "seed", "goal rate", "successes / rated", "episodes"):
-        table.add_column(column, justify="left" if column == "repeat" else "right")
-    for row in c.repeats:
-        table.add_row(
-            escape(row.path),
-            str(row.seed),
-            f"{row.goal_rate:.1%}",
-            f"{row.successes}/{row.rated}",
-            str(row.episodes),
-        )
-    console.print(table)
-    console.print(
-        f"mean {c.mean_rate:.1%} · sd {c.sd * 100:.1f} points (range {c.min_rate:.1%} – "
-        f"{c.max_rate:.1%}) · a binomial at n = {c.episodes_per_run:g} would give sd "
-        f"{c.binomial_sd * 100:.1f} points"
-    )
-    console.print(
-        f"compare between repeats: {c.false_alarms} of {len(c.pairs)} pairs flagged a "
-        f"significant change at alpha {c.alpha:g} ({c.overall_false_alarms} on the overall rate)"
-    )
-    console.print(
-        f"differences between identical runs stay within ±{c.noise_95 * 100:.1f} points (95%); "
-        f"{c.discordance:.1%} of conversations change outcome between them"
-    )
-    console.print(
-        f"smallest drop detectable with {POWER:.0%} power at n = {c.episodes_per_run:g}: "
-        f"{_points(c.minimum_detectable_drop)} with compare's paired test (McNemar), "
-        f"{_points(c.minimum_detectable_drop_independent)} with a two-proportion test"
-    )
-    if c.smallest_trusted_difference is None:
-        console.print("[bold]no drop is reliably detectable at this n[/]: play more episodes")
-    else:
-        console.print(
-            f"[bold]trust differences of at least {c.smallest_trusted_difference * 100:.1f} "
-            f"points[/] between runs of {c.episodes_per_run:g} episodes of this agent"
-        )
-    console.print(f"figures: {Path(c.folder) / CALIBRATION}")

@@ -10,13 +10,12 @@ simulator's own errors. Computed with polars lazily over the run's shards.
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
+from simulate import prompts
 from simulate.stats import wilson_interval
 from simulate.store import RunFolder
 
@@ -41,8 +40,7 @@ EXAMPLE_CHARS = 160
 @functools.cache
 def assistant_phrases() -> tuple[str, ...]:
     """The phrases that make a user message sound like an assistant, case-folded."""
-    text = resources.files("simulate.prompts").joinpath("assistant_phrases.yaml").read_text("utf-8")
-    return tuple(str(p).casefold() for p in yaml.safe_load(text)["phrases"])
+    return tuple(str(p).casefold() for p in prompts.data("assistant_phrases.yaml")["phrases"])
 
 
 def _rate(hits: int, n: int) -> dict[str, Any]:

@@ -28,8 +28,8 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from simulate.errors import ConfigError, TargetError
-from simulate.llm import LLM, Completion
-from simulate.schema import Message, Model, ToolCall, Usage
+from simulate.llm import LLM
+from simulate.schema import Message, Model, ToolCall
 from simulate.targets import Reply, TargetFactory, TargetOptions
 
 MAX_TOOL_ROUNDS = 8
@@ -123,16 +123,11 @@ class OpenAITarget:
         params: dict[str, Any] | None = None,
     ) -> None:
         self.llm = llm
+        self.model = model
         self.system_prompt = system_prompt
         self.tools = {t.name: t for t in tools}
         self.handlers = handlers or {}
         self.params = params or {}
-        self._usage = Usage(role="target", model=model)
-
-    @property
-    def usage(self) -> list[Usage]:
-        """Tokens this conversation's agent spent."""
-        return [self._usage] if self._usage.calls else []
 
     async def respond(self, messages: Sequence[Message]) -> Reply:
         """Answer the conversation, running tool calls until the model writes to the user."""
@@ -141,7 +136,6 @@ class OpenAITarget:
         made: list[ToolCall] = []
         for _ in range(MAX_TOOL_ROUNDS):
             completion = await self.llm.complete(conversation, tools=functions, **self.params)
-            self._count(completion)
             if not completion.tool_calls:
                 return Reply(reply=completion.content, tool_calls=made)
             calls = [
@@ -175,11 +169,6 @@ class OpenAITarget:
         except Exception as exc:  # the tool's failure is the model's to handle, as in production
             result = {"error": f"{type(exc).__name__}: {exc}"}
         return call.model_copy(update={"result": result})
-
-    def _count(self, completion: Completion) -> None:
-        self._usage.calls += 1
-        self._usage.prompt_tokens += completion.prompt_tokens
-        self._usage.completion_tokens += completion.completion_tokens
 
 
 def _tool_message(call: ToolCall) -> Message:
@@ -217,11 +206,3 @@ def openai_target_factory(model: str, options: TargetOptions) -> TargetFactory:
     handlers = load_handlers(tools)
     llm = options.get_llm(f"openai:{model}", "target")
     return lambda session_id: OpenAITarget(llm, model, options.system_prompt or "", tools, handlers)
-
-
-def read_system_prompt(path: str) -> str:
-    """The `--system-prompt` file's text."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"--system-prompt {path!r}: cannot read: {exc.strerror or exc}") from exc

@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 
 from simulate.errors import ConfigError, unknown_choice
 from simulate.llm import LLM
-from simulate.schema import EpisodeSpec, Message, Usage
+from simulate.schema import EpisodeSpec, Message
 
 
 @dataclass
@@ -104,8 +104,3 @@ def load_user(spec: str, options: UserOptions | None = None) -> UserFactory:
     if kind not in USERS:
         raise unknown_choice("--user", spec, USERS)
     return USERS[kind](arg, options or UserOptions())
-
-
-def usage_of(user: UserSimulator) -> list[Usage]:
-    """Tokens a simulator spent, for simulators that call models (none offline)."""
-    return list(getattr(user, "usage", []))

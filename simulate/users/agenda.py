@@ -21,11 +21,9 @@ from __future__ import annotations
 import random
 import re
 from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
-
+from simulate import prompts
 from simulate.checks import called_tools, has_goal_checks, unmet_goal_checks
 from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn
@@ -95,15 +93,13 @@ _CHANGE_MIND = re.compile(r"\bchange (?:your|my) mind\b[^:]*:\s*(.+)", re.IGNORE
 @cache
 def phrases() -> dict[str, Any]:
     """The phrase banks, read once from the package."""
-    text = resources.files("simulate.prompts").joinpath("agenda.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    return prompts.data("agenda.yaml")
 
 
 @cache
 def attacks() -> dict[str, list[str]]:
     """Attack templates by kind, read once from the package."""
-    text = resources.files("simulate.prompts").joinpath("attacks.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    return prompts.data("attacks.yaml")
 
 
 def fact_phrases(name: str, aliases: list[str]) -> list[str]:

@@ -9,19 +9,17 @@ the harness only, whether the goal is reached, still pursued, or abandoned.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import jinja2
 from pydantic import BaseModel, Field
 
+from simulate import prompts
 from simulate.errors import ConfigError
-from simulate.llm import LLM, Completion
-from simulate.schema import EpisodeSpec, Message, Usage
+from simulate.llm import LLM
+from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn
 
 #: What an adversarial persona is asked to try, by `attack:<kind>` tag.
@@ -46,22 +44,9 @@ class UserMove(BaseModel):
     reason: str = Field(description="One short sentence on why, for the test report.")
 
 
-@cache
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
-
-
-@cache
-def _template(text: str) -> jinja2.Template:
-    """``text`` compiled, once per text: compiling costs ~10 ms, rendering well under 1 ms."""
-    return _environment().from_string(text)
-
-
 def default_prompt() -> str:
     """The shipped system-prompt template of the LLM user."""
-    return resources.files("simulate.prompts").joinpath("user.md.j2").read_text("utf-8")
+    return prompts.text("user.md.j2")
 
 
 def read_prompt(path: str | None) -> str:
@@ -72,16 +57,9 @@ def read_prompt(path: str | None) -> str:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--user-prompt {path!r}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        _environment().from_string(text)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") from exc
-    return text
-
-
-def prompt_hash(template: str) -> str:
-    """A short hash of a prompt template, for the manifest."""
-    return hashlib.sha256(template.encode()).hexdigest()[:16]
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--user-prompt {path!r}: not UTF-8 text") from exc
+    return prompts.check(text, path)
 
 
 def render_prompt(template: str, spec: EpisodeSpec) -> str:
@@ -94,8 +72,11 @@ def render_prompt(template: str, spec: EpisodeSpec) -> str:
         else [ATTACKS[k] for k in (kinds or list(ATTACKS)) if k in ATTACKS]
     )
     try:
-        return _template(template).render(
-            persona=persona.model_dump(), scenario=spec.scenario.model_dump(), attacks=attacks
+        return prompts.render(
+            template,
+            persona=persona.model_dump(),
+            scenario=spec.scenario.model_dump(),
+            attacks=attacks,
         )
     except jinja2.TemplateError as exc:
         raise ConfigError(f"user prompt template: {exc}") from exc
@@ -119,12 +100,6 @@ class LLMUser:
         self.params = {"seed": spec.seed % 2**31}
         if temperature is not None:
             self.params["temperature"] = temperature
-        self._usage = Usage(role="user", model=model)
-
-    @property
-    def usage(self) -> list[Usage]:
-        """Tokens this episode's user spent (cached replies count, so replays match)."""
-        return [self._usage] if self._usage.calls else []
 
     async def next_turn(self, state: EpisodeState) -> UserTurn:
         """Ask the model for the next move; scripted turns come first."""
@@ -137,7 +112,6 @@ class LLMUser:
         completion = await self.llm.complete(
             self._flipped(state.messages), output_type=UserMove, **self.params
         )
-        self._count(completion)
         move: UserMove = completion.parsed
         if move.status == "continue":
             if not move.message.strip():
@@ -158,11 +132,6 @@ class LLMUser:
             elif message.role == "assistant" and message.content:
                 flipped.append(Message(role="user", content=message.content))
         return flipped
-
-    def _count(self, completion: Completion) -> None:
-        self._usage.calls += 1
-        self._usage.prompt_tokens += completion.prompt_tokens
-        self._usage.completion_tokens += completion.completion_tokens
 
 
 def llm_user_factory(

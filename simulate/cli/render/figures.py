@@ -1,0 +1,323 @@
+"""What `report`, `compare` and `calibrate` print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from simulate.cli.render import out, pct_interval
+from simulate.report.calibrate import CALIBRATION, POWER, Calibration
+from simulate.report.compare import Comparison
+
+
+def print_report_headline(report: dict[str, Any]) -> None:
+    """The report's headline figures: goal rate, pass^k, the worst slice, simulator health."""
+    overall = report["overall"]
+    out.print(f"[bold]goal rate {pct_interval(overall['goal_rate'])}[/]", markup=True)
+    from simulate.report.figures import pass_k_highlights
+
+    curve = pass_k_highlights(overall["pass_hat_k"]["values"])
+    if curve:
+        values = ", ".join(f"pass^{k} {v:.0%}" for k, v in curve.items())
+        out.print(f"{values}  (over {overall['pass_hat_k']['cells']} persona × scenario cells)")
+    rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
+    if rated:
+        worst = rated[0]
+        out.print(
+            f"worst slice: {worst['dimension']} {worst['value']} {pct_interval(worst['goal_rate'])}"
+        )
+    health = report["health"]["overall"]
+    flagged = [r["persona_id"] for r in report["health"]["per_persona"] if r["flags"]]
+
+    def share(figure: dict[str, Any]) -> str:
+        return f"{figure['count']}/{figure['n']}"
+
+    out.print(
+        f"simulator health: repeats {share(health['repeat_rate'])} and assistant-like "
+        f"{share(health['assistant_like_rate'])} user messages; simulator errors "
+        f"{share(health['simulator_error_share'])} episodes"
+        + (f"; flagged: {', '.join(flagged)}" if flagged else "")
+    )
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """`simulate report`: the figures as a few short tables."""
+    run, overall = report["run"], report["overall"]
+    out.print(
+        f"[bold]Report[/] {escape(str(run['path']))}  ({run['episodes']} episodes; "
+        f"user {escape(run['user'] or '?')}, target {escape(run['target'] or '?')})",
+        markup=True,
+    )
+    planned = run.get("planned")
+    if planned and run["episodes"] < planned:
+        out.print(
+            f"incomplete run: {run['episodes']} of {planned} planned episodes; "
+            f"`simulate run ... --out {run['path']} --resume` plays the rest",
+            style="yellow",
+        )
+    outcomes = ", ".join(f"{k} {v}" for k, v in overall["outcomes"].items())
+    out.print(f"outcomes: {outcomes}")
+    print_report_headline(report)
+    turns, latency = overall["turns"], overall["latency_ms"]
+    line = f"turns {turns['value']:.1f} per episode (n={turns['n']})"
+    if latency["value"] is not None:
+        line += f"  ·  reply latency {latency['value']:.0f} ms (n={latency['n']})"
+    if overall["tokens"]["value"] is not None:
+        tokens = overall["tokens"]
+        line += f"  ·  {tokens['value']:.0f} tokens per episode (n={tokens['n']})"
+    if overall["cost_usd"]["total"] is not None:
+        line += (
+            f"  ·  cost ${overall['cost_usd']['total']:.4f} "
+            f"(n={overall['cost_usd']['per_episode']['n']})"
+        )
+    out.print(line)
+    out.print(report["notes"]["goal_rate"], style="dim")
+    rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
+    if rated:
+        slices = Table(title="worst slices (by the interval's upper end)", title_justify="left")
+        for column in ("slice", "value", "goal rate", "95% interval", "n"):
+            slices.add_column(column, justify="left" if column in ("slice", "value") else "right")
+        for s in rated[:10]:
+            rate = s["goal_rate"]
+            slices.add_row(
+                s["dimension"],
+                s["value"],
+                f"{rate['value']:.0%}",
+                f"{rate['low']:.0%}–{rate['high']:.0%}",
+                str(rate["n"]),
+            )
+        out.print(slices)
+    if report["labels"]:
+        labels = Table(title="label criteria (worst first)", title_justify="left")
+        for column in ("criterion", "labeler", "pass rate", "95% interval", "n"):
+            labels.add_column(
+                column, justify="left" if column in ("criterion", "labeler") else "right"
+            )
+        for row in report["labels"]:
+            rate = row["pass_rate"]
+            labels.add_row(
+                row["criterion"],
+                row["labeler_kind"],
+                "n/a" if rate["value"] is None else f"{rate['value']:.0%}",
+                f"{rate['low']:.0%}–{rate['high']:.0%}",
+                str(rate["n"]),
+            )
+        out.print(labels)
+    if report["failure_kinds"]:
+        kinds = Table(title="what failed, with the turn where it went wrong", title_justify="left")
+        for column in ("failure", "episodes", "example episode", "turn", "why"):
+            kinds.add_column(column)
+        for row in report["failure_kinds"]:
+            example = row["examples"][0] if row["examples"] else None
+            kinds.add_row(
+                row["kind"],
+                str(row["n"]),
+                example["episode_id"] if example else "",
+                "" if not example or example["turn_index"] is None else str(example["turn_index"]),
+                example["why"] if example else "",
+            )
+        out.print(kinds)
+    health = Table(title="simulator health per persona", title_justify="left")
+    for column in ("persona", "words", "distinct-2", "repeats", "assistant-like", "sim errors"):
+        health.add_column(column, justify="left" if column == "persona" else "right")
+    for row in [report["health"]["overall"], *report["health"]["per_persona"]]:
+        words, distinct = row["words"], row["distinct_2"]["value"]
+        health.add_row(
+            Text(row["persona_id"]).append(
+                f" ({', '.join(row['flags'])})" if row["flags"] else "", style="red"
+            ),
+            "n/a" if words["mean"] is None else f"{words['mean']:.1f} ± {words['sd'] or 0:.1f}",
+            "n/a" if distinct is None else f"{distinct:.2f}",
+            f"{row['repeat_rate']['count']}/{row['repeat_rate']['n']}",
+            f"{row['assistant_like_rate']['count']}/{row['assistant_like_rate']['n']}",
+            f"{row['simulator_error_share']['count']}/{row['simulator_error_share']['n']}",
+        )
+    out.print(health)
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
+def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> None:
+    """Print the comparison as rich text and tables on ``console`` (a rich Console)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    c = comparison
+    confidence = f"{(1 - c.alpha) * 100:g}%"
+    # Paths, ids, tags and check phrases are the user's text: escaped, so a `[` in them is
+    # printed as written rather than read as rich markup (a `[/b]` tag would raise).
+    console.print(f"[bold]Compare[/] {escape(str(c.before.path))} → {escape(str(c.after.path))}")
+    for label, side in (("before", c.before), ("after", c.after)):
+        console.print(
+            f"{label}: run {escape(repr(side.run_id))}, target {escape(str(side.target))}, "
+            f"seed {side.seed}: "
+            f"{side.episodes} episodes, {side.not_rated} target/simulator errors left out, "
+            f"{side.unmatched} without a counterpart"
+        )
+    console.print(
+        f"matched {c.matched} episodes by persona × scenario × trial; compared on the "
+        f"{c.compared} pairs rated in both runs"
+    )
+    for note in c.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    o, z = c.overall, c.overall_independent
+    console.print(
+        f"[bold]goal rate {o.rate_before:.1%} → {o.rate_after:.1%}[/] "
+        f"({_points(o.difference)} points, {confidence} interval {_points(o.low)} to "
+        f"{_points(o.high)}); {o.pass_to_fail} pass → fail, {o.fail_to_pass} fail → pass"
+    )
+    console.print(
+        f"primary test: McNemar exact on matched pairs, p = {_p(o.p_value)}"
+        f"{' [red](significant)[/]' if o.significant else ''}; "
+        f"two-proportion ({z.test}), for reference: p = {_p(z.p_value)}"
+    )
+    headers = [
+        "slice",
+        "n",
+        "before",
+        "after",
+        "change",
+        f"{confidence} interval",
+        "p",
+        f"p {c.correction}",
+        "↓",
+        "↑",
+    ]
+    for title, rows in (
+        ("slices, worst change first", c.slices),
+        ("label criteria (pass rates)", c.criteria),
+    ):
+        shown = [r for r in rows if r.pass_to_fail or r.fail_to_pass or r.difference]
+        hidden = len(rows) - len(shown)
+        if not shown:
+            if rows:
+                console.print(f"{title}: no conversation changed in any of {len(rows)}")
+            continue
+        caption = (
+            f"{hidden} more with no conversation changed (--json lists them)" if hidden else None
+        )
+        table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+        for column in headers:
+            if column == "slice":
+                table.add_column(column, overflow="fold", min_width=12)
+            else:
+                wraps = column == headers[5]  # the interval, `-55.2 to +19.1`, may take 2 lines
+                table.add_column(
+                    column, justify="right", no_wrap=not wraps, min_width=9 if wraps else None
+                )
+        for row in shown:
+            style = "red" if row.dropped else ("green" if row.significant else None)
+            name = row.name + (f" (= {', '.join(row.same_as)})" if row.same_as else "")
+            table.add_row(
+                escape(name),
+                str(row.n),
+                f"{row.rate_before:.0%}",
+                f"{row.rate_after:.0%}",
+                _points(row.difference),
+                f"{_points(row.low)} to {_points(row.high)}",
+                _p(row.p_value),
+                _p(row.p_adjusted),
+                str(row.pass_to_fail),
+                str(row.fail_to_pass),
+                style=style,
+            )
+        console.print(table)
+    if c.pass_to_fail:
+        table = Table(
+            title=f"pass → fail: {len(c.pass_to_fail)} conversations", title_justify="left"
+        )
+        # Episode ids stay whole (they are what `simulate show --episode` takes); the text
+        # columns fold instead of being cut.
+        for column in ("persona", "scenario", "trial", "before", "after", "after: how it ended"):
+            ids = column in ("trial", "before", "after")
+            table.add_column(column, no_wrap=ids, overflow="fold", min_width=8 if not ids else None)
+        for flip in c.pass_to_fail[: limit or None]:
+            checks = (
+                f"; failed {', '.join(flip.failed_checks_after)}"
+                if (flip.failed_checks_after)
+                else ""
+            )
+            table.add_row(
+                flip.persona_id,
+                flip.scenario_id,
+                str(flip.trial),
+                flip.episode_before,
+                flip.episode_after,
+                escape(f"{flip.status_after} {flip.reason_after or ''}{checks}".strip()),
+            )
+        console.print(table)
+        if limit and len(c.pass_to_fail) > limit:
+            console.print(f"... and {len(c.pass_to_fail) - limit} more (--limit 0 or --json)")
+        console.print(f"read one: simulate show {escape(str(c.after.path))} --episode ID")
+    console.print(f"fail → pass: {len(c.fail_to_pass)} conversations")
+    if c.regressions:
+        names = ", ".join(
+            f"{s.name} (p{'' if s.p_adjusted is None else ' adj'} = "
+            f"{_p(s.p_value if s.p_adjusted is None else s.p_adjusted)})"
+            for s in c.regressions
+        )
+        console.print(f"[bold red]significant drop[/] at alpha {c.alpha:g}: {escape(names)}")
+    else:
+        console.print(f"no significant drop at alpha {c.alpha:g}")
+
+
+def _drop(value: float | None) -> str:
+    return "none" if value is None else f"{value * 100:.1f} points"
+
+
+def print_calibration(calibration: Calibration, console: Any) -> None:
+    """Print the calibration on ``console`` (a rich Console)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    c = calibration
+    table = Table(title=f"goal rate of {len(c.repeats)} identical runs", title_justify="left")
+    for column in ("repeat", "seed", "goal rate", "successes / rated", "episodes"):
+        table.add_column(column, justify="left" if column == "repeat" else "right")
+    for row in c.repeats:
+        table.add_row(
+            escape(row.path),
+            str(row.seed),
+            f"{row.goal_rate:.1%}",
+            f"{row.successes}/{row.rated}",
+            str(row.episodes),
+        )
+    console.print(table)
+    console.print(
+        f"mean {c.mean_rate:.1%} · sd {c.sd * 100:.1f} points (range {c.min_rate:.1%} – "
+        f"{c.max_rate:.1%}) · a binomial at n = {c.episodes_per_run:g} would give sd "
+        f"{c.binomial_sd * 100:.1f} points"
+    )
+    console.print(
+        f"compare between repeats: {c.false_alarms} of {len(c.pairs)} pairs flagged a "
+        f"significant change at alpha {c.alpha:g} ({c.overall_false_alarms} on the overall rate)"
+    )
+    console.print(
+        f"differences between identical runs stay within ±{c.noise_95 * 100:.1f} points (95%); "
+        f"{c.discordance:.1%} of conversations change outcome between them"
+    )
+    console.print(
+        f"smallest drop detectable with {POWER:.0%} power at n = {c.episodes_per_run:g}: "
+        f"{_drop(c.minimum_detectable_drop)} with compare's paired test (McNemar), "
+        f"{_drop(c.minimum_detectable_drop_independent)} with a two-proportion test"
+    )
+    if c.smallest_trusted_difference is None:
+        console.print("[bold]no drop is reliably detectable at this n[/]: play more episodes")
+    else:
+        console.print(
+            f"[bold]trust differences of at least {c.smallest_trusted_difference * 100:.1f} "
+            f"points[/] between runs of {c.episodes_per_run:g} episodes of this agent"
+        )
+    console.print(f"figures: {Path(c.folder) / CALIBRATION}")

@@ -1,0 +1,71 @@
+"""What `label`, `agreement` and `golden` print."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from simulate.cli.render import figure_table, out
+
+
+def print_label_summary(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="per criterion", title_justify="left")
+    for column in ("criterion", "labeler", "units", "pass rate", "n"):
+        table.add_column(column, justify="left" if column in ("criterion", "labeler") else "right")
+    for row in rows:
+        rate = "-" if row["pass_rate"] is None else f"{row['pass_rate']:.0%}"
+        table.add_row(row["criterion"], row["labeler"], str(row["units"]), rate, str(row["rated"]))
+    out.print(table)
+
+
+def print_agreement(section: dict[str, Any]) -> None:
+    raters = ", ".join(f"{r['labeler']} ({r['units']})" for r in section["raters"])
+    out.print(
+        f"\n[bold]{escape(section['criterion'])}[/] ({section['kind']}) · "
+        f"{section['units']} units · raters (units): {escape(raters)}",
+        markup=True,
+    )
+    agreement = section["agreement"]
+    rows = [
+        (name, agreement[key], False)
+        for key, name in (("cohen_kappa", "Cohen's kappa"), ("fleiss_kappa", "Fleiss' kappa"))
+        if key in agreement
+    ]
+    rows += [
+        (f"Krippendorff's alpha ({level})", figure, False)
+        for level, figure in agreement["krippendorff_alpha"].items()
+    ]
+    out.print(figure_table("between raters", rows))
+    for row in section["vs_people"]:
+        ties = f"; {row['ties_left_out']} tied units left out" if row["ties_left_out"] else ""
+        title = f"{row['labeler']} against people ({', '.join(row['people'])}{ties})"
+        out.print(
+            figure_table(
+                title,
+                [
+                    ("accuracy", row["accuracy"], True),
+                    ("true-positive rate", row["tpr"], True),
+                    ("true-negative rate", row["tnr"], True),
+                    ("pass rate, observed", row["pass_rate"], True),
+                    ("pass rate, corrected", row["corrected_pass_rate"], True),
+                ],
+            )
+        )
+    if any(r["corrected_pass_rate"].get("value") is not None for r in section["vs_people"]):
+        method = section["vs_people"][0]["corrected_pass_rate"]["method"]
+        out.print(f"corrected: {method}", style="dim")
+
+
+def print_golden(result: Any) -> None:
+    sizes = ", ".join(f"{name} {n}" for name, n in result.splits.items())
+    out.print(f"[bold]golden[/] {escape(str(result.path))}  ({sizes} episodes)", markup=True)
+    policy = "kept, marked" if result.kept_disputed else "left out (--keep-disputed keeps them)"
+    out.print(f"disputed units: {result.disputed}" + (f", {policy}" if result.disputed else ""))
+    if result.unlabeled:
+        out.print(f"episodes without labels, left out: {result.unlabeled}")
+    out.print(f"criteria: {', '.join(result.criteria)}")
+    out.print(
+        f"load: datasets.load_dataset({str(result.path)!r})  ·  card: {result.path}/README.md"
+    )

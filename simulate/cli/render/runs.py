@@ -1,0 +1,120 @@
+"""What `run`, `demo` and `show` print: estimates, run summaries, transcripts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from simulate.cli.render import out
+from simulate.schema import Episode
+from simulate.simulation import RunConfig, RunResult
+
+
+def print_estimate(config: RunConfig, estimate: dict[str, Any]) -> None:
+    """`--dry-run`: the plan and a rough count of model calls and their cost."""
+    out.print(
+        f"plan: {estimate['episodes']} episodes ({estimate['personas']} personas × "
+        f"{estimate['scenarios']} scenarios × {config.trials} trials), "
+        f"at most {config.max_turns} turns each"
+    )
+    if not estimate["models"]:
+        out.print("no model calls: this user and target run offline")
+        return
+    for row in estimate["models"]:
+        cost = row["cost_usd_max"]
+        price = (
+            "no price known"
+            if cost is None
+            else (f"${row['cost_usd_typical']:.2f} typical, ${cost:.2f} at most")
+        )
+        out.print(
+            f"{row['role']} {row['model']}: about {row['calls_typical']} calls "
+            f"(at most {row['calls_max']}), {price}"
+        )
+    out.print(
+        "rough estimate: ~6 turns per conversation typical, every turn to --max-turns at "
+        "most; tokens ~ prompt length + history; cached requests cost nothing"
+    )
+
+
+def print_summary(result: RunResult, summary: dict[str, Any], findings: bool = False) -> None:
+    """The end of `run` and `demo`: outcomes, the goal rate, model usage, where the data is."""
+    tally = result.tally
+    out.print(
+        f"\n[bold]Run[/] {escape(str(result.run_dir))}  ({tally.done} played, "
+        f"{tally.skipped} already stored, {summary['episodes']} in the folder)",
+        markup=True,
+    )
+    statuses = ", ".join(f"{k} {v}" for k, v in summary["by_status"].items())
+    out.print(f"outcomes: {statuses}")
+    rate = summary["goal_rate"]
+    if rate is None and summary["episodes"]:
+        out.print(
+            "[bold]goal rate n/a[/]: every episode ended in a target or simulator error",
+            markup=True,
+        )
+    if rate is not None:
+        out.print(
+            f"[bold]goal rate {rate:.0%}[/] ({summary['successes']}/{summary['rated']} "
+            "episodes; target and simulator errors left out)",
+            markup=True,
+        )
+    if result.usage:
+        print_usage(result)
+    if findings:
+        print_findings(summary)
+    out.print(
+        f"\ndata: {result.run_dir}/episodes/*.parquet  ·  "
+        f"python: simulate.load_run({str(result.run_dir)!r})  ·  "
+        f"transcripts: simulate show {result.run_dir} --failed"
+    )
+
+
+def print_usage(result: RunResult) -> None:
+    for row in result.usage:
+        cost = "" if row.cost_usd is None else f", ${row.cost_usd:.4f}"
+        out.print(
+            f"model {row.role} {row.model}: {row.calls} calls, {row.prompt_tokens} prompt + "
+            f"{row.completion_tokens} completion tokens{cost}"
+        )
+
+
+def print_findings(summary: dict[str, Any]) -> None:
+    table = Table(title="goal rate per persona", title_justify="left")
+    for column in ("persona", "goal rate", "n"):
+        table.add_column(column, justify="left" if column == "persona" else "right")
+    for row in summary["per_persona"]:
+        table.add_row(row["persona_id"], f"{row['goal_rate']:.0%}", str(row["n"]))
+    out.print(table)
+    if summary["failure_kinds"]:
+        kinds = Table(title="what failed", title_justify="left")
+        for column in ("failure", "episodes", "example episode"):
+            kinds.add_column(column)
+        for row in summary["failure_kinds"]:
+            kinds.add_row(row["kind"], str(row["n"]), row["example"])
+        out.print(kinds)
+        out.print("read one: simulate show RUN --episode ID")
+
+
+def print_transcript(episode: Episode) -> None:
+    outcome = episode.outcome
+    color = "green" if episode.success else "red"
+    out.rule(
+        f"{episode.persona_id} × {episode.scenario_id} · trial {episode.trial} · "
+        f"{episode.episode_id}"
+    )
+    for message in episode.messages:
+        who = {"user": "[cyan]user[/]", "assistant": "[magenta]agent[/]"}.get(
+            message.role, message.role
+        )
+        out.print(f"{who}: ", end="", markup=True)
+        out.print(message.content, markup=False)
+        for call in message.tool_calls:
+            out.print(f"    ↳ {call.name}({json.dumps(call.arguments)})", style="dim")
+    checks = (
+        f" · failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""
+    )
+    out.print(f"[{color}]{outcome.status}[/] {escape(outcome.reason + checks)}\n", markup=True)
