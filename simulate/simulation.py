@@ -18,6 +18,7 @@ from pydantic import Field
 
 from simulate import prompts, targets, users
 from simulate.errors import ConfigError, RunStopped
+from simulate.llm import split_spec
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import estimate_cost
@@ -301,7 +302,8 @@ def estimate_run(config: RunConfig) -> dict[str, Any]:
     specs = prepared.specs
     callers = []
     if users.needs_llm(config.user):
-        callers.append(("user", config.user.partition(":")[2], prepared.texts["user_prompt"]))
+        model = users.llm_model(config.user) or ""
+        callers.append(("user", split_spec(model)[1], prepared.texts["user_prompt"]))
     if targets.needs_llm(config.target):
         callers.append(("target", config.target.partition(":")[2], prepared.texts["system_prompt"]))
     prices = LLMSettings.resolve(config.llm_config).prices if callers else {}

@@ -432,7 +432,8 @@ def test_cli_output_must_be_a_yaml_file_name(tmp_path):
         (["--locale", "xx_YY"], "unknown locale 'xx_YY'"),
         (["--n", "5"], "--n 5 is too small to cover every pair of levels of 7 varied axes"),
         (["--traits", str(DATA / "nothing.yaml")], "--traits: no such file:"),
-        (["--locale", "en_US", "--enrich", "gpt-4o"], "--enrich 'gpt-4o': write llm:MODEL"),
+        (["--locale", "en_US", "--enrich", "llm:"], "--enrich 'llm:': name a model"),
+        (["--enrich", "openia:gpt-4o"], "unknown model backend 'openia' (did you mean 'openai'?)"),
     ],
 )
 def test_cli_bad_inputs_are_one_line_errors(tmp_path, extra, expected):

@@ -723,3 +723,48 @@ async def test_a_local_endpoint_without_a_key_gets_a_placeholder(
     await one_call(with_changes(settings, api_key=None))
 
     assert server.requests[0].authorization == "Bearer not-needed"
+
+
+@pytest.mark.parametrize(
+    ("flag", "given", "expected"),
+    [
+        ("--judge", "gpt-4o-mini", "gpt-4o-mini"),
+        ("--judge", "llm:gpt-4o-mini", "gpt-4o-mini"),
+        ("--judge", "openai:gpt-4o-mini", "openai:gpt-4o-mini"),
+        ("--enrich", "llm:fake:echo", "fake:echo"),
+        ("--user llm:", "llama3.1:8b", "llama3.1:8b"),  # Ollama names carry a colon
+    ],
+)
+def test_every_role_flag_takes_a_model_in_three_forms(flag, given, expected):
+    from simulate.llm import model_spec, split_spec
+
+    assert model_spec(flag, given) == expected
+    assert split_spec("llama3.1:8b") == ("openai", "llama3.1:8b")
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("llm:", "--judge 'llm:': name a model"),
+        ("fake:", "--judge 'fake:': name a model after 'fake':"),
+        ("openia:gpt-4o", "unknown model backend 'openia' (did you mean 'openai'?)"),
+        (None, "--judge MODEL is required"),
+    ],
+)
+def test_a_role_flag_without_a_model_is_one_error(given, message):
+    from simulate.errors import ConfigError
+    from simulate.llm import model_spec
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        model_spec("--judge", given)
+
+
+def test_users_take_a_bare_model_and_catch_misspelt_kinds():
+    from simulate.errors import ConfigError
+    from simulate.users import llm_model, needs_llm
+
+    assert llm_model("llm:gpt-4o-mini") == llm_model("gpt-4o-mini") == "gpt-4o-mini"
+    assert llm_model("openai:gpt-4o") == "openai:gpt-4o"
+    assert not needs_llm("agenda") and not needs_llm("scripted")
+    with pytest.raises(ConfigError, match="did you mean 'agenda'"):
+        needs_llm("agendaa")

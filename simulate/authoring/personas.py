@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from simulate import prompts
 from simulate.errors import ConfigError, LLMError, RunStopped, did_you_mean
+from simulate.llm import model_spec
 from simulate.llm.pool import EndpointFlags
 from simulate.loader import refuse_overwrite, write_yaml
 from simulate.runner import run_bounded
@@ -565,11 +566,8 @@ class EnrichResult:
 
 
 def enrich_model(spec: str) -> str:
-    """The model of an `--enrich llm:MODEL` spec."""
-    kind, sep, model = spec.partition(":")
-    if kind != "llm" or not sep or not model:
-        raise ConfigError(f"--enrich {spec!r}: write llm:MODEL, e.g. --enrich llm:gpt-4o-mini")
-    return model
+    """The model of an `--enrich` spec (`MODEL`, `backend:MODEL` or `llm:MODEL`)."""
+    return model_spec("--enrich", spec)
 
 
 def render_enrich_prompt(persona: Persona) -> str:
@@ -592,6 +590,7 @@ async def enrich_personas(personas: Sequence[Persona], config: EnrichConfig) -> 
 
     pool = LLMPool.from_config(config)
     stories: dict[int, PersonaStory] = {}
+    failed: list[tuple[int, LLMError]] = []
     try:
         llm = pool.get(config.model, "generator")
 
@@ -603,12 +602,17 @@ async def enrich_personas(personas: Sequence[Persona], config: EnrichConfig) -> 
                     messages, output_type=PersonaStory, seed=_id_seed(persona.id)
                 )
             except LLMError as exc:
-                if isinstance(exc, RunStopped):
-                    raise
-                raise LLMError(f"--enrich: persona {persona.id!r}: {exc}") from exc
+                if not isinstance(exc, RunStopped):
+                    failed.append((index, exc))
+                raise
             stories[index] = completion.parsed
 
         await run_bounded(enumerate(personas), story, concurrency=config.concurrency)
+    except LLMError as stop:
+        if isinstance(stop, RunStopped) or not failed:
+            raise
+        index, exc = min(failed, key=lambda f: f[0])  # the first persona, whatever the timing
+        raise LLMError(f"--enrich: persona {personas[index].id!r}: {exc}") from exc
     finally:
         await pool.aclose()
     by = f"backstory by llm:{config.model}"

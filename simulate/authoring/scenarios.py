@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simulate import prompts
 from simulate.errors import ConfigError, LLMError
-from simulate.llm import LLM, split_spec
+from simulate.llm import LLM, model_spec, split_spec
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.loader import load_scenarios
 from simulate.plan import expand_variables
@@ -145,7 +145,12 @@ async def generate_async(config: GenerateConfig) -> GenerateResult:
     refuse_overwrite(out, config.force)  # also a folder, or a name not .yaml/.yml
     pool = LLMPool.from_config(config)
     models = pool.settings.models
-    spec = _model_spec(config.model, models.get("generator") or models.get("user"))
+    spec = model_spec(
+        "--llm",
+        config.model,
+        default=models.get("generator") or models.get("user"),
+        hint=", or set `models: {user: MODEL}` in --llm-config",
+    )
     try:
         llm = pool.get(spec, "generator")
         scenarios = await generate_scenarios(
@@ -276,24 +281,6 @@ def _read_agent(path: str) -> str:
     if not text:
         raise ConfigError(f"--agent {path!r}: the file is empty; describe the agent in it")
     return text
-
-
-def _model_spec(given: str | None, default: str | None) -> str:
-    """`--llm` as a `backend:model` spec: `llm:` is dropped, a bare name means openai."""
-    model = given or default
-    if not model:
-        raise ConfigError(
-            "--llm MODEL is required (e.g. --llm gpt-4o-mini), or set `models: {user: MODEL}` "
-            "in --llm-config"
-        )
-    if model.startswith("llm:"):
-        model = model[len("llm:") :]
-    if not model:
-        raise ConfigError(f"--llm {given!r}: name a model, e.g. --llm gpt-4o-mini")
-    backend, name = split_spec(model)
-    if not name:
-        raise ConfigError(f"--llm {given!r}: name a model after {backend!r}:")
-    return f"{backend}:{name}"
 
 
 # --- expand ----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from simulate.label.judges import (
 )
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import RuleLabeler, RuleLimits, rule_criteria
+from simulate.llm import model_spec
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.runner import run_bounded
@@ -45,9 +46,6 @@ from simulate.schema import (
     Usage,
 )
 from simulate.store import LABELS, RunFolder
-
-#: `--judge KIND:MODEL` kinds; only LLM judges so far.
-JUDGES = {"llm": "an LLM judge, e.g. llm:gpt-4o-mini"}
 
 
 class LabelConfig(EndpointFlags):
@@ -107,11 +105,8 @@ class Assignment:
 
 
 def judge_model(spec: str) -> str:
-    """The model of a `--judge llm:MODEL` spec."""
-    kind, sep, model = spec.partition(":")
-    if not sep or kind not in JUDGES or not model:
-        raise ConfigError(f"--judge {spec!r}: write llm:MODEL, e.g. --judge llm:gpt-4o-mini")
-    return model
+    """The model of a `--judge` spec (`MODEL`, `backend:MODEL` or `llm:MODEL`)."""
+    return model_spec("--judge", spec)
 
 
 def _plan(config: LabelConfig) -> _Plan:

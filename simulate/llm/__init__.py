@@ -6,18 +6,21 @@ generators) holds an `LLM` and calls `complete()`. Backends:
     openai:MODEL   any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, LiteLLM...)
     fake:echo      replies with the last user message, offline (for demos and tests)
 
-A bare `MODEL` means `openai:MODEL`.
+A bare `MODEL` means `openai:MODEL`, Ollama's `llama3.1:8b` included (its prefix names no
+backend). Every flag that names a model for a role takes `MODEL`, `backend:MODEL` or
+`llm:MODEL`, read by one parser, `model_spec`.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from simulate.errors import unknown_choice
+from simulate.errors import ConfigError, unknown_choice
 from simulate.schema import Message, ToolCall
 
 LLMRole = Literal["user", "target", "judge", "generator"]
@@ -79,13 +82,39 @@ BACKENDS: dict[str, Callable[..., LLM]] = {"openai": _openai, "fake": _fake}
 
 
 def split_spec(spec: str) -> tuple[str, str]:
-    """`openai:gpt-4o-mini` -> (`openai`, `gpt-4o-mini`); a bare model name means openai."""
+    """`openai:gpt-4o-mini` -> (`openai`, `gpt-4o-mini`); a name whose prefix is no backend
+    (`gpt-4o`, `llama3.1:8b`) is an OpenAI-compatible model; a near miss (`openia:`) is an
+    error."""
     backend, sep, model = spec.partition(":")
-    if not sep:
-        return "openai", spec
-    if backend not in BACKENDS:
+    if sep and backend in BACKENDS:
+        return backend, model
+    if sep and difflib.get_close_matches(backend, list(BACKENDS), n=1, cutoff=0.75):
         raise unknown_choice("model backend", backend, BACKENDS)
-    return backend, model
+    return "openai", spec
+
+
+def model_spec(flag: str, given: str | None, *, default: str | None = None, hint: str = "") -> str:
+    """The model a role flag names (`MODEL`, `backend:MODEL` or `llm:MODEL`), `llm:` dropped.
+
+    Args:
+        flag: the flag, for messages (`--judge`).
+        given: what the user typed; None falls back to ``default``.
+        default: the config file's model for the role, if any.
+        hint: where else a model can be set, for the message when there is none.
+
+    Raises:
+        ConfigError: no model, an empty one, or a misspelt backend.
+    """
+    model = given or default
+    if not model:
+        raise ConfigError(f"{flag} MODEL is required (e.g. {flag} gpt-4o-mini){hint}")
+    model = model.removeprefix("llm:")
+    if not model:
+        raise ConfigError(f"{flag} {given!r}: name a model, e.g. {flag} gpt-4o-mini")
+    backend, name = split_spec(model)
+    if not name:
+        raise ConfigError(f"{flag} {given!r}: name a model after {backend!r}:")
+    return model
 
 
 def get_llm(spec: str, **options: Any) -> LLM:

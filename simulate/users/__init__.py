@@ -6,12 +6,13 @@ the next user message until it says it is done.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from simulate.errors import ConfigError, unknown_choice
-from simulate.llm import LLM
+from simulate.llm import LLM, model_spec
 from simulate.schema import EpisodeSpec, Message
 
 
@@ -77,12 +78,11 @@ def _scripted(arg: str, options: UserOptions) -> UserFactory:
 def _llm(arg: str, options: UserOptions) -> UserFactory:
     from simulate.users.llm import default_prompt, llm_user_factory
 
-    if not arg:
-        raise ConfigError("--user llm needs a model: --user llm:MODEL (e.g. llm:gpt-4o-mini)")
+    model = model_spec("--user llm:", arg)
     if options.get_llm is None:
         raise ConfigError("--user llm:MODEL needs a model endpoint, and none was configured")
-    llm = options.get_llm(arg, "user")
-    return llm_user_factory(llm, arg, options.prompt or default_prompt(), options.temperature)
+    llm = options.get_llm(model, "user")
+    return llm_user_factory(llm, model, options.prompt or default_prompt(), options.temperature)
 
 
 #: `--user` spec prefix -> function of the rest of the spec returning a per-episode factory.
@@ -93,14 +93,33 @@ USERS: dict[str, Callable[[str, UserOptions], UserFactory]] = {
 }
 
 
+def parse_user(spec: str) -> tuple[str, str]:
+    """(kind, rest) of a `--user` spec; a model (`MODEL`, `backend:MODEL`) is kind `llm`.
+
+    Raises:
+        ConfigError: a near miss of a kind (`agendaa`), with the kinds that exist.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind in USERS:
+        return kind, arg
+    if difflib.get_close_matches(kind, list(USERS), n=1, cutoff=0.75):
+        raise unknown_choice("--user", spec, USERS)
+    return "llm", spec
+
+
+def llm_model(spec: str) -> str | None:
+    """The model a `--user` spec plays the user with, or None for offline users."""
+    kind, arg = parse_user(spec)
+    return model_spec("--user llm:", arg) if kind == "llm" else None
+
+
 def needs_llm(spec: str) -> bool:
     """Whether a `--user` spec plays the user with a model."""
-    return spec.partition(":")[0] == "llm"
+    return parse_user(spec)[0] == "llm"
 
 
 def load_user(spec: str, options: UserOptions | None = None) -> UserFactory:
-    """Turn a `--user` spec (`agenda`, `scripted`, `llm:MODEL`) into a per-episode factory."""
-    kind, _, arg = spec.partition(":")
-    if kind not in USERS:
-        raise unknown_choice("--user", spec, USERS)
+    """Turn a `--user` spec (`agenda`, `scripted`, `llm:MODEL` or a model) into a per-episode
+    factory."""
+    kind, arg = parse_user(spec)
     return USERS[kind](arg, options or UserOptions())
