@@ -151,6 +151,7 @@ async def generate_async(config: GenerateConfig) -> GenerateResult:
         default=models.get("generator") or models.get("user"),
         hint=", or set `models: {user: MODEL}` in --llm-config",
     )
+    spec = ":".join(split_spec(spec))  # recorded as backend:model
     try:
         llm = pool.get(spec, "generator")
         scenarios = await generate_scenarios(
