@@ -3,6 +3,7 @@
     SimulateError            anything Simulate reports to a user as one line
     ├── ConfigError          bad files and flags: names the file, line, field and the fix
     ├── RunFolderError       a run folder that is missing, foreign, or planned differently
+    │   └── RunLocked        another process is writing the same run folder
     ├── OutputError          a file could not be written (full disk, read-only folder)
     ├── LLMError             a model endpoint failed or answered out of contract
     ├── RunStopped           ends the whole run, not one episode: a spent budget, a cache
@@ -30,6 +31,10 @@ class ConfigError(SimulateError):
 
 class RunFolderError(SimulateError):
     """A run folder is missing, is not a run folder, or belongs to a different plan."""
+
+
+class RunLocked(RunFolderError):
+    """Another process holds the run folder's writer lock; the message says who."""
 
 
 class OutputError(SimulateError, OSError):

@@ -210,46 +210,51 @@ async def run(
         ),
     )
     manifest = _new_manifest(config, prepared)
-    folder = RunFolder.create(config.out, manifest, resume=config.resume)
-    done = folder.episode_ids() if config.resume else set()
-    todo = [spec for spec in specs if spec.episode_id not in done]
-    tally = Tally(planned=len(specs), skipped=len(specs) - len(todo))
-    if on_start:
-        on_start(tally)
+    with RunFolder(config.out).lock("episodes", "simulate run"):
+        folder = RunFolder.create(config.out, manifest, resume=config.resume)
+        done = folder.episode_ids() if config.resume else set()
+        todo = [spec for spec in specs if spec.episode_id not in done]
+        tally = Tally(planned=len(specs), skipped=len(specs) - len(todo))
+        if on_start:
+            on_start(tally)
 
-    def record(episode: Episode) -> None:
-        tally.add(episode)
-        if on_episode:
-            on_episode(episode, tally)
+        def record(episode: Episode) -> None:
+            tally.add(episode)
+            if on_episode:
+                on_episode(episode, tally)
 
-    started = time.perf_counter()
-    status, stopped = "interrupted", None
-    try:
-        writer = folder.writer()
-        await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
-        status = "complete"
-    except RunStopped as exc:
-        status, stopped = "stopped", str(exc)
-    finally:
-        if pool is not None:
-            await pool.aclose()
-        stored = folder.outcome_counts()
-        stored.planned = len(specs)
-        usage = pool.meter.as_usage_list() if pool else []
-        manifest.status = status  # type: ignore[assignment]
-        manifest.stopped_because = stopped
-        manifest.updated_at = now_iso()
-        manifest.counts = stored
-        manifest.last_session = SessionRecord(
-            played=tally.done,
-            skipped_already_stored=tally.skipped,
-            duration_s=round(time.perf_counter() - started, 3),
-            goal_rate=goal_rate(tally),
-            model_usage=usage,
-        )
-        if pool is not None:
-            manifest.llm = _llm_manifest(pool, prepared)
-        folder.write_manifest(manifest)
+        started = time.perf_counter()
+        status, stopped = "interrupted", None
+        try:
+            writer = folder.writer()
+            await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
+            status = "complete"
+        except RunStopped as exc:
+            status, stopped = "stopped", str(exc)
+        finally:
+            if pool is not None:
+                await pool.aclose()
+            stored = folder.outcome_counts()
+            stored.planned = len(specs)
+            usage = pool.meter.as_usage_list() if pool else []
+            session = SessionRecord(
+                played=tally.done,
+                skipped_already_stored=tally.skipped,
+                duration_s=round(time.perf_counter() - started, 3),
+                goal_rate=goal_rate(tally),
+                model_usage=usage,
+            )
+
+            def finish(written: Manifest) -> None:
+                written.status = status  # type: ignore[assignment]
+                written.stopped_because = stopped
+                written.updated_at = now_iso()
+                written.counts = stored
+                written.last_session = session
+                if pool is not None:
+                    written.llm = _llm_manifest(pool, prepared)
+
+            folder.update_manifest(finish)
     return RunResult(
         run_dir=Path(config.out), tally=tally, stored=stored, stopped=stopped, usage=usage
     )

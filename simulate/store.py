@@ -8,6 +8,13 @@
 Every file Simulate writes goes through `write_atomic` (a hidden temporary sibling renamed into
 place), so a killed process leaves either the whole file or none; `--resume` skips every
 episode id already in a shard.
+
+Writers hold `RunFolder.lock(role)`, an OS file lock that dies with its process (a SIGKILL
+never leaves a stale lock), so a second `run --resume` or `label` on the same folder is
+refused rather than doubling it. Readers stay safe on folders damaged by older versions or
+other tools: an episode stored twice counts once, a label slot filled twice keeps its latest
+label, and a shard that cannot be read is left out with a `ShardWarning` naming it
+(`simulate repair` moves such shards aside).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import os
 import platform
 import secrets
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -32,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from simulate.errors import OutputError, RunFolderError
+from simulate.errors import OutputError, RunFolderError, RunLocked
 from simulate.schema import Episode, Label, LabelingRecord, LabelKey, Manifest, RunCounts
 
 if TYPE_CHECKING:
@@ -44,6 +52,16 @@ EPISODES = "episodes"
 LABELS = "labels"
 
 ShardKind = Literal["episodes", "labels"]
+
+LOCKS = ".locks"
+"""The folder of writers' lock files inside a run folder."""
+QUARANTINE = "quarantine"
+"""Where `simulate repair` moves shards that cannot be read."""
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    EPISODES: ("episode_id", "persona_id", "scenario_id", "trial", "outcome", "success"),
+    LABELS: ("episode_id", "criterion", "labeler", "value", "created_at"),
+}
+"""Columns a shard must have to be read as episodes or labels."""
 
 FLUSH_INTERVAL_S = 1.0
 """A writer's rows reach disk at least this often."""
@@ -181,6 +199,86 @@ def write_atomic(
     return path
 
 
+MARKER = ".simulate.json"
+"""The file that marks a folder Simulate wrote whole (a golden set), so it may be replaced."""
+
+
+def check_replaceable(target: str | Path, kind: str, flag: str = "--out") -> None:
+    """Refuse to replace ``target`` unless it is new, empty, or a folder Simulate wrote as
+    ``kind`` (its marker says so; golden sets of earlier versions are known by their files).
+
+    Raises:
+        ConfigError: ``target`` is a file, or a folder Simulate did not write (a mistyped
+            ``--out`` must never delete a project).
+    """
+    from simulate.errors import ConfigError
+
+    path = Path(target)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir() or path.is_symlink():
+        raise ConfigError(f"{flag} {str(path)!r} exists and is not a folder; choose another")
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError as exc:
+        raise ConfigError(f"{flag} {str(path)!r}: cannot read it ({exc.strerror or exc})") from exc
+    if not names or _written_as(path, kind) or (kind == "golden" and _old_golden(path, names)):
+        return
+    raise ConfigError(
+        f"{flag} {str(path)!r} exists and is not a {kind} set Simulate wrote; "
+        "choose an empty or new folder"
+    )
+
+
+def _written_as(path: Path, kind: str) -> bool:
+    try:
+        return json.loads((path / MARKER).read_text(encoding="utf-8")).get("kind") == kind
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _old_golden(path: Path, names: set[str]) -> bool:
+    """A golden set from before markers: a card and split files, nothing else."""
+    if names != {"README.md", "data"} or not (path / "data").is_dir():
+        return False
+    return all(p.suffix == ".parquet" and "-of-" in p.name for p in (path / "data").iterdir())
+
+
+def replace_folder(target: str | Path, kind: str, fill: Callable[[Path], None]) -> Path:
+    """Write a whole folder: ``fill`` writes a hidden sibling, which then takes its place.
+
+    The folder is marked as Simulate's ``kind``. A writer killed between the two renames of
+    the swap leaves the previous folder aside; the next call puts it back first, so a kill
+    never leaves no folder at all.
+    """
+    import shutil
+
+    target = Path(target)
+    check_replaceable(target, kind)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    aside = sorted(target.parent.glob(f".{target.name}.old-*"))
+    if aside and not target.exists():
+        os.replace(aside.pop(), target)  # a swap cut short: the previous folder comes back
+    for stale in [*target.parent.glob(f".{target.name}.tmp-*"), *aside]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a writer that was killed
+    token = secrets.token_hex(3)
+    tmp = target.parent / f".{target.name}.tmp-{token}"
+    old = target.parent / f".{target.name}.old-{token}"
+    try:
+        tmp.mkdir()
+        fill(tmp)
+        (tmp / MARKER).write_text(json.dumps({"kind": kind, "written_at": now_iso()}) + "\n")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 def write_parquet(path: str | Path, table: pa.Table) -> Path:
     """Write an Arrow table as one parquet file, atomically."""
     return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
@@ -268,6 +366,34 @@ class ShardWriter:
 
 # --- the run folder -------------------------------------------------------------------------------
 
+
+class ShardWarning(UserWarning):
+    """A shard that cannot be read was left out; the message names it."""
+
+
+def shard_problem(path: Path, kind: ShardKind) -> str | None:
+    """Why ``path`` cannot be read as a shard of ``kind``, or None when it can."""
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, pa.ArrowException) as exc:
+        return (
+            f"unreadable parquet ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        )
+    missing = [c for c in KEY_COLUMNS[kind] if c not in names]
+    if missing:
+        return f"not a Simulate {kind} shard (no {missing[0]!r} column)"
+    return None
+
+
+def _first_of_each(ids: Sequence[str], keep_last: bool = False) -> list[int]:
+    """Row indexes of the first (or last) occurrence of each id, in row order."""
+    chosen: dict[str, int] = {}
+    for index, ident in enumerate(ids):
+        if keep_last or ident not in chosen:
+            chosen[ident] = index
+    return sorted(chosen.values())
+
+
 _LABEL_KEY_COLUMNS = [
     "episode_id",
     "criterion",
@@ -283,6 +409,8 @@ class RunFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._checked: dict[tuple[str, int, int], str | None] = {}
+        """Shard problems found so far, by (name, size, mtime): each shard is checked once."""
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -315,7 +443,7 @@ class RunFolder:
                 f"--out {where!r} already holds a run; pass --resume to continue it "
                 "or choose another --out"
             )
-        if not has_manifest and folder.path.is_dir() and any(folder.path.iterdir()):
+        if not has_manifest and folder.path.is_dir() and folder._has_foreign_files():
             raise RunFolderError(f"--out {where!r} is not empty and is not a run folder")
         if resume:
             old = folder.read_manifest()
@@ -337,6 +465,52 @@ class RunFolder:
             leftover.unlink()  # a shard whose writer was killed before the rename
         folder.write_manifest(manifest)
         return folder
+
+    def _has_foreign_files(self) -> bool:
+        return any(p.name != LOCKS for p in self.path.iterdir())
+
+    # --- writers' locks
+
+    @contextlib.contextmanager
+    def lock(self, role: str, command: str) -> Iterator[None]:
+        """Hold the folder's writer lock for ``role`` (`episodes`, `labels`, `golden`...).
+
+        An OS lock on a file under `.locks/`, released when the block ends or the process
+        dies, SIGKILL included. Creates the folder when it does not exist yet.
+
+        Raises:
+            RunLocked: another process holds it; the message names its command and pid.
+            OutputError: the folder cannot be created.
+        """
+        from filelock import FileLock, Timeout
+
+        folder = self.path / LOCKS
+        try:
+            if self.path.exists() and not self.path.is_dir():
+                raise RunFolderError(f"{str(self.path)!r} is a file, not a run folder")
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {str(folder)!r}: {exc.strerror or exc}") from exc
+        holder = folder / f"{role}.json"
+        lock = FileLock(folder / f"{role}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunLocked(
+                f"{str(self.path)!r} is being written by {_holder(holder)}; wait for it to "
+                "finish (or stop it) and try again"
+            ) from None
+        except OSError as exc:
+            raise OutputError(f"cannot lock {str(self.path)!r}: {exc.strerror or exc}") from exc
+        try:
+            info = {"command": command, "pid": os.getpid(), "since": now_iso()}
+            with contextlib.suppress(OSError):
+                holder.write_text(json.dumps(info), encoding="utf-8")
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                holder.unlink(missing_ok=True)
+            lock.release()
 
     # --- the manifest
 
@@ -363,20 +537,45 @@ class RunFolder:
         write_atomic(self.manifest_path, text)
         self.__dict__["manifest"] = manifest
 
+    def update_manifest(self, change: Callable[[Manifest], None]) -> Manifest:
+        """Read the manifest, apply ``change`` to it and write it back, with no other writer's
+        update in between (a short lock: a run and a labeling may finish at once)."""
+        from filelock import FileLock
+
+        folder = self.path / LOCKS
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(folder / "manifest.lock", timeout=60):
+            manifest = self.read_manifest()
+            change(manifest)
+            self.write_manifest(manifest)
+        return manifest
+
     def record_labeling(self, entry: LabelingRecord) -> None:
         """Append one labeling session's record to the manifest."""
-        manifest = self.read_manifest()
         entry.at = entry.at or now_iso()
-        manifest.labeling.append(entry)
-        self.write_manifest(manifest)
+        self.update_manifest(lambda manifest: manifest.labeling.append(entry))
 
     # --- shards
 
     def shards(self, kind: ShardKind = EPISODES) -> list[Path]:
-        """The shards of ``kind``, in the order they were written.
+        """The readable shards of ``kind``, in the order they were written.
 
-        The folder is listed, not globbed, so a run folder named `runs/[v1]` works.
+        A shard that cannot be read is left out with a `ShardWarning` naming it. The folder is
+        listed, not globbed, so a run folder named `runs/[v1]` works.
         """
+        good = []
+        for path in self._shard_files(kind):
+            problem = self._problem(path, kind)
+            if problem is None:
+                good.append(path)
+        return good
+
+    def bad_shards(self, kind: ShardKind = EPISODES) -> list[tuple[Path, str]]:
+        """Shards of ``kind`` that cannot be read, each with what is wrong."""
+        found = ((path, self._problem(path, kind, warn=False)) for path in self._shard_files(kind))
+        return [(path, problem) for path, problem in found if problem is not None]
+
+    def _shard_files(self, kind: ShardKind) -> list[Path]:
         folder = self.path / kind
         if not folder.is_dir():
             return []
@@ -384,12 +583,29 @@ class RunFolder:
             p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")
         )
 
+    def _problem(self, path: Path, kind: ShardKind, *, warn: bool = True) -> str | None:
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror or exc})"
+        key = (f"{kind}/{path.name}", stat.st_size, stat.st_mtime_ns)
+        if key not in self._checked:
+            self._checked[key] = problem = shard_problem(path, kind)
+            if problem is not None and warn:
+                warnings.warn(
+                    f"{path}: {problem}; left out (`simulate repair {self.path}` moves it aside)",
+                    ShardWarning,
+                    stacklevel=3,
+                )
+        return self._checked[key]
+
     def has(self, kind: ShardKind = EPISODES) -> bool:
         """Whether any shard of ``kind`` is stored."""
         return bool(self.shards(kind))
 
     def count(self, kind: ShardKind = EPISODES) -> int:
-        """Rows stored in the shards of ``kind`` (read from their footers)."""
+        """Rows in the readable shard files of ``kind`` (from their footers; what a dataset
+        loaded from the files holds)."""
         return parquet_rows(self.shards(kind))
 
     def writer(self, kind: ShardKind = EPISODES) -> ShardWriter:
@@ -397,23 +613,50 @@ class RunFolder:
         return ShardWriter(self.path, kind)
 
     def table(self, kind: ShardKind = EPISODES, columns: Sequence[str] | None = None) -> pa.Table:
-        """Every shard of ``kind`` as one Arrow table with the fixed schema."""
-        schema = arrow_schema(kind)
-        if columns:
-            schema = pa.schema([schema.field(c) for c in columns])
-        files = self.shards(kind)
-        if not files:
-            return schema.empty_table()
-        return pa.concat_tables(
-            pq.read_table(f, columns=list(columns) if columns else None, schema=schema)
-            for f in files
-        )
+        """Every shard of ``kind`` as one Arrow table with the fixed schema, each episode (or
+        label slot) once: an episode stored twice keeps its first row, a slot its latest."""
+        full = arrow_schema(kind)
+        wanted = list(columns) if columns else full.names
+        keys = ["episode_id"] if kind == EPISODES else [*_LABEL_KEY_COLUMNS, "created_at"]
+        read = [*wanted, *(k for k in keys if k not in wanted)]
+        schema = pa.schema([full.field(c) for c in read])
+        tables = []
+        for path in self.shards(kind):
+            try:
+                tables.append(pq.read_table(path, columns=read, schema=schema))
+            except (OSError, pa.ArrowException) as exc:
+                warnings.warn(f"{path}: unreadable ({exc}); left out", ShardWarning, stacklevel=2)
+        if not tables:
+            return pa.schema([full.field(c) for c in wanted]).empty_table()
+        table = pa.concat_tables(tables)
+        if kind == EPISODES:
+            keep = _first_of_each(table.column("episode_id").to_pylist())
+        else:  # labels in the order they were given; a slot keeps its latest
+            order = pc.sort_indices(table, [("created_at", "ascending")])
+            table = table.take(order)
+            slots = zip(*(table.column(c).to_pylist() for c in _LABEL_KEY_COLUMNS), strict=True)
+            keep = _first_of_each([json.dumps(s) for s in slots], keep_last=True)
+        if len(keep) < table.num_rows:
+            table = table.take(pa.array(keep, pa.int64()))
+        return table.select(wanted)
 
     def scan(self, kind: ShardKind = EPISODES) -> pl.LazyFrame:
-        """The shards of ``kind`` as one polars lazy frame (the folder must have some)."""
+        """The shards of ``kind`` as one polars lazy frame (the folder must have some), each
+        episode once and each label slot with its latest label, as `table()` reads them."""
         import polars as pl
 
-        return pl.scan_parquet([str(p) for p in self.shards(kind)], glob=False)
+        schema = pl.from_arrow(arrow_schema(kind).empty_table()).schema  # type: ignore[union-attr]
+        frame = pl.scan_parquet(
+            [str(p) for p in self.shards(kind)],
+            glob=False,
+            schema=schema,
+            missing_columns="insert",  # shards written before a column was added
+        )
+        if kind == EPISODES:
+            return frame.unique(subset=["episode_id"], keep="first", maintain_order=True)
+        return frame.sort("created_at", maintain_order=True).unique(
+            subset=_LABEL_KEY_COLUMNS, keep="last", maintain_order=True
+        )
 
     def scan_episodes(self) -> pl.LazyFrame:
         """Episodes as a lazy frame, with `status`, `reason` and `failed_checks` lifted."""
@@ -433,12 +676,9 @@ class RunFolder:
 
     def outcome_counts(self) -> RunCounts:
         """Counts over every stored episode: total, by outcome status, and successes."""
-        statuses: Counter[str] = Counter()
-        successes = 0
-        for path in self.shards(EPISODES):
-            table = pq.read_table(path, columns=["outcome", "success"])
-            statuses.update(s["status"] for s in table.column("outcome").to_pylist())
-            successes += sum(table.column("success").to_pylist())
+        table = self.table(EPISODES, ["outcome", "success"])
+        statuses = Counter(s["status"] for s in table.column("outcome").to_pylist())
+        successes = sum(table.column("success").to_pylist())
         return RunCounts(
             stored=sum(statuses.values()),
             by_status=dict(sorted(statuses.items())),
@@ -454,12 +694,20 @@ class RunFolder:
         ``ids`` keeps only those episode ids.
         """
         wanted = list(filters)
+        seen: set[str] = set()
         for path in self.shards(EPISODES):
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path, schema=arrow_schema(EPISODES))
+            except (OSError, pa.ArrowException) as exc:
+                warnings.warn(f"{path}: unreadable ({exc}); left out", ShardWarning, stacklevel=2)
+                continue
             if ids is not None:
                 wanted_ids = pa.array(sorted(ids), pa.string())
                 table = table.filter(pc.is_in(table.column("episode_id"), value_set=wanted_ids))
             for row in table.to_pylist():
+                if row["episode_id"] in seen:
+                    continue  # stored twice (two writers, before locks): the first counts
+                seen.add(row["episode_id"])
                 flat = {**row, "status": row["outcome"]["status"]}
                 if all(flat.get(key) == value for key, value in wanted):
                     yield Episode.model_validate(row)
@@ -476,7 +724,7 @@ class RunFolder:
     # --- labels
 
     def labels(self) -> list[Label]:
-        """Every label stored, in the order they were written."""
+        """The latest label of every slot, in the order they were given (`created_at`)."""
         return [Label.model_validate(r) for r in self.table(LABELS).to_pylist()]
 
     def label_dataset(self) -> datasets.Dataset:
@@ -523,6 +771,15 @@ def write_manifest(run_dir: str | Path, manifest: Manifest | Mapping[str, Any]) 
     if not isinstance(manifest, Manifest):
         manifest = Manifest.model_validate(dict(manifest))
     RunFolder(run_dir).write_manifest(manifest)
+
+
+def _holder(path: Path) -> str:
+    """`simulate run (pid 4242, since ...)` from a lock's holder file, or `another process`."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return f"`{info['command']}` (pid {info['pid']}, since {info['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
 
 
 def shard_paths(run_dir: str | Path, kind: ShardKind = EPISODES) -> list[Path]:

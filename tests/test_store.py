@@ -117,3 +117,120 @@ def test_a_manifest_that_is_not_an_object_or_not_json_is_one_error(tmp_path):
         RunFolder.open(tmp_path)
     with pytest.raises(RunFolderError, match="no such run folder"):
         RunFolder.open(tmp_path / "nope")
+
+
+def test_a_second_writer_is_refused_with_who_holds_the_lock(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from simulate.errors import RunLocked
+    from simulate.store import RunFolder
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from simulate.store import RunFolder\n"
+            f"with RunFolder({str(tmp_path)!r}).lock('labels', 'simulate label'):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        locked = rf"`simulate label` \(pid {holder.pid}, since"
+        with pytest.raises(RunLocked, match=locked), RunFolder(tmp_path).lock("labels", "x"):
+            pass
+        with RunFolder(tmp_path).lock("episodes", "simulate run"):  # another role is free
+            pass
+    finally:
+        holder.kill()  # SIGKILL: the OS releases the lock with the process
+        holder.wait()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with RunFolder(tmp_path).lock("labels", "simulate label"):
+                break
+        except RunLocked:
+            assert time.monotonic() < deadline, "the lock of a killed writer was not released"
+            time.sleep(0.05)
+
+
+def _episode(episode_id: str, success: bool = True):
+    from simulate.schema import Episode, Outcome
+
+    return Episode(
+        episode_id=episode_id,
+        run_id="r",
+        persona_id="p",
+        scenario_id=episode_id,
+        trial=0,
+        seed=0,
+        persona="{}",
+        scenario="{}",
+        messages=[],
+        outcome=Outcome(status="goal_reached" if success else "gave_up"),
+        success=success,
+        n_turns=1,
+        duration_s=0.0,
+        user="agenda",
+        target="demo",
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+
+
+def test_readers_count_an_episode_stored_twice_once_and_keep_a_slots_latest_label(tmp_path):
+    """A folder doubled by two writers of an older version reads right."""
+    from simulate.schema import Label
+    from simulate.store import LABELS, RunFolder, write_manifest
+
+    write_manifest(tmp_path, {"run_id": "r"})
+    folder = RunFolder(tmp_path)
+    for _ in range(2):
+        with folder.writer() as writer:
+            writer.add(_episode("a"))
+            writer.add(_episode("b", success=False))
+    label = dict(
+        episode_id="a", criterion="c", labeler="human:ana", labeler_kind="human", value="no"
+    )
+    with folder.writer(LABELS) as writer:
+        writer.add(Label(**label, created_at="2026-01-01T00:00:00+00:00"))
+    with folder.writer(LABELS) as writer:
+        writer.add(Label(**{**label, "value": "yes"}, created_at="2026-01-02T00:00:00+00:00"))
+    assert folder.table().num_rows == 2 and len(list(folder.episodes())) == 2
+    assert folder.dataset().num_rows == 2
+    assert folder.outcome_counts().stored == 2
+    assert folder.scan_episodes().collect().height == 2
+    assert [x.value for x in folder.labels()] == ["yes"]
+    assert folder.scan(LABELS).collect()["value"].to_list() == ["yes"]
+
+
+def test_an_unreadable_or_foreign_shard_is_left_out_with_a_warning_naming_it(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simulate.store import RunFolder, ShardWarning, write_manifest
+
+    write_manifest(tmp_path, {"run_id": "r"})
+    folder = RunFolder(tmp_path)
+    with folder.writer() as writer:
+        writer.add(_episode("a"))
+    good = folder.shards()[0]
+    truncated = good.with_name("part-truncated.parquet")
+    truncated.write_bytes(good.read_bytes()[:100])
+    foreign = good.with_name("part-zforeign.parquet")
+    pq.write_table(pa.table({"x": [1]}), foreign)
+    with pytest.warns(ShardWarning) as caught:
+        fresh = RunFolder(tmp_path)
+        assert [e.episode_id for e in fresh.episodes()] == ["a"]
+        assert fresh.scan_episodes().collect().height == 1
+    messages = " ".join(str(w.message) for w in caught)
+    assert "part-truncated.parquet" in messages and "part-zforeign.parquet" in messages
+    assert {p.name for p, _ in RunFolder(tmp_path).bad_shards()} == {
+        "part-truncated.parquet",
+        "part-zforeign.parquet",
+    }

@@ -13,10 +13,7 @@ per persona x scenario group, so all trials of a pair land in the same split.
 from __future__ import annotations
 
 import math
-import os
 import random
-import secrets
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +27,13 @@ from simulate.card import GoldenFacts, check_license, golden_card
 from simulate.errors import ConfigError, RunFolderError
 from simulate.label.agreement import agreement_for_card
 from simulate.schema import Label, LabelerKind, MergedLabel
-from simulate.store import RunFolder, episode_features, write_parquet
+from simulate.store import (
+    RunFolder,
+    check_replaceable,
+    episode_features,
+    replace_folder,
+    write_parquet,
+)
 
 GOLDEN = "golden"
 SPLITS = ("train", "validation", "test")
@@ -256,7 +259,7 @@ def build_golden(
     check_license(license)
     folder = RunFolder.open(run_dir)
     target = Path(out) if out is not None else folder.path / GOLDEN
-    _check_target(target)
+    check_replaceable(target, GOLDEN)
     labels = folder.labels()
     if not labels:
         raise RunFolderError(
@@ -328,7 +331,7 @@ def build_golden(
         features=features,
         episodes=episodes,
     )
-    _write_atomically(target, dataset, card)
+    _write_golden(target, dataset, card)
     return result
 
 
@@ -344,32 +347,12 @@ def _golden_row(
     }
 
 
-def _check_target(target: Path) -> None:
-    """Refuse to replace a folder that is not a golden set (a mistyped `--out`)."""
-    if target.exists() and (
-        not target.is_dir() or (any(target.iterdir()) and not (target / "README.md").is_file())
-    ):
-        raise ConfigError(
-            f"--out {str(target)!r} exists and is not a golden set; choose an empty or new folder"
-        )
+def _write_golden(target: Path, dataset: datasets.DatasetDict, card: Any) -> None:
+    """Write the set whole, replacing the previous one only once it is complete."""
 
-
-def _write_atomically(target: Path, dataset: datasets.DatasetDict, card: Any) -> None:
-    """Write into a hidden sibling folder, then swap it in: never a half-written golden set."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a writer that was killed
-    token = secrets.token_hex(3)
-    tmp = target.parent / f".{target.name}.tmp-{token}"
-    (tmp / "data").mkdir(parents=True)
-    try:
+    def fill(folder: Path) -> None:
         for name, ds in dataset.items():
-            write_parquet(tmp / "data" / f"{name}-00000-of-00001.parquet", ds.data.table)
-        card.save(tmp / "README.md")
-        old = target.parent / f".{target.name}.old-{token}"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            write_parquet(folder / "data" / f"{name}-00000-of-00001.parquet", ds.data.table)
+        card.save(folder / "README.md")
+
+    replace_folder(target, GOLDEN, fill)

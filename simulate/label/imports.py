@@ -78,11 +78,12 @@ def import_labels(
             raise ConfigError(f"{path}:{line}: the same unit and criterion as line {seen[unit]}")
         seen[unit] = line
         labels.append(label)
-    done = folder.label_keys()
-    new = [label for label in labels if label.key not in done]
-    with folder.writer(LABELS) as writer:
-        for label in new:
-            writer.add(label)
+    with folder.lock("labels", "simulate label --import"):
+        done = folder.label_keys()
+        new = [label for label in labels if label.key not in done]
+        with folder.writer(LABELS) as writer:
+            for label in new:
+                writer.add(label)
     result = ImportResult(rows=len(rows), written=len(new), skipped=len(labels) - len(new))
     folder.record_labeling(
         LabelingRecord.model_validate(

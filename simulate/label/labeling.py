@@ -143,6 +143,17 @@ async def label_run(
     """
     plan = _plan(config)
     folder = RunFolder.open(config.run_dir)
+    with folder.lock("labels", "simulate label"):
+        return await _label(folder, config, plan, on_label)
+
+
+async def _label(
+    folder: RunFolder,
+    config: LabelConfig,
+    plan: _Plan,
+    on_label: Callable[[Label], Any] | None,
+) -> LabelResult:
+    """`label_run` with the folder's labels lock held."""
     result = LabelResult(run_dir=folder.path)
     pool = LLMPool.from_config(config) if plan.judged else None
     assignments = [Assignment(c, RuleLabeler(config.limits), f"rule:{c.id}") for c in plan.rules]
