@@ -298,7 +298,9 @@ def _languages(config: dict[str, Any], personas: Sequence[dict[str, Any]]) -> li
 
 def _annotation_creators(labels: Sequence[Any]) -> list[str]:
     kinds = {label.labeler_kind for label in labels}
-    creators = {"expert-generated" if k == "human" else "machine-generated" for k in kinds}
+    creators = {
+        "expert-generated" if k in ("human", "adjudicator") else "machine-generated" for k in kinds
+    }
     return sorted(creators) or ["no-annotation"]
 
 

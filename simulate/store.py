@@ -248,10 +248,10 @@ class ShardWriter:
         """Queue one finished episode (or label) for the next shard."""
         self.buffer.append(row)
 
-    def flush(self) -> None:
-        """Write every queued row as one shard, atomically."""
+    def flush(self) -> Path | None:
+        """Write every queued row as one shard, atomically; the shard's path (None: no rows)."""
         if not self.buffer:
-            return
+            return None
         name = f"part-{self._prefix}-{self._count:05d}.parquet"
         tmp = self.folder / f".{name}.tmp"
         pq.write_table(rows_to_table(self.buffer, self.kind), tmp)
@@ -261,6 +261,7 @@ class ShardWriter:
         self._count += 1
         self.written += len(self.buffer)
         self.buffer = []
+        return self.folder / name
 
 
 def iter_episodes(

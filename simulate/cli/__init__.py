@@ -25,7 +25,7 @@ def cli() -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (one module per command family)."""
-    from simulate.cli import authoring, data, label, report, run
+    from simulate.cli import annotate, authoring, data, label, report, run
 
     for command in (
         run.run_command,
@@ -36,6 +36,7 @@ def _register() -> None:
         label.label_command,
         label.golden_command,
         label.agreement_command,
+        annotate.annotate_command,
         report.report_command,
         report.compare_command,
         report.plan_size_command,
