@@ -81,12 +81,19 @@
     status.classList.toggle("failed", Boolean(failed));
   }
 
+  // Answers are sent one after another, in the order given; leaving the page waits for them.
+  let pending = Promise.resolve();
+
   function answer(q, value, advance) {
     const rationale = q.querySelector(".rationale").value;
+    const before = q.dataset.answer;
+    q.dataset.answer = value;  // at once, so the next keystroke goes to the next question
     setStatus(q, "saving…");
-    return post("/api/answer", Object.assign(slot(q), { value: value, rationale: rationale }))
+    pending = pending
+      .then(function () {
+        return post("/api/answer", Object.assign(slot(q), { value: value, rationale: rationale }));
+      })
       .then(function (data) {
-        q.dataset.answer = value;
         q.dataset.savedRationale = rationale;
         q.classList.add("answered");
         q.querySelectorAll(".choice").forEach(function (b) {
@@ -97,18 +104,25 @@
         document.getElementById("progress").textContent =
           data.done + " of " + data.total + " episodes done";
         showEnd();
-        if (advance) {
-          const next = unanswered(questions.indexOf(q) + 1);
-          if (next !== -1) focusQuestion(next);
-        }
       })
-      .catch(function (error) { setStatus(q, "not saved: " + error.message, true); });
+      .catch(function (error) {
+        q.dataset.answer = before || "";
+        setStatus(q, "not saved: " + error.message, true);
+      });
+    if (advance) {
+      const next = unanswered(questions.indexOf(q) + 1);
+      if (next !== -1) focusQuestion(next);
+    }
+    showEnd();
   }
 
-  function go(url) { window.location.assign(url); }
+  function go(url) {
+    pending.then(function () { window.location.assign(url); });
+  }
 
   function undo() {
-    post("/api/undo", {})
+    pending
+      .then(function () { return post("/api/undo", {}); })
       .then(function (data) { go("/episode/" + encodeURIComponent(data.episode_id) + window.location.search); })
       .catch(function (error) {
         if (current >= 0) setStatus(questions[current], error.message, true);
