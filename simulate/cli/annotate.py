@@ -89,6 +89,8 @@ def annotate_command(
         webbrowser.open(url)
     try:
         asyncio.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the app stops (uvicorn raises it again once it has shut down)
     finally:
         merged = app.compact()
         sock.close()
