@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from simulate.schema import Label
-from simulate.store import LABELS, ShardWriter, read_manifest, shard_paths
+from simulate.store import LABELS, ShardWriter, arrow_schema, read_manifest, shard_paths
 
 
 class LabelStore:
@@ -35,6 +35,7 @@ class LabelStore:
         self._writer = ShardWriter(self.run_dir, LABELS)
         self.written: list[Path] = []
         """Shards this store wrote since it was opened (or last compacted)."""
+        arrow_schema(LABELS)  # builds on `datasets` (a second to import): now, not on answer 1
 
     def labels(self) -> list[Label]:
         """Every label in the run, in the order the shards were written.
