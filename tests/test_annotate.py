@@ -129,6 +129,8 @@ def test_only_the_hosts_it_serves_are_answered(run, rubric):
     _, client = open_app(run, rubric)
     rebound = client.get("/", headers={"Host": "attacker.example:8765"})
     assert rebound.status_code == 400
+    _, everywhere = open_app(run, rubric, host="0.0.0.0")  # any name reaches it; token still
+    assert everywhere.get("/", headers={"Host": "my-laptop.lan:8765"}).status_code == 200
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -152,6 +154,8 @@ def test_bad_answers_are_refused_with_the_reason(run, rubric):
     assert wrong_value.json()["error"] == "value '9' is not allowed; allowed: 1, 2, 3, 4, 5"
     assert answer(app, client, "ep-00", "polite", "4", turn=0).status_code == 400  # user turn
     assert answer(app, client, "nope", "resolved").status_code == 400
+    headers = {"X-CSRF-Token": app.csrf}
+    assert client.post("/api/answer", json=["ep-00"], headers=headers).status_code == 400
     assert read_labels(run) == []
 
 
@@ -296,8 +300,8 @@ def test_an_adjudication_outranks_both_annotators_in_simulate_golden(run, rubric
     page = lead_client.get("/episode/ep-00").text
     assert "bo: not really" in page and "ana: answered" in page
     assert answer(lead, lead_client, "ep-00", value="no").status_code == 200
-    label = read_labels(run)[-1]
-    assert (label.labeler, label.labeler_kind) == ("adjudicator:lead", "adjudicator")
+    (label,) = [label for label in read_labels(run) if label.labeler == "adjudicator:lead"]
+    assert (label.labeler_kind, label.episode_id, label.value) == ("adjudicator", "ep-00", "no")
 
     result = CliRunner().invoke(cli, ["golden", str(run), "--split", "1,0,0"])
     assert result.exit_code == 0, result.output

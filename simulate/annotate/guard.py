@@ -8,7 +8,8 @@
   page's CSRF token in `X-CSRF-Token`, and its `Origin`, when the browser sends one, must be
   the app's own. A form on another site (even another port of 127.0.0.1, which is the same
   *site* and so gets the cookie) can set neither the header nor the JSON type.
-- **Host**: only the host names the server was started for are answered (DNS rebinding).
+- **Host**: only the host names the server was started for are answered (DNS rebinding);
+  `*` (a server on every interface) answers any.
 - **Every reply**: `Content-Security-Policy` allowing the app's own origin only and no inline
   script or style, `nosniff`, no referrer, no framing, no caching.
 """
@@ -71,7 +72,7 @@ class Guard:
     def refuse(self, request: Request) -> Response | None:
         """The response refusing ``request``, or a redirect setting the cookie, or None."""
         host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
-        if host not in self.hosts:
+        if "*" not in self.hosts and host not in self.hosts:
             return PlainTextResponse("refused: unknown host", status_code=400)
         in_url = request.query_params.get("token", "")
         given = in_url or request.cookies.get(self.cookie, "")

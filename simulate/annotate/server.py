@@ -48,6 +48,7 @@ from simulate.store import iter_episodes
 
 HERE = Path(__file__).parent
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+ANY_HOST = ("0.0.0.0", "::")
 
 
 @dataclass
@@ -139,7 +140,9 @@ class AnnotateApp:
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ]
         )
-        hosts = {*LOCAL_HOSTS, self.settings.host}
+        # on every interface the Host header is whatever name reaches the machine: the token
+        # (which a rebinding page does not have) is then the whole protection
+        hosts = {"*"} if self.settings.host in ANY_HOST else {*LOCAL_HOSTS, self.settings.host}
         return Guard(
             app,
             token=self.settings.token,
@@ -306,7 +309,7 @@ class AnnotateApp:
             rationale = body.get("rationale") or ""
             if not isinstance(rationale, str):
                 raise ValueError("rationale must be text")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if value not in question.criterion.allowed_values():
             allowed = ", ".join(question.criterion.allowed_values())
