@@ -396,7 +396,7 @@ def _run_prose(
         lines.append(
             "- `labels`: one row per label: `episode_id`, `criterion`, `turn_index`, "
             "`tool_call_index`, `value`, `score`, `passed`, `rationale`, `labeler`, "
-            "`labeler_kind` (rule, judge or human), `rubric`, `created_at`."
+            "`labeler_kind` (rule, judge, human or adjudicator), `rubric`, `created_at`."
         )
     if "golden" in data_files:
         lines.append(

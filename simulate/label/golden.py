@@ -576,8 +576,8 @@ def _card_prose(
         "",
         "- `labels`: one struct per labeled unit: `criterion`, `turn_index` (index in `messages`; "
         "null for the whole episode), `tool_call_index`, `value`, `score`, `passed`, `kind` "
-        "(human, judge or rule: who decided), `source` (the labelers behind the value), "
-        "`disputed`.",
+        "(adjudicator, human, judge or rule: who decided), `source` (the labelers behind the "
+        "value), `disputed`.",
         "- `passed_<criterion>`: for each episode-level criterion, whether the episode passed it "
         "(null when not labeled, disputed, or without pass/fail): "
         + (
