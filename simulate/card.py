@@ -53,7 +53,12 @@ _NON_COMMERCIAL = re.compile(r"(?i)(^|[-_ ])nc([-_ ]|$)|non-?commercial")
 
 TAGS = ["synthetic", "simulate", "conversational-agents", "evaluation"]
 
-KIND_NAMES = {"human": "people", "judge": "LLM judges", "rule": "rule checks"}
+KIND_NAMES = {
+    "adjudicator": "adjudicators",
+    "human": "people",
+    "judge": "LLM judges",
+    "rule": "rule checks",
+}
 
 
 @dataclass
@@ -313,7 +318,9 @@ def _languages(config: RecordedConfig, personas: Sequence[dict[str, Any]]) -> li
 
 def _annotation_creators(labels: Sequence[Any]) -> list[str]:
     kinds = {label.labeler_kind for label in labels}
-    creators = {"expert-generated" if k == "human" else "machine-generated" for k in kinds}
+    creators = {
+        "expert-generated" if k in ("human", "adjudicator") else "machine-generated" for k in kinds
+    }
     return sorted(creators) or ["no-annotation"]
 
 
@@ -409,7 +416,7 @@ def _run_prose(
         lines.append(
             "- `labels`: one row per label: `episode_id`, `criterion`, `turn_index`, "
             "`tool_call_index`, `value`, `score`, `passed`, `rationale`, `labeler`, "
-            "`labeler_kind` (rule, judge or human), `rubric`, `created_at`."
+            "`labeler_kind` (rule, judge, human or adjudicator), `rubric`, `created_at`."
         )
     if "golden" in data_files:
         lines.append(
@@ -575,7 +582,10 @@ def golden_card(
         task_categories=["text-generation", "text-classification"],
         task_ids=["dialogue-generation", "conversational"],
         annotations_creators=sorted(
-            {"expert-generated" if m.kind == "human" else "machine-generated" for m in kept}
+            {
+                "expert-generated" if m.kind in ("human", "adjudicator") else "machine-generated"
+                for m in kept
+            }
         ),
         language_creators=["machine-generated"],
         source_datasets=["original"],
@@ -701,8 +711,8 @@ def _golden_prose(
         "",
         "- `labels`: one struct per labeled unit: `criterion`, `turn_index` (index in `messages`; "
         "null for the whole episode), `tool_call_index`, `value`, `score`, `passed`, `kind` "
-        "(human, judge or rule: who decided), `source` (the labelers behind the value), "
-        "`disputed`.",
+        "(adjudicator, human, judge or rule: who decided), `source` (the labelers behind the "
+        "value), `disputed`.",
         "- `passed_<criterion>`: for each episode-level criterion, whether the episode passed it "
         "(null when not labeled, disputed, or without pass/fail): "
         + (

@@ -287,7 +287,8 @@ class Episode(Model):
 
 # --- labels and rubrics -----------------------------------------------------------------------
 
-LabelerKind = Literal["rule", "judge", "human"]
+LabelerKind = Literal["rule", "judge", "human", "adjudicator"]
+"""Who labeled; `adjudicator`: a person deciding a unit other people disagreed on."""
 
 
 class Label(Model):
@@ -301,14 +302,15 @@ class Label(Model):
     tool_call_index: int | None = None
     """For tool-call units: which call of that reply."""
     value: str
-    """The answer: `yes`/`no`, a scale point as text, or a category."""
+    """The answer: `yes`/`no`, a scale point as text, or a category; empty: the labeler
+    withdrew their earlier answer for the unit (an undo in the annotation app)."""
     score: float | None = None
     """The value as a number where it has one (1/0 for binary, the scale point)."""
     passed: bool | None = None
     """Whether the value is a pass under the criterion; None when it has no pass/fail."""
     rationale: str = ""
     labeler: str
-    """Who labeled: `rule:must_mention`, `judge:gpt-4o-mini`, `human:ana`."""
+    """Who labeled: `rule:must_mention`, `judge:gpt-4o-mini`, `human:ana`, `adjudicator:lead`."""
     labeler_kind: LabelerKind
     rubric: str | None = None
     """`<rubric id>@<version>` the label answers; None for rule labels."""

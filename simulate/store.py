@@ -330,16 +330,17 @@ class ShardWriter:
         if len(self.buffer) >= FLUSH_MAX_ROWS:
             self.flush()
 
-    def flush(self) -> None:
-        """Write every queued row as one shard, atomically."""
+    def flush(self) -> Path | None:
+        """Write every queued row as one shard, atomically; the shard's path (None: no rows)."""
         if not self.buffer:
-            return
+            return None
         name = f"part-{self._prefix}-{self._count:05d}.parquet"
         table = rows_to_table(self.buffer, self.kind)
         write_atomic(self.folder / name, lambda tmp: pq.write_table(table, tmp), fsync=True)
         self._count += 1
         self.written += len(self.buffer)
         self.buffer = []
+        return self.folder / name
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -612,6 +613,24 @@ class RunFolder:
         """A writer of new shards of ``kind`` into this folder."""
         return ShardWriter(self.path, kind)
 
+    def write_shard(self, kind: ShardKind, rows: Sequence[BaseModel]) -> Path:
+        """Write ``rows`` as one new shard of ``kind``, durably, whatever their number."""
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+        name = f"part-{stamp}-{int(now % 1 * 1e6):06d}-{secrets.token_hex(3)}"  # in write order
+        table = rows_to_table(rows, kind)
+        path = self.path / kind / f"{name}.parquet"
+        return write_atomic(path, lambda tmp: pq.write_table(table, tmp), fsync=True)
+
+    def labels_in(self, shard: Path) -> list[Label]:
+        """Every label of one shard, as written (history included).
+
+        Raises:
+            FileNotFoundError: the shard is gone (merged away by its writer).
+        """
+        table = pq.read_table(shard, schema=arrow_schema(LABELS))
+        return [Label.model_validate(row) for row in table.to_pylist()]
+
     def table(self, kind: ShardKind = EPISODES, columns: Sequence[str] | None = None) -> pa.Table:
         """Every shard of ``kind`` as one Arrow table with the fixed schema, each episode (or
         label slot) once: an episode stored twice keeps its first row, a slot its latest."""
@@ -726,6 +745,11 @@ class RunFolder:
     def labels(self) -> list[Label]:
         """The latest label of every slot, in the order they were given (`created_at`)."""
         return [Label.model_validate(r) for r in self.table(LABELS).to_pylist()]
+
+    def label_history(self) -> list[Label]:
+        """Every label ever stored, a slot's replaced ones included, in the order given."""
+        labels = [label for path in self.shards(LABELS) for label in self.labels_in(path)]
+        return sorted(labels, key=lambda label: label.created_at)
 
     def label_dataset(self) -> datasets.Dataset:
         """The labels as a Hugging Face dataset, one row per label."""

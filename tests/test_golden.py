@@ -68,6 +68,23 @@ def test_people_outrank_judges_which_outrank_rules():
     assert only(merge_labels([rule])).kind == "rule"
 
 
+def test_an_adjudicators_decision_outranks_the_people_who_disagreed():
+    people = [label("yes", "human:ana"), label("no", "human:bo")]
+    assert only(merge_labels(people)).disputed
+    decided = only(merge_labels([*people, label("no", "adjudicator:lead")]))
+    assert (decided.value, decided.kind, decided.disputed) == ("no", "adjudicator", False)
+    assert decided.source == ["adjudicator:lead"]
+    # left out of a precedence, adjudicators are ignored like any kind
+    assert only(merge_labels([*people, label("no", "adjudicator:lead")], ("human",))).disputed
+
+
+def test_a_withdrawn_answer_takes_its_labeler_out_of_the_unit():
+    withdrawn = Label(**{**label("", "human:ana", created_at=T1).model_dump(), "passed": None})
+    merged = only(merge_labels([label("yes", "judge:m"), label("no", "human:ana"), withdrawn]))
+    assert (merged.value, merged.kind) == ("yes", "judge")
+    assert merge_labels([label("no", "human:ana"), withdrawn]) == []
+
+
 def test_precedence_is_configurable_and_unlisted_kinds_are_ignored():
     labels = [label("no", "rule:x"), label("yes", "judge:m"), label("yes", "human:ana")]
     assert only(merge_labels(labels, ("rule", "judge", "human"))).value == "no"

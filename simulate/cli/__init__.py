@@ -10,6 +10,7 @@ event loop: each command that plays or labels runs its whole work in one loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -30,9 +31,19 @@ class Interrupted(click.exceptions.Abort):
 def run_async(work: Coroutine[Any, Any, T], *, interrupted: str) -> T:
     """Run a command's coroutine to its end; on Ctrl-C say ``interrupted`` and exit 130."""
     try:
-        return asyncio.run(work)
+        return _loop(work)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {interrupted}") from None
+
+
+def serve(work: Coroutine[Any, Any, Any]) -> None:
+    """Run a server's coroutine until Ctrl-C, which is how a server ends (not an error)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        _loop(work)
+
+
+def _loop(work: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(work)  # the CLI's only event loop entry
 
 
 def stop(code: int, message: str) -> NoReturn:
@@ -49,7 +60,7 @@ def cli() -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (one module per command family)."""
-    from simulate.cli import authoring, data, label, report, run
+    from simulate.cli import annotate, authoring, data, label, report, run
 
     for command in (
         run.run_command,
@@ -60,6 +71,7 @@ def _register() -> None:
         label.label_command,
         label.golden_command,
         label.agreement_command,
+        annotate.annotate_command,
         report.report_command,
         report.compare_command,
         report.plan_size_command,

@@ -27,7 +27,7 @@ from simulate.cli.render.labels import print_agreement, print_golden, print_labe
 @click.option("--seed", default=0, show_default=True, type=int, help="Split seed.")
 @click.option(
     "--precedence",
-    default="human,judge,rule",
+    default="adjudicator,human,judge,rule",
     show_default=True,
     help="Labeler kinds, strongest first; kinds left out are ignored.",
 )

@@ -93,14 +93,26 @@ def agreement_for_card(run_dir: str | Path) -> list[str]:
 
 
 def group_ratings(labels: list[Label]) -> dict[str, Ratings]:
-    """Labels by criterion, labeler and unit; a labeler's later label of a unit wins."""
+    """Labels by criterion, labeler and unit; a labeler's later label of a unit wins.
+
+    A label with an empty value withdraws the labeler's answer for the unit. Adjudicators'
+    labels are decisions taken after seeing the others' answers, not ratings, and are left out.
+    """
     grouped: dict[str, Ratings] = defaultdict(dict)
     for label in labels:
-        if not label.value:
+        if label.labeler_kind == "adjudicator":
             continue
         unit = (label.episode_id, label.turn_index, label.tool_call_index)
-        grouped[label.criterion].setdefault(label.labeler, {})[unit] = label
-    return dict(grouped)
+        by_unit = grouped[label.criterion].setdefault(label.labeler, {})
+        if label.value:
+            by_unit[unit] = label
+        else:
+            by_unit.pop(unit, None)
+    return {
+        criterion: {labeler: by_unit for labeler, by_unit in ratings.items() if by_unit}
+        for criterion, ratings in grouped.items()
+        if any(ratings.values())
+    }
 
 
 def criterion_report(criterion: str, ratings: Ratings) -> dict[str, Any]:

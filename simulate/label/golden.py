@@ -4,10 +4,14 @@
     RUN/golden/data/<split>-00000-of-00001.parquet one file per split, the Hub's layout
 
 Labels of one unit (episode, criterion, turn, tool call) are merged by labeler kind: the first
-kind of the precedence (people > judges > rules by default) that labeled the unit decides, by
-majority of its labelers (each labeler's latest label counts once). Without a strict majority
-the unit is *disputed*: left out, or kept with `disputed = true` and no value. Splits are drawn
-per persona x scenario group, so all trials of a pair land in the same split.
+kind of the precedence (adjudicators > people > judges > rules by default) that labeled the unit
+decides, by majority of its labelers (each labeler's latest label counts once; a latest label
+with an empty value is an answer withdrawn, and that labeler drops out of the unit). Without a
+strict majority the unit is *disputed*: left out, or kept with `disputed = true` and no value.
+An adjudicator (`simulate annotate --adjudicate`) decides units people disagreed on, so their
+label outranks every single annotator's.
+
+Splits are drawn per persona x scenario group, so all trials of a pair land in the same split.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from simulate.store import (
 GOLDEN = "golden"
 SPLITS = ("train", "validation", "test")
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
-DEFAULT_PRECEDENCE: tuple[LabelerKind, ...] = ("human", "judge", "rule")
+DEFAULT_PRECEDENCE: tuple[LabelerKind, ...] = ("adjudicator", "human", "judge", "rule")
 
 _str = datasets.Value("string")
 LABEL_STRUCT = {
@@ -98,14 +102,15 @@ def check_split(fractions: Sequence[float], text: str | None = None) -> tuple[fl
 
 
 def parse_precedence(text: str) -> tuple[LabelerKind, ...]:
-    """`"human,judge,rule"` -> labeler kinds, strongest first; kinds left out are ignored."""
+    """`"adjudicator,human,judge,rule"` -> labeler kinds, strongest first; kinds left out are
+    ignored."""
     kinds = [k.strip() for k in text.split(",") if k.strip()]
-    valid = get_args(LabelerKind)  # rule, judge, human
+    valid = get_args(LabelerKind)  # rule, judge, human, adjudicator
     bad = [k for k in kinds if k not in valid]
     if not kinds or bad or len(set(kinds)) != len(kinds):
         raise ConfigError(
-            f"--precedence {text!r}: give distinct labeler kinds from human, judge, rule, "
-            "strongest first, e.g. human,judge,rule"
+            f"--precedence {text!r}: give distinct labeler kinds from adjudicator, human, "
+            "judge, rule, strongest first, e.g. adjudicator,human,judge,rule"
         )
     return tuple(kinds)  # type: ignore[arg-type]
 
@@ -119,7 +124,8 @@ def merge_labels(
     """One label per unit: the first kind of ``precedence`` that labeled it decides.
 
     Within that kind each labeler's latest label counts once and the majority value wins; with
-    no strict majority the unit comes back ``disputed`` with no value. Kinds not in
+    no strict majority the unit comes back ``disputed`` with no value. A labeler whose latest
+    label has an empty value withdrew their answer and is left out. Kinds not in
     ``precedence`` are ignored. The result is sorted by unit.
     """
     rank = {kind: i for i, kind in enumerate(precedence)}
@@ -132,7 +138,11 @@ def merge_labels(
         seen = latest[unit].get(label.labeler)
         if seen is None or seen[0] <= key:
             latest[unit][label.labeler] = (key, label)
-    merged = [_decide(unit, by_labeler, rank) for unit, by_labeler in latest.items()]
+    answered = {
+        unit: {who: seen for who, seen in by_labeler.items() if seen[1].value}
+        for unit, by_labeler in latest.items()
+    }
+    merged = [_decide(unit, voters, rank) for unit, voters in answered.items() if voters]
     return sorted(merged, key=lambda m: _unit_key(m.unit))
 
 

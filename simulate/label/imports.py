@@ -55,10 +55,7 @@ def import_labels(
         ConfigError: the first bad row, as `FILE:LINE: what is wrong`; nothing is written.
     """
     folder = RunFolder.open(run_dir)
-    if not _ANNOTATOR.match(annotator):
-        raise ConfigError(
-            f"--annotator {annotator!r}: use letters, digits, '_', '.' or '-' (e.g. ana)"
-        )
+    check_annotator(annotator)
     criteria: dict[str, tuple[Criterion, str | None]] = {c.id: (c, None) for c in rule_criteria()}
     for rubric in load_rubric_specs(rubrics):
         criteria.update({c.id: (c, rubric.ref) for c in rubric.criteria})
@@ -97,6 +94,14 @@ def import_labels(
         )
     )
     return result
+
+
+def check_annotator(annotator: str) -> None:
+    """A ConfigError unless ``annotator`` is a usable name (letters, digits, `_`, `.`, `-`)."""
+    if not _ANNOTATOR.match(annotator):
+        raise ConfigError(
+            f"--annotator {annotator!r}: use letters, digits, '_', '.' or '-' (e.g. ana)"
+        )
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from simulate.errors import ConfigError, did_you_mean
 from simulate.loader import load_rubrics
-from simulate.schema import Rubric
+from simulate.schema import Criterion, Rubric
 
 
 def shipped_rubrics() -> list[str]:
@@ -63,3 +63,8 @@ def _check_distinct(rubrics: Sequence[Rubric]) -> None:
                     f"{owner[criterion.id]} and {rubric.ref}; give only one of them"
                 )
             owner[criterion.id] = rubric.ref
+
+
+def criteria_of(rubrics: Sequence[Rubric]) -> list[tuple[Rubric, Criterion]]:
+    """Every (rubric, criterion) pair, in the order given."""
+    return [(r, c) for r in rubrics for c in r.criteria]
