@@ -500,3 +500,42 @@ def _golden_lines(golden_dir: Path) -> list[str]:
             if v
         ]
     return lines
+
+
+# --- reference sets -----------------------------------------------------------------------------
+
+
+def render_reference_card(reference_dir: str | Path) -> str:
+    """The card of a reference set (`simulate import conversations`): where the conversations
+    come from, their licence and the attribution the licence asks for, how they were changed."""
+    manifest = read_manifest(reference_dir)
+    source = manifest.get("source") or {}
+    counts = manifest.get("counts") or {}
+    licence = source.get("license") or "unspecified"
+    lines = [
+        f"# Reference conversations: {manifest.get('run_id', Path(reference_dir).name)}",
+        "",
+        f"Real conversations imported by `simulate import conversations` from "
+        f"`{source.get('file', '?')}` ({source.get('format', '?')}), to measure how close "
+        "simulated users come to people (`simulate realism`).",
+        "",
+        f"- **Source**: {source.get('source', '?')}",
+        f"- **Licence**: `{licence}`",
+        f"- **Conversations**: {counts.get('conversations', '?')} "
+        f"({counts.get('user_messages', '?')} user messages)",
+        f"- **PII-looking strings masked**: {'yes' if manifest.get('pii_masked') else 'no'}",
+        f"- **Tasks drafted from the conversations themselves**: "
+        f"{counts.get('tasks_drafted_from_conversations', 0)}",
+        "",
+    ]
+    if source.get("attribution"):
+        lines += ["## Attribution", "", source["attribution"], ""]
+    lines += [
+        "Rows have the episode schema of a Simulate run: `messages` holds the conversation, "
+        "`scenario` the task the person had (or one drafted from the conversation), `persona` "
+        "the source and licence; the outcome is `imported`.",
+        "",
+        f"Licence: `{licence}`; keep this card with the data and anything derived from it.",
+        "",
+    ]
+    return "\n".join(lines)

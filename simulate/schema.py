@@ -229,6 +229,9 @@ class Status(StrEnum):
     """The agent crashed, timed out or broke its protocol: infrastructure, not quality."""
     SIMULATOR_ERROR = "simulator_error"
     """The simulated user failed: the simulation's fault, not the agent's."""
+    IMPORTED = "imported"
+    """A real conversation brought in as reference data (`simulate import conversations`):
+    nobody simulated it and nobody measured how it ended."""
 
 
 #: Outcomes that say nothing about the agent's quality and so are left out of its rates.

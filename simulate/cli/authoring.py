@@ -108,6 +108,141 @@ def import_personahub_command(
     out.print(f"wrote {len(personas)} personas to {out_file}")
 
 
+@import_group.command("conversations")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--out", "out_dir", required=True, metavar="REF/", help="Reference folder.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "openai", "taskmaster", "run"]),
+    default="auto",
+    show_default=True,
+    help="openai: chat JSONL with `messages`; taskmaster: Taskmaster JSON; run: a run folder.",
+)
+@click.option("--mask-pii", is_flag=True, help="Mask e-mails, phone and card numbers.")
+@click.option("--source", help="Where the conversations come from [the format's, else the file].")
+@click.option("--license", "license_", metavar="ID", help="Their licence, e.g. CC-BY-4.0.")
+@click.option("--force", is_flag=True, help="Replace the reference set in REF/.")
+@click.option(
+    "--draft-scenarios",
+    type=click.Path(dir_okay=False),
+    metavar="OUT.yaml",
+    help="Also propose scenarios (and OUT.personas.yaml personas) from the conversations.",
+)
+@click.option(
+    "--drafts",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Conversations to draft from, spread over their kinds.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed of drafts.")
+@click.option("--llm", "model", metavar="MODEL", help="Richer drafts written by this model.")
+@llm_options
+def import_conversations_command(
+    file: str,
+    out_dir: str,
+    fmt: str,
+    mask_pii: bool,
+    source: str | None,
+    license_: str | None,
+    force: bool,
+    draft_scenarios: str | None,
+    drafts: int,
+    seed: int,
+    model: str | None,
+    **options: Any,
+) -> None:
+    """Real conversations as a reference set (the run folder's shape) for `simulate realism`."""
+    from simulate.authoring.conversations import (
+        mask_conversation,
+        read_conversations,
+        reference_source,
+        write_reference,
+    )
+
+    flags = [name for name, value in options.items() if value]
+    if (flags or model) and not draft_scenarios:
+        flag = f"--{flags[0].replace('_', '-')}" if flags else "--llm"
+        raise click.UsageError(f"{flag} only applies with --draft-scenarios OUT.yaml")
+    if draft_scenarios:
+        from simulate.authoring.personas import refuse_overwrite
+
+        refuse_overwrite(draft_scenarios, force)
+    conversations, chosen = read_conversations(file, fmt)
+    if mask_pii:
+        conversations = [mask_conversation(c) for c in conversations]
+    origin = reference_source(chosen, file, source=source, license=license_, masked=mask_pii)
+    folder = write_reference(conversations, out_dir, origin, masked=mask_pii, force=force)
+    users = sum(1 for c in conversations for m in c.messages if m.role == "user")
+    out.print(
+        f"wrote {len(conversations)} conversations ({users} user messages, {chosen}) to {folder}"
+    )
+    out.print(f"source: {origin.source} · licence: {origin.license}")
+    if draft_scenarios:
+        _write_drafts(conversations, origin, draft_scenarios, drafts, seed, model, force, options)
+
+
+def _write_drafts(
+    conversations: Sequence[Any],
+    origin: Any,
+    out_file: str,
+    n: int,
+    seed: int,
+    model: str | None,
+    force: bool,
+    options: dict[str, Any],
+) -> None:
+    """`--draft-scenarios`: scenarios to OUT.yaml and personas to OUT.personas.yaml."""
+    from simulate.authoring.drafts import (
+        draft_personas,
+        draft_scenarios,
+        draft_with_llm,
+        sample_conversations,
+    )
+    from simulate.authoring.importers import write_yaml
+    from simulate.authoring.scenarios import _model_spec
+    from simulate.llm.pool import EndpointFlags, LLMPool
+
+    chosen = sample_conversations(conversations, n, seed)
+    how = "rule-based, offline"
+    if model:
+        flags = EndpointFlags(use_cache=not options.pop("no_cache"), **options)
+        pool = LLMPool.from_config(flags)
+        spec = _model_spec(model, None)
+
+        async def draft() -> Any:
+            try:
+                return await draft_with_llm(
+                    pool.get(spec, "generator"), chosen, source=origin.source, seed=seed
+                )
+            finally:
+                await pool.aclose()
+
+        with err.status(f"drafting from {len(chosen)} conversations with {spec}"):
+            personas, scenarios = asyncio.run(draft())
+        how = f"drafted by {spec}"
+        totals = pool.meter.totals()
+        cost = "" if totals.cost_usd is None else f", ${totals.cost_usd:.4f}"
+        out.print(f"model {spec}: {totals.calls} calls{cost}")
+    else:
+        scenarios = draft_scenarios(chosen)
+        personas = draft_personas(conversations, origin.source, origin.license)
+    scenario_file = Path(out_file)
+    persona_file = scenario_file.with_name(f"{scenario_file.stem}.personas{scenario_file.suffix}")
+    header = (
+        f"Drafted by `simulate import conversations --draft-scenarios` ({how}) from "
+        f"{len(chosen)} of {len(conversations)} conversations, seed {seed}.\n"
+        f"Source: {origin.source}\nLicence of the source: {origin.license}"
+        + (f"\nAttribution: {origin.attribution}" if origin.attribution else "")
+        + "\nReview before use: check every fact and success check against your agent."
+    )
+    write_yaml(scenarios, scenario_file, header=header, force=force)
+    write_yaml(personas, persona_file, header=header, force=force)
+    out.print(f"wrote {len(scenarios)} draft scenarios to {scenario_file}")
+    out.print(f"wrote {len(personas)} draft personas to {persona_file}")
+
+
 @click.group("personas")
 def personas_group() -> None:
     """Generate persona files with trait coverage, and measure how varied personas are."""
