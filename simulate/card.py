@@ -124,6 +124,47 @@ def _figure(value: dict[str, Any] | None) -> str:
     return f"{value['value']:.2f}{interval} (n={value['n']})"
 
 
+def realism_lines(run_dir: str | Path) -> list[str]:
+    """The realism figures of `RUN/realism.json` as markdown lines; none when it is absent."""
+    from simulate.report.realism import load_realism
+
+    report = load_realism(run_dir)
+    if report is None:
+        return []
+    auc = report.discriminator.auc
+    reference = report.reference
+    origin = (
+        f", {reference.source} (licence `{reference.license or 'unspecified'}`)"
+        if reference.source
+        else ""
+    )
+    lines = [
+        f"Measured with `simulate realism` ({report.mode}) against {reference.conversations} "
+        f"human conversations{origin}. A classifier trained to tell the simulated users' turns "
+        f"from people's (TF-IDF n-grams, logistic regression, folds grouped by conversation) "
+        f"reaches ROC AUC **{_figure(auc.model_dump())}** on {auc.n} user turns "
+        "(0.5: indistinguishable; 1.0: always told apart).",
+        "",
+        "| measure | simulated | people | distance |",
+        "|---|---|---|---|",
+    ]
+    for m in report.measures:
+        sides = [_figure(f.model_dump()) if f else "" for f in (m.simulated, m.human)]
+        distance = (
+            f"{(m.distance_kind or '').replace('_', ' ')} {_figure(m.distance.model_dump())}"
+            if m.distance
+            else ""
+        )
+        lines.append(f"| {m.name} | {sides[0]} | {sides[1]} | {distance} |")
+    words = [g.feature for g in report.discriminator.giveaways if g.kind == "word"][:8]
+    if words:
+        lines += [
+            "",
+            "What gives the simulated users away most: " + ", ".join(f"`{w}`" for w in words) + ".",
+        ]
+    return lines
+
+
 def choose_license(
     license: str | None, personas: Sequence[dict[str, Any]]
 ) -> tuple[str, list[str]]:
@@ -371,6 +412,9 @@ def _run_prose(
         *_outcome_lines(summary, wilson_interval),
         "",
     ]
+    realism = realism_lines(run_dir)
+    if realism:
+        lines += ["## Realism against people", "", *realism, ""]
     if labels:
         lines += ["## Labels", "", *_label_lines(labels), ""]
         agreement = agreement_lines(run_dir)

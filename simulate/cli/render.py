@@ -351,6 +351,10 @@ def print_report(report: dict[str, Any]) -> None:
             f"{row['simulator_error_share']['count']}/{row['simulator_error_share']['n']}",
         )
     out.print(health)
+    if report.get("realism"):
+        from simulate.report.realism import RealismReport
+
+        print_realism_headline(RealismReport.model_validate(report["realism"]))
 
 
 def print_persona_stats(stats: dict[str, Any]) -> None:
