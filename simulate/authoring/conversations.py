@@ -248,7 +248,7 @@ def _read_text(path: Path, shown: str) -> str:
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-_PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ().\-]{5,}\d(?![\w])")
+_PHONE = re.compile(r"(?<![\w+(])(?:\+|00)?\(?\d[\d ().\-]{5,}\d(?![\w])")
 MASKS = {"email": "[EMAIL]", "card": "[CARD]", "phone": "[PHONE]"}
 
 
