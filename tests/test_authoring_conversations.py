@@ -196,7 +196,9 @@ def test_the_writers_hints_read_in_the_first_person():
     )
     assert first_person("answers yes") == "I want to answer yes."
     assert (
-        first_person("1. Orders a Double Cortado. 2. Specifies it is a 'To go' order. Say it out loud")
+        first_person(
+            "1. Orders a Double Cortado. 2. Specifies it is a 'To go' order. Say it out loud"
+        )
         == "I'd like to order a Double Cortado. I want to specify it is a 'To go' order."
     )
 
@@ -224,7 +226,10 @@ def test_taskmaster_import_records_the_licence_and_attribution(tmp_path):
             '[\n{"utterances": [{"speaker": "user", "text": "x"}]},\n{"id": 1}\n]',
             "dialogs.json:3: a dialog with keys 'id'",
         ),
-        ('[\n{"utterances": [{"speaker": "USER"}]}\n]', "dialogs.json:2: utterance 1 has no 'text'"),
+        (
+            '[\n{"utterances": [{"speaker": "USER"}]}\n]',
+            "dialogs.json:2: utterance 1 has no 'text'",
+        ),
         (
             '[\n{"utterances": [{"speaker": "bot", "text": "x"}]}\n]',
             "dialogs.json:2: utterance 1: speaker 'bot'",

@@ -175,8 +175,8 @@ def _top_features(
     weights = model.coef_[0]
     present = union.transform(texts) > 0
     sim_rows, human_rows = present[labels == 1], present[labels == 0]
-    sim_share = np.asarray(sim_rows.mean(axis=0)).ravel()
-    human_share = np.asarray(human_rows.mean(axis=0)).ravel()
+    sim_share = np.asarray(sim_rows.sum(axis=0)).ravel() / max(1, sim_rows.shape[0])
+    human_share = np.asarray(human_rows.sum(axis=0)).ravel() / max(1, human_rows.shape[0])
     order = np.argsort(weights)
 
     def feature(j: int) -> Feature:

@@ -486,9 +486,11 @@ def compare_sides(
     n_s, n_h = len(simulated), len(human)
     ws, wh = _weights(n_s, n_s, resamples, rng), _weights(n_h, n_h, resamples, rng)
     # Distinct-n, vocabulary overlap and divergence depend on how much text they see: both
-    # sides are resampled to the smaller side's number of conversations for them.
+    # sides are resampled to the smaller side's number of conversations for them (sides of
+    # equal size keep their own values).
     size = min(n_s, n_h)
     ws_eq, wh_eq = _weights(n_s, size, resamples, rng), _weights(n_h, size, resamples, rng)
+    unequal = n_s != n_h
 
     def both(
         make: Callable[[_Columns, np.ndarray], np.ndarray],
@@ -574,14 +576,14 @@ def compare_sides(
         _weighted_wasserstein(sim.turns, ws, hum.turns, wh),
         "wasserstein",
     )
-    equal = f" (on resamples of {size} conversations a side)"
+    equal = f" (on resamples of {size} conversations a side)" if unequal else ""
     add(
         "distinct_1",
         "distinct-1",
         "distinct words over all words of user messages" + equal,
         (_distinct(ws_eq, sim.unigrams), _distinct(wh_eq, hum.unigrams)),
         (n_s, n_h),
-        matched=True,
+        matched=unequal,
     )
     add(
         "distinct_2",
@@ -589,7 +591,7 @@ def compare_sides(
         "distinct word pairs over all word pairs within user messages" + equal,
         (_distinct(ws_eq, sim.bigrams), _distinct(wh_eq, hum.bigrams)),
         (n_s, n_h),
-        matched=True,
+        matched=unequal,
     )
     sim_words = np.asarray((sim.unigrams.T @ ws_eq.T).T)  # type: ignore[attr-defined]
     hum_words = np.asarray((hum.unigrams.T @ wh_eq.T).T)  # type: ignore[attr-defined]
@@ -605,7 +607,7 @@ def compare_sides(
         (n_s, n_h),
         jaccard,
         "jaccard",
-        matched=True,
+        matched=unequal,
     )
     add(
         "word_jsd",
@@ -616,7 +618,7 @@ def compare_sides(
         (n_s, n_h),
         _jsd(sim_words, hum_words),
         "jsd",
-        matched=True,
+        matched=unequal,
     )
     for ident, name, what, num in (
         (
