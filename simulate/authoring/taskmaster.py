@@ -49,7 +49,7 @@ _THIRD_PERSON = {
 }
 #: Words an agent may use to ask for a chosen value, by the value's base name.
 _ALIASES = {
-    "drink": ["what can i get", "what would you like", "drink", "order"],
+    "drink": ["what can i get", "what would you like", "drink"],
     "name": ["name for the order", "your name", "name"],
     "milk": ["milk"],
     "sweet": ["sweetener", "sweet", "syrup", "flavor"],

@@ -413,10 +413,16 @@ def _weights(n: int, size: int, resamples: int, rng: np.random.Generator) -> np.
     return np.vstack([np.ones((1, n)), drawn]).astype(float)
 
 
-def _estimate(values: np.ndarray, n: int, confidence: float, *, matched: bool = False) -> Estimate:
-    """Row 0 is the point value, the other rows give a percentile interval. For ``matched``
-    figures (sides resampled to equal size) row 0 is ignored: the value is the resamples'
-    median, since the figure depends on how much text it is computed on."""
+def _estimate(
+    values: np.ndarray, n: int, confidence: float, *, matched: bool | None = None
+) -> Estimate:
+    """Row 0 is the point value, the other rows give a percentile interval.
+
+    ``matched`` marks figures that depend on how much text they see (distinct-n, overlap,
+    divergence), which a resample with repeated conversations lowers: True (sides resampled to
+    equal size) takes the resamples' median as the value; False (sides of equal size) keeps the
+    sample's value and shifts the interval by the resamples' bias; None is a plain figure.
+    """
     rest = values[1:][np.isfinite(values[1:])]
     point = float(np.median(rest)) if matched and rest.size else float(values[0])
     if not math.isfinite(point):
@@ -425,6 +431,9 @@ def _estimate(values: np.ndarray, n: int, confidence: float, *, matched: bool = 
         return Estimate(value=point, n=n)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(rest, [tail, 100 - tail])
+    if matched is False:
+        bias = float(np.median(rest)) - point
+        low, high = low - bias, high - bias
     return Estimate(value=point, low=float(low), high=float(high), n=n)
 
 
@@ -514,7 +523,7 @@ def compare_sides(
         distance: np.ndarray | None = None,
         kind: str | None = None,
         p_value: float | None = None,
-        matched: bool = False,
+        matched: bool | None = None,
     ) -> None:
         if distance is None and pair is not None:
             distance, kind = pair[0] - pair[1], "difference"
@@ -805,7 +814,8 @@ def measure_realism(
         resamples=resamples,
         seed=seed,
         notes=[
-            "Intervals: percentile bootstrap over conversations, each side resampled on its own.",
+            "Intervals: percentile bootstrap over conversations, each side resampled on its own; "
+            "distances are never below 0, so near 0 their interval can sit above the value.",
             "Typos are judged against the pooled corpus (no dictionary): a rare word one edit "
             "from a common one.",
         ],

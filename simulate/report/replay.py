@@ -306,6 +306,7 @@ def replay_report(
             "the human side is the person's turn at the same positions.",
             "Turns per conversation and endings compare replayed positions, not whole "
             "conversations: the simulator ends early only where it said it was done.",
-            "Intervals: percentile bootstrap over conversations; the ended share: Wilson.",
+            "Intervals: percentile bootstrap over conversations (distances are never below 0, "
+            "so near 0 their interval can sit above the value); the ended share: Wilson.",
         ],
     )
