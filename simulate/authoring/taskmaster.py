@@ -288,7 +288,8 @@ def first_person(hint: str) -> str:
 
 
 def _sentence_in_first_person(sentence: str, index: int) -> str:
-    text = re.sub(r"\b[A-Z]{2,}\b", lambda m: m.group(0).lower(), sentence)
+    text = re.sub(r"(?i),? but (?:do not|don't) (?:mention|say) .*$", "", sentence)
+    text = re.sub(r"\b[A-Z]{2,}\b", lambda m: m.group(0).lower(), text)
     text = re.sub(r"(?i)^(suppose|imagine) you (were |are )?", "", text)
     text = re.sub(r"(?i)^think about what you'd say when ordering", "order", text)
     text = re.sub(r"(?i)^customer ", "", text)
