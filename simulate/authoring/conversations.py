@@ -102,7 +102,7 @@ def detect_format(path: str | Path) -> ConversationFormat:
     file = Path(path)
     if file.is_dir():
         return "run"
-    text = _read_text(file, str(path))
+    text = read_text_file(file, str(path))
     if text.lstrip().startswith("["):
         return "taskmaster"
     return "openai"
@@ -143,7 +143,7 @@ def read_openai_jsonl(path: str | Path) -> list[RealConversation]:
     else its line does.
     """
     shown = str(path)
-    text = _read_text(Path(path), shown)
+    text = read_text_file(Path(path), shown)
     expected = 'expected one {"messages": [...]} object per line (OpenAI chat JSONL)'
     conversations = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -231,7 +231,8 @@ def read_run_conversations(path: str | Path) -> list[RealConversation]:
     return conversations
 
 
-def _read_text(path: Path, shown: str) -> str:
+def read_text_file(path: Path, shown: str) -> str:
+    """The UTF-8 text of a file, or a one-line ConfigError naming it (``shown``)."""
     if not path.exists():
         raise ConfigError(f"no such file: {shown!r}")
     if path.is_dir():

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from simulate.authoring.conversations import TASK_FROM_WRITER, RealConversation, _read_text
+from simulate.authoring.conversations import TASK_FROM_WRITER, RealConversation, read_text_file
 from simulate.errors import ConfigError
 from simulate.schema import Message, Scenario, ToolCall
 
@@ -67,7 +67,7 @@ def read_taskmaster(path: str | Path) -> list[RealConversation]:
             line where that dialog starts).
     """
     shown = str(path)
-    text = _read_text(Path(path), shown)
+    text = read_text_file(Path(path), shown)
     conversations = []
     for line, item in _array_items(text, shown):
         where = f"{shown}:{line}"
