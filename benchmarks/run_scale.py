@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-AGENT = """
+AGENT = '''
 def respond(messages):
     said = " ".join(m["content"] for m in messages if m["role"] == "user")
     if "A-" not in said:
@@ -27,7 +27,7 @@ def respond(messages):
     if "yes" not in said.lower() and "proceed" not in said.lower() and "do it" not in said.lower():
         return "Shall I go ahead and issue the refund?"
     return {"reply": "Your refund has been issued.", "tool_calls": [{"name": "issue_refund"}]}
-"""
+'''
 
 PERSONAS = 50
 SCENARIO = {
@@ -45,25 +45,17 @@ def one_size(n: int) -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="simulate-bench-"))
     personas = [
-        {
-            "id": f"p{i}",
-            "name": f"Person {i}",
-            "attributes": {"order_number": f"A-{i}"},
-            "traits": {"typo_rate": 0.05, "verbosity": "verbose"},
-        }
+        {"id": f"p{i}", "name": f"Person {i}", "attributes": {"order_number": f"A-{i}"},
+         "traits": {"typo_rate": 0.05, "verbosity": "verbose"}}
         for i in range(PERSONAS)
     ]
     (folder / "personas.yaml").write_text(yaml.safe_dump(personas))
     (folder / "scenarios.yaml").write_text(yaml.safe_dump(SCENARIO))
     (folder / "agent.py").write_text(AGENT)
-    config = RunConfig(
-        personas=[str(folder / "personas.yaml")],
-        scenarios=[str(folder / "scenarios.yaml")],
-        target=f"python:{folder / 'agent.py'}:respond",
-        out=str(folder / "run"),
-        concurrency=32,
-        trials=max(1, n // PERSONAS),
-    )
+    config = RunConfig(personas=[str(folder / "personas.yaml")],
+                       scenarios=[str(folder / "scenarios.yaml")],
+                       target=f"python:{folder / 'agent.py'}:respond",
+                       out=str(folder / "run"), concurrency=32, trials=max(1, n // PERSONAS))
     started, cpu = time.perf_counter(), time.process_time()
     result = asyncio.run(run(config))
     wall = time.perf_counter() - started
@@ -86,22 +78,12 @@ def main() -> None:
     print("| episodes | wall s | episodes/s | CPU ms/episode | peak RSS MB | shards |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
-        line = (
-            subprocess.run(
-                [sys.executable, __file__, "--one", str(n)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        line = subprocess.run([sys.executable, __file__, "--one", str(n)], check=True,
+                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
         r = json.loads(line)
         assert r["stored"] == n, r
-        print(
-            f"| {n} | {r['wall_s']} | {r['episodes_per_s']} | {r['cpu_ms_per_episode']} | "
-            f"{r['peak_rss_mb']} | {r['shards']} |"
-        )
+        print(f"| {n} | {r['wall_s']} | {r['episodes_per_s']} | {r['cpu_ms_per_episode']} | "
+              f"{r['peak_rss_mb']} | {r['shards']} |")
 
 
 if __name__ == "__main__":
