@@ -28,6 +28,8 @@ from simulate.schema import (
     Manifest,
     MergedLabel,
     RecordedConfig,
+    ReferenceRecord,
+    SourceRecord,
 )
 from simulate.store import (
     EPISODES,
@@ -138,6 +140,47 @@ def _figure(value: dict[str, Any] | None) -> str:
         return f"n/a (n={(value or {}).get('n', 0)})"
     interval = f" [{value['low']:.2f}, {value['high']:.2f}]" if value.get("low") is not None else ""
     return f"{value['value']:.2f}{interval} (n={value['n']})"
+
+
+def realism_lines(run_dir: str | Path) -> list[str]:
+    """The realism figures of `RUN/realism.json` as markdown lines; none when it is absent."""
+    from simulate.report.realism import load_realism
+
+    report = load_realism(run_dir)
+    if report is None:
+        return []
+    auc = report.discriminator.auc
+    reference = report.reference
+    origin = (
+        f", {reference.source} (licence `{reference.license or 'unspecified'}`)"
+        if reference.source
+        else ""
+    )
+    lines = [
+        f"Measured with `simulate realism` ({report.mode}) against {reference.conversations} "
+        f"human conversations{origin}. A classifier trained to tell the simulated users' turns "
+        f"from people's (TF-IDF n-grams, logistic regression, folds grouped by conversation) "
+        f"reaches ROC AUC **{_figure(auc.model_dump())}** on {auc.n} user turns "
+        "(0.5: indistinguishable; 1.0: always told apart).",
+        "",
+        "| measure | simulated | people | distance |",
+        "|---|---|---|---|",
+    ]
+    for m in report.measures:
+        sides = [_figure(f.model_dump()) if f else "" for f in (m.simulated, m.human)]
+        distance = (
+            f"{(m.distance_kind or '').replace('_', ' ')} {_figure(m.distance.model_dump())}"
+            if m.distance
+            else ""
+        )
+        lines.append(f"| {m.name} | {sides[0]} | {sides[1]} | {distance} |")
+    words = [g.feature for g in report.discriminator.giveaways if g.kind == "word"][:8]
+    if words:
+        lines += [
+            "",
+            "What gives the simulated users away most: " + ", ".join(f"`{w}`" for w in words) + ".",
+        ]
+    return lines
 
 
 def choose_license(
@@ -394,6 +437,9 @@ def _run_prose(
         *_outcome_lines(summary, wilson_interval),
         "",
     ]
+    realism = realism_lines(folder.path)
+    if realism:
+        lines += ["## Realism against people", "", *realism, ""]
     if labels:
         lines += ["## Labels", "", *_label_lines(labels), ""]
         if agreement:
@@ -810,3 +856,41 @@ def _criterion_rows(kept: Sequence[MergedLabel]) -> list[str]:
         decided = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
         rows.append(f"| `{criterion}` | {unit} | {len(merged)} | {passed} | {decided} |")
     return rows
+
+
+# --- reference sets -----------------------------------------------------------------------------
+
+
+def render_reference_card(reference_dir: str | Path) -> str:
+    """The card of a reference set (`simulate import conversations`): where the conversations
+    come from, their licence and the attribution the licence asks for, how they were changed."""
+    manifest = RunFolder.open(reference_dir).manifest
+    source = manifest.source or SourceRecord()
+    counts = manifest.reference or ReferenceRecord()
+    licence = source.license or "unspecified"
+    lines = [
+        f"# Reference conversations: {manifest.run_id or Path(reference_dir).name}",
+        "",
+        f"Real conversations imported by `simulate import conversations` from "
+        f"`{source.file or '?'}` ({source.format or '?'}), to measure how close "
+        "simulated users come to people (`simulate realism`).",
+        "",
+        f"- **Source**: {source.source or '?'}",
+        f"- **Licence**: `{licence}`",
+        f"- **Conversations**: {counts.conversations} ({counts.user_messages} user messages)",
+        f"- **PII-looking strings masked**: {'yes' if counts.pii_masked else 'no'}",
+        f"- **Tasks drafted from the conversations themselves**: "
+        f"{counts.tasks_drafted_from_conversations}",
+        "",
+    ]
+    if source.attribution:
+        lines += ["## Attribution", "", source.attribution, ""]
+    lines += [
+        "Rows have the episode schema of a Simulate run: `messages` holds the conversation, "
+        "`scenario` the task the person had (or one drafted from the conversation), `persona` "
+        "the source and licence; the outcome is `imported`.",
+        "",
+        f"Licence: `{licence}`; keep this card with the data and anything derived from it.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -230,6 +230,9 @@ class Status(StrEnum):
     """The agent crashed, timed out or broke its protocol: infrastructure, not quality."""
     SIMULATOR_ERROR = "simulator_error"
     """The simulated user failed: the simulation's fault, not the agent's."""
+    IMPORTED = "imported"
+    """A real conversation brought in as reference data (`simulate import conversations`):
+    nobody simulated it and nobody measured how it ended."""
 
 
 #: Outcomes that say nothing about the agent's quality and so are left out of its rates.
@@ -538,6 +541,26 @@ class LabelingRecord(Record):
     model_usage: list[Usage] = Field(default_factory=list)
 
 
+class SourceRecord(Record):
+    """Where a reference set's conversations come from (`simulate import conversations`)."""
+
+    source: str = ""
+    license: str = ""
+    attribution: str = ""
+    """What the licence asks to be said wherever the data goes (CC BY)."""
+    file: str = ""
+    format: str = ""
+
+
+class ReferenceRecord(Record):
+    """What a reference set holds beyond its rows."""
+
+    conversations: int = 0
+    user_messages: int = 0
+    tasks_drafted_from_conversations: int = 0
+    pii_masked: bool = False
+
+
 RunState = Literal["running", "complete", "stopped", "interrupted"]
 
 
@@ -548,7 +571,8 @@ class Manifest(Record):
     read; unknown keys are kept.
     """
 
-    simulate: Literal["run"] = "run"
+    simulate: Literal["run", "reference"] = "run"
+    """`reference` for a set of real conversations (`simulate import conversations`)."""
     schema_version: int = 1
     """`SCHEMA_VERSION` of the writer; 1 for manifests from before it was typed."""
     run_id: str | None = None
@@ -568,6 +592,9 @@ class Manifest(Record):
     last_session: SessionRecord | None = None
     llm: LLMRecord | None = None
     labeling: list[LabelingRecord] = Field(default_factory=list)
+    source: SourceRecord | None = None
+    """For reference sets: where the conversations come from."""
+    reference: ReferenceRecord | None = None
 
     @property
     def planned(self) -> int | None:

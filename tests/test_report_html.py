@@ -224,3 +224,82 @@ def test_long_labels_and_unbroken_words_stay_on_the_page(tmp_path):
             assert page.evaluate("document.documentElement.scrollWidth") <= 1200
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def realism_report(tmp_path_factory) -> Path:
+    """A demo run measured against the shipped Taskmaster sample, then reported."""
+    from click.testing import CliRunner
+
+    from simulate.cli import cli
+
+    root = tmp_path_factory.mktemp("realism")
+    sample = Path(__file__).parent / "data" / "taskmaster" / "sample.json"
+    for args in (
+        ["demo", "--out", str(root / "run"), "-q"],
+        ["import", "conversations", str(sample), "-o", str(root / "ref")],
+        ["realism", str(root / "run"), "--reference", str(root / "ref"), "--resamples", "100"],
+        ["report", str(root / "run")],
+    ):
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return root / "run" / "report.html"
+
+
+def test_the_realism_section_renders_in_headless_chromium(realism_report):
+    html = realism_report.read_text(encoding="utf-8")
+    links = _Links()
+    links.feed(html)
+    assert {h[1:] for h in links.hrefs} <= links.ids
+    assert html.count("<svg") == 5  # the four run charts and the realism chart
+    if not _browser_available():
+        if os.environ.get("SIMULATE_REQUIRE_BROWSER") == "1":
+            pytest.fail("SIMULATE_REQUIRE_BROWSER=1 but playwright or /usr/bin/chromium is missing")
+        pytest.skip("playwright or /usr/bin/chromium missing")
+    from playwright.sync_api import sync_playwright
+
+    from simulate.report.realism import load_realism
+
+    measured = load_realism(realism_report.parent)
+    assert measured is not None
+    errors: list[str] = []
+    external: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            def route(r):
+                if not r.request.url.startswith("file://"):
+                    external.append(r.request.url)
+                    return r.abort()
+                return r.continue_()
+
+            page.route("**/*", route)
+            page.goto(realism_report.as_uri() + "#realism")
+            section = page.locator("#realism")
+            section.wait_for(state="visible")
+            box = section.bounding_box()
+            assert box is not None and box["height"] > 600 and -5 < box["y"] < 900
+            auc = page.locator("#realism-auc .big").text_content()
+            assert auc == f"{measured.discriminator.auc.value:,.2f}"
+            chart = section.locator("svg.chart")
+            assert chart.count() == 1 and chart.bounding_box()["height"] > 200
+            assert chart.locator("rect.sim").count() == chart.locator("rect.hum").count() == 7
+            assert chart.locator(".whisker").count() >= 7
+            rows = page.locator("#realism-measures tr")
+            assert rows.count() == len(measured.measures) + 1
+            giveaways = page.locator("#realism-giveaways tr")
+            assert giveaways.count() == min(12, len(measured.discriminator.giveaways)) + 1
+            first = measured.discriminator.giveaways[0].feature
+            assert giveaways.nth(1).locator("code").text_content() == first
+            for label in chart.locator("text.label").all():
+                assert label.bounding_box()["x"] >= chart.bounding_box()["x"] - 0.5
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1200
+        finally:
+            browser.close()
+    assert errors == [] and external == []

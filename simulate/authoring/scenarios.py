@@ -10,7 +10,6 @@ sample.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import re
@@ -122,12 +121,7 @@ class GenerateResult:
     cost_usd: float | None
 
 
-def generate(config: GenerateConfig) -> GenerateResult:
-    """Generate scenarios and write them to ``config.out`` (sync entry point for the CLI)."""
-    return asyncio.run(generate_async(config))
-
-
-async def generate_async(config: GenerateConfig) -> GenerateResult:
+async def generate(config: GenerateConfig) -> GenerateResult:
     """Ask the model for ``config.n`` scenarios, check them all, then write the file.
 
     Raises:

@@ -60,7 +60,7 @@ def cli() -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (one module per command family)."""
-    from simulate.cli import annotate, authoring, data, label, report, run
+    from simulate.cli import annotate, authoring, data, label, realism, report, run
 
     for command in (
         run.run_command,
@@ -75,6 +75,7 @@ def _register() -> None:
         report.report_command,
         report.compare_command,
         report.plan_size_command,
+        realism.realism_command,
         authoring.validate_command,
         authoring.import_group,
         authoring.personas_group,

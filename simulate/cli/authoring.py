@@ -112,6 +112,103 @@ def import_personahub_command(
     out.print(f"wrote {len(personas)} personas to {out_file}")
 
 
+@import_group.command("conversations")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--out", "out_dir", required=True, metavar="REF/", help="Reference folder.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "openai", "taskmaster", "run"]),
+    default="auto",
+    show_default=True,
+    help="openai: chat JSONL with `messages`; taskmaster: Taskmaster JSON; run: a run folder.",
+)
+@click.option("--mask-pii", is_flag=True, help="Mask e-mails, phone and card numbers.")
+@click.option("--source", help="Where the conversations come from [the format's, else the file].")
+@click.option("--license", "license_", metavar="ID", help="Their licence, e.g. CC-BY-4.0.")
+@click.option("--force", is_flag=True, help="Replace the reference set in REF/.")
+@click.option(
+    "--draft-scenarios",
+    type=click.Path(dir_okay=False),
+    metavar="OUT.yaml",
+    help="Also propose scenarios (and OUT.personas.yaml personas) from the conversations.",
+)
+@click.option(
+    "--drafts",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Conversations to draft from, spread over their kinds.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed of drafts.")
+@click.option("--llm", "model", metavar="MODEL", help="Richer drafts written by this model.")
+@llm_options
+def import_conversations_command(
+    file: str,
+    out_dir: str,
+    fmt: str,
+    mask_pii: bool,
+    source: str | None,
+    license_: str | None,
+    force: bool,
+    draft_scenarios: str | None,
+    drafts: int,
+    seed: int,
+    model: str | None,
+    **options: Any,
+) -> None:
+    """Real conversations as a reference set (the run folder's shape) for `simulate realism`."""
+    from simulate.authoring.conversations import (
+        mask_conversation,
+        read_conversations,
+        reference_source,
+        write_reference,
+    )
+
+    flags = [name for name, value in options.items() if value]
+    if (flags or model) and not draft_scenarios:
+        flag = f"--{flags[0].replace('_', '-')}" if flags else "--llm"
+        raise click.UsageError(f"{flag} only applies with --draft-scenarios OUT.yaml")
+    if draft_scenarios:
+        from simulate.loader import refuse_overwrite
+
+        refuse_overwrite(draft_scenarios, force)
+    conversations, chosen = read_conversations(file, fmt)
+    if mask_pii:
+        conversations = [mask_conversation(c) for c in conversations]
+    origin = reference_source(chosen, file, source=source, license=license_, masked=mask_pii)
+    folder = write_reference(conversations, out_dir, origin, masked=mask_pii, force=force)
+    users = sum(1 for c in conversations for m in c.messages if m.role == "user")
+    out.print(
+        f"wrote {len(conversations)} conversations ({users} user messages, {chosen}) to {folder}"
+    )
+    out.print(f"source: {origin.source} · licence: {origin.license}")
+    if draft_scenarios:
+        from simulate.authoring.drafts import write_drafts
+        from simulate.llm.pool import EndpointFlags
+
+        endpoint = EndpointFlags(use_cache=not options.pop("no_cache"), **options)
+        with err.status(f"drafting with {model}") if model else nullcontext():
+            written = run_async(
+                write_drafts(
+                    conversations,
+                    origin,
+                    draft_scenarios,
+                    n=drafts,
+                    seed=seed,
+                    model=model,
+                    force=force,
+                    endpoint=endpoint,
+                ),
+                interrupted=f"the reference set is in {folder}; no drafts were written",
+            )
+        if written.model:
+            cost = "" if written.cost_usd is None else f", ${written.cost_usd:.4f}"
+            out.print(f"model {written.model}: {written.calls} calls{cost}")
+        out.print(f"wrote {written.scenarios} draft scenarios to {written.scenario_file}")
+        out.print(f"wrote {written.personas} draft personas to {written.persona_file}")
+
+
 @click.group("personas")
 def personas_group() -> None:
     """Generate persona files with trait coverage, and measure how varied personas are."""
@@ -258,7 +355,10 @@ def scenarios_generate_command(no_cache: bool, **options: Any) -> None:
     from simulate.authoring.scenarios import GenerateConfig, generate
 
     options["out"] = options.pop("out_file")
-    result = generate(GenerateConfig(use_cache=not no_cache, **options))
+    result = run_async(
+        generate(GenerateConfig(use_cache=not no_cache, **options)),
+        interrupted="nothing was written",
+    )
     kinds: dict[str, int] = {}
     for scenario in result.scenarios:
         kinds[scenario.tags[-1]] = kinds.get(scenario.tags[-1], 0) + 1

@@ -470,8 +470,17 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
         "labels": _label_criteria(run_dir),
         "failure_kinds": failure_kinds,
         "health": health,
+        "realism": _realism(run_dir),
         "transcripts": {e: _transcript(episodes[e]) for e in sorted(episodes)},
     }
+
+
+def _realism(run_dir: str | Path) -> dict[str, Any] | None:
+    """RUN/realism.json as plain data, when `simulate realism` measured the run."""
+    from simulate.report.realism import load_realism
+
+    report = load_realism(run_dir)
+    return None if report is None else report.model_dump(mode="json")
 
 
 def _excerpt(text: str, limit: int = 160) -> str:

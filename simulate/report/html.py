@@ -127,6 +127,61 @@ def histogram(counts: dict[int, int], height: int = 160) -> dict[str, Any]:
     return {"width": 60 + span * col_w, "height": height, "columns": columns, "base": base}
 
 
+_SHARE_MEASURES = (
+    "question_rate",
+    "repair_rate",
+    "politeness_rate",
+    "typo_rate",
+    "opening_share",
+    "facts_in_opening",
+    "agent_last_word",
+)
+
+
+def paired_chart(realism: dict[str, Any]) -> dict[str, Any]:
+    """Geometry of the realism chart: for each share measure, a bar for the simulated users
+    and one for people, each with its interval's whisker and n."""
+    measures = {m["id"]: m for m in realism["measures"]}
+    rows = []
+    y = 24
+    for ident in _SHARE_MEASURES:
+        measure = measures.get(ident)
+        if measure is None:
+            continue
+        for side, css in (("simulated", "sim"), ("human", "hum")):
+            figure = measure[side] or {}
+            value = figure.get("value")
+            low, high = figure.get("low"), figure.get("high")
+            rows.append(
+                {
+                    "label": measure["name"] if side == "simulated" else "",
+                    "side": "simulated" if side == "simulated" else "people",
+                    "css": css,
+                    "y": y,
+                    "mid": y + (_BAR_ROW - 8) / 2,
+                    "width": 0 if value is None else value * _PLOT_W,
+                    "low": None if low is None else _LABEL_W + low * _PLOT_W,
+                    "high": None if high is None else _LABEL_W + high * _PLOT_W,
+                    "text": "n/a"
+                    if value is None
+                    else f"{'sim' if css == 'sim' else 'people'} {value:.0%} · n={figure['n']}",
+                }
+            )
+            y += _BAR_ROW - 4
+        y += 8
+    return {
+        "width": _LABEL_W + _PLOT_W + _RIGHT_W + 30,
+        "height": y + 8,
+        "x0": _LABEL_W,
+        "plot_w": _PLOT_W,
+        "bar_h": _BAR_ROW - 8,
+        "ticks": [
+            {"x": _LABEL_W + t * _PLOT_W, "text": f"{t:.0%}"} for t in (0, 0.25, 0.5, 0.75, 1)
+        ],
+        "rows": rows,
+    }
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(_load_template),
@@ -154,6 +209,8 @@ def render_report(report: dict[str, Any]) -> str:
         "outcomes": count_chart(report["overall"]["outcomes"]),
         "turns": histogram({int(k): v for k, v in report["turn_counts"].items()}),
     }
+    if report.get("realism"):
+        charts["realism"] = paired_chart(report["realism"])
     wrong = {
         (e["episode_id"], e["turn_index"])
         for kind in report["failure_kinds"]

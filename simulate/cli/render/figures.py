@@ -137,6 +137,11 @@ def print_report(report: dict[str, Any]) -> None:
             f"{row['simulator_error_share']['count']}/{row['simulator_error_share']['n']}",
         )
     out.print(health)
+    if report.get("realism"):
+        from simulate.cli.render.realism import print_realism_headline
+        from simulate.report.realism import RealismReport
+
+        print_realism_headline(RealismReport.model_validate(report["realism"]))
 
 
 def _points(value: float) -> str:
