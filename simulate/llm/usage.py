@@ -242,6 +242,9 @@ class MeteredLLM:
             row.completion_tokens += completion.completion_tokens
         return completion
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.llm, name)  # the wrapped LLM's own attributes (settings, client...)
+
     async def aclose(self) -> None:
         """Close the wrapped LLM when it has something to close."""
         close = getattr(self.llm, "aclose", None)
