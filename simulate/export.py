@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from simulate import prompts
 from simulate.errors import ConfigError, RunFolderError, unknown_choice
 from simulate.schema import Episode, Manifest, Message, ToolCall
-from simulate.store import RunFolder, write_atomic, write_parquet
+from simulate.store import RunFolder, inside_run_data, write_atomic, write_parquet
 
 #: Export formats and the file name an output folder gets for each.
 FORMATS = {
@@ -120,40 +120,49 @@ def export_run(
     if not folder.has():
         raise RunFolderError(f"run {str(run_dir)!r} has no episodes to export")
     path = _target(out, fmt)
+    inside = inside_run_data(path)
+    if inside is not None:
+        raise ConfigError(
+            f"--out {str(path)!r} is inside the data of run {str(inside)!r}, where it would be "
+            "read back as part of the run; write it elsewhere"
+        )
     if path.exists() and not force:
         raise ConfigError(f"--out {str(path)!r} exists; add --force to overwrite it")
     table = folder.dataset().data.table
     total = table.num_rows
+    notes: list[str] = []
     if passed_only or criterion is not None:
-        wanted = _passing_ids(folder, table, criterion or SUCCESS)
-        table = table.filter(pc.is_in(table.column("episode_id"), pa.array(sorted(wanted))))
+        wanted = pa.array(sorted(_passing_ids(folder, table, criterion or SUCCESS)), pa.string())
+        table = table.filter(pc.is_in(table.column("episode_id"), value_set=wanted))
         if table.num_rows == 0:
-            raise ConfigError(
-                f"no episode of {str(run_dir)!r} passes {criterion or SUCCESS!r}; nothing written"
+            notes.append(
+                f"no episode of {str(run_dir)!r} passes {criterion or SUCCESS!r}: "
+                "the file holds no records"
             )
     rows = table.to_pylist()
     if fmt == "openai-chat":
-        system, tools, notes = agent_setup(folder.manifest)
+        system, tools, setup_notes = agent_setup(folder.manifest)
+        notes += setup_notes
         lines = [
             chat
             for row in rows
             if (chat := openai_chat(Episode.model_validate(row), system=system, tools=tools))
         ]
-        if not lines:
+        if rows and not lines:
             raise ConfigError(f"no episode of {str(run_dir)!r} has an agent reply; nothing written")
         write_atomic(path, lambda tmp: _write_jsonl(tmp, lines))
         return ExportResult(path, fmt, len(lines), len(lines), total - len(lines), notes)
     if fmt == "phoenix":
         examples = [phoenix_example(row) for row in rows]
         write_atomic(path, lambda tmp: _write_jsonl(tmp, examples))
-        return ExportResult(path, fmt, len(rows), len(rows), total - len(rows))
+        return ExportResult(path, fmt, len(rows), len(rows), total - len(rows), notes)
     if fmt == "turns":
         turns = [t for row in rows for t in turn_rows(row)]
         if path.suffix == ".jsonl":
             write_atomic(path, lambda tmp: _write_jsonl(tmp, turns))
         else:
             write_parquet(path, pa.Table.from_pylist(turns, TURN_SCHEMA))
-        return ExportResult(path, fmt, len(rows), len(turns), total - len(rows))
+        return ExportResult(path, fmt, len(rows), len(turns), total - len(rows), notes)
     if fmt in ("deepeval", "inspect"):
         pairs = _first_of_each_pair(rows)
         if fmt == "deepeval":
@@ -162,14 +171,14 @@ def export_run(
         else:
             samples = [inspect_sample(row, n) for row, n in pairs]
             write_atomic(path, lambda tmp: _write_jsonl(tmp, samples))
-        return ExportResult(path, fmt, len(rows), len(pairs), total - len(rows))
+        return ExportResult(path, fmt, len(rows), len(pairs), total - len(rows), notes)
     writers: dict[str, Callable[[Path], None]] = {
         "jsonl": lambda tmp: _write_jsonl(tmp, rows),
         "parquet": lambda tmp: write_parquet(tmp, table),
         "csv": lambda tmp: _write_csv(tmp, table.column_names, rows),
     }
     write_atomic(path, writers[fmt])
-    return ExportResult(path, fmt, len(rows), len(rows), total - len(rows))
+    return ExportResult(path, fmt, len(rows), len(rows), total - len(rows), notes)
 
 
 def _target(out: str | Path, fmt: str) -> Path:

@@ -178,13 +178,16 @@ def push_to_hub(
         source: A run folder or a golden folder.
         repo_id: `owner/name` on the Hub (or the mirror `HF_ENDPOINT` names).
         public: Create the repository public; it is private otherwise. An existing repository
-            keeps its visibility (the result says which, with a warning when it differs).
+            keeps its visibility; pushing to an existing public one needs ``public``, so a run
+            is never published by mistake.
         license: Licence id for the card; None picks one (`simulate.card.choose_license`).
 
     Raises:
         ConfigError: a bad ``repo_id`` or licence, or no token.
         RunFolderError: ``source`` is not a run or golden folder, or has no episodes.
-        HubError: the Hub or the network failed; nothing was committed.
+        HubError: the Hub or the network failed, or the repository is public and
+            ``public`` was not given; nothing was committed (the message says when the push
+            created the repository, which then stays empty).
     """
     check_repo_id(repo_id)
     upload = prepare_upload(source, repo_id=repo_id, license=license)
@@ -201,11 +204,19 @@ def push_to_hub(
         raise ConfigError(NO_TOKEN)
     endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token, library_name="simulate")
+    created = False
     try:
         with _quiet_retries():
+            existed = api.repo_exists(repo_id, repo_type="dataset")
+            if existed and not public and not api.repo_info(repo_id, repo_type="dataset").private:
+                raise HubError(
+                    f"{repo_id} is a public repository: pushing would publish this data; "
+                    "pass --public to push to it anyway"
+                )
             repo_url = api.create_repo(
                 repo_id, repo_type="dataset", private=not public, exist_ok=True
             )
+            created = not existed
             private = bool(api.repo_info(repo_id, repo_type="dataset").private)
             existing = api.list_repo_files(repo_id, repo_type="dataset")
             stale = sorted(p for p in existing if p.startswith("data/") and p not in upload.files)
@@ -222,7 +233,7 @@ def push_to_hub(
                 commit_description=_describe(upload.rows),
             )
     except _network_errors() as exc:
-        raise HubError(_one_line(exc, repo_id, endpoint, token)) from None
+        raise HubError(_one_line(exc, repo_id, endpoint, token, created=created)) from None
     except RuntimeError as exc:
         # A failed LFS upload (the PUT of a parquet file to the storage the Hub names) comes
         # wrapped: RuntimeError("Error while uploading 'PATH' to the Hub.") from the HTTP error.
@@ -230,7 +241,14 @@ def push_to_hub(
         if uploading is None or not isinstance(exc.__cause__, _network_errors()):
             raise
         raise HubError(
-            _one_line(exc.__cause__, repo_id, endpoint, token, uploading=uploading.group(1))
+            _one_line(
+                exc.__cause__,
+                repo_id,
+                endpoint,
+                token,
+                uploading=uploading.group(1),
+                created=created,
+            )
         ) from None
     return PushResult(
         repo_id=repo_id,
@@ -289,7 +307,12 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 
 def _one_line(
-    exc: BaseException, repo_id: str, endpoint: str, token: str, uploading: str | None = None
+    exc: BaseException,
+    repo_id: str,
+    endpoint: str,
+    token: str,
+    uploading: str | None = None,
+    created: bool = False,
 ) -> str:
     """The failure as one line, naming the repository and the fix, with no token in it.
 
@@ -316,5 +339,7 @@ def _one_line(
             why += "; a Hub without Xet storage needs HF_HUB_DISABLE_XET=1 (uploads by Git LFS)"
     if uploading is not None:
         why = f"uploading {uploading}: {why}"
+    if created:
+        why += f" (this push created {repo_id}, which stays empty until a push succeeds)"
     message = f"push to {repo_id!r} failed: {why}; nothing was committed, run it again to retry"
     return message.replace(token, "***")

@@ -264,16 +264,38 @@ _TextLoader.yaml_implicit_resolvers = {
 }
 
 
-def _yaml_documents(text: str, shown: str) -> list[tuple[Any, yaml.Node]]:
+MAX_YAML_NODES = 200_000
+"""Nodes a YAML document may hold once its aliases are expanded (a "billion laughs" file is a
+few lines that expand to billions)."""
+
+
+def read_yaml(text: str, shown: str, *, plain_text: bool = False) -> Any:
+    """The data of a one-document YAML text, through the one safe reader every YAML file goes
+    through: no Python objects, aliases expanded within `MAX_YAML_NODES`, duplicate keys and
+    syntax errors as one-line ConfigErrors naming ``shown`` and the line.
+
+    Args:
+        plain_text: read plain scalars as strings (`12345` stays text).
+    """
+    documents = _yaml_documents(text, shown, loader=_TextLoader if plain_text else yaml.SafeLoader)
+    return documents[0][0] if documents else None
+
+
+def _yaml_documents(
+    text: str, shown: str, loader: type[yaml.SafeLoader] | None = None
+) -> list[tuple[Any, yaml.Node]]:
     """Parse every YAML document of a file into (data, node) pairs."""
     documents: list[tuple[Any, yaml.Node]] = []
-    loader = None
+    reader = None
     try:
-        loader = _TextLoader(text)  # checks every character up front: may raise ReaderError
-        while loader.check_node():
-            node = loader.get_node()
+        reader = (loader or _TextLoader)(text)  # checks every character: may raise ReaderError
+        while reader.check_node():
+            node = reader.get_node()
             _check_duplicate_keys(node, shown)
-            documents.append((loader.construct_document(node), node))
+            _check_expanded_size(node, shown)
+            documents.append((reader.construct_document(node), node))
+    except RecursionError:
+        raise ConfigError(f"{shown}: YAML error: nested too deeply") from None
     except yaml.MarkedYAMLError as err:
         raise ConfigError(_yaml_message(err, shown)) from None
     except yaml.reader.ReaderError as err:
@@ -283,9 +305,38 @@ def _yaml_documents(text: str, shown: str) -> list[tuple[Any, yaml.Node]]:
             f"{shown}:{line}: YAML syntax error: character U+{code:04X} is not allowed"
         ) from None
     finally:
-        if loader is not None:
-            loader.dispose()
+        if reader is not None:
+            reader.dispose()
     return documents
+
+
+def _check_expanded_size(root: yaml.Node, shown: str) -> None:
+    """Refuse a document whose aliases expand past `MAX_YAML_NODES` nodes."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{_where(shown, node.start_mark.line + 1)}: YAML error: this document "
+                    f"expands to more than {MAX_YAML_NODES:,} values (aliases repeated?)"
+                )
+        else:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _yaml_message(err: yaml.MarkedYAMLError, shown: str) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import fnmatch
 import functools
 import hashlib
-import itertools
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -18,12 +18,12 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-import jinja2.sandbox
 
 from simulate.errors import ConfigError, did_you_mean
+from simulate.prompts import MAX_RENDERED_CHARS, LimitedSandbox
 from simulate.schema import EpisodeSpec, Persona, Scenario
 
-_TEMPLATES = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_TEMPLATES = LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 #: Fields that identify a scenario or drive expansion, never rendered.
 _NOT_RENDERED = {"id", "variables", "tags", "max_turns"}
 _EXPRESSION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
@@ -45,8 +45,27 @@ def episode_seed(run_seed: int, persona_id: str, scenario_id: str, trial: int) -
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
 
 
-def expand_variables(scenario: Scenario) -> list[Scenario]:
-    """One scenario per combination of its `variables`, with ids that tell them apart."""
+MAX_VARIANTS = 10_000
+"""Combinations one templated scenario may expand to in full (`--sample` draws from more)."""
+MAX_EPISODES = 100_000
+"""The default ceiling of a plan's size (`--max-episodes`): plans are counted before built."""
+
+
+def variant_count(scenario: Scenario) -> int:
+    """How many concrete scenarios ``scenario``'s `variables` expand to (1 without any)."""
+    return math.prod(len(values) for values in scenario.variables.values())
+
+
+def expand_variables(
+    scenario: Scenario, *, indexes: Sequence[int] | None = None, limit: int = MAX_VARIANTS
+) -> list[Scenario]:
+    """One scenario per combination of its `variables`, with ids that tell them apart.
+
+    Args:
+        indexes: only these combinations (positions in the cross product's order); the others
+            are never built, so a sample of a huge product costs only the sample.
+        limit: refuse to build more than this many.
+    """
     if not scenario.variables:
         return [scenario]
     names = list(scenario.variables)
@@ -54,8 +73,16 @@ def expand_variables(scenario: Scenario) -> list[Scenario]:
     for name in names:
         if not scenario.variables[name]:
             raise ConfigError(f"{where}: variables.{name}: has no values; give at least one")
+    total = variant_count(scenario)
+    chosen = range(total) if indexes is None else indexes
+    if len(chosen) > limit:
+        raise ConfigError(
+            f"{where}: its variables expand to {total:,} scenarios, more than {limit:,}; "
+            "draw some with `simulate scenarios expand --sample N` or use fewer values"
+        )
     expanded = []
-    for values in itertools.product(*(scenario.variables[n] for n in names)):
+    for index in chosen:
+        values = _combination(scenario.variables, names, index)
         bindings = dict(zip(names, values, strict=True))
         slug = "-".join(_slug(v) for v in values)
         data = scenario.model_dump()
@@ -70,9 +97,19 @@ def expand_variables(scenario: Scenario) -> list[Scenario]:
     ids = [s.id for s in expanded]
     if len(set(ids)) != len(ids):
         expanded = [
-            s.model_copy(update={"id": f"{scenario.id}.{i}"}) for i, s in enumerate(expanded)
+            s.model_copy(update={"id": f"{scenario.id}.{i}"})
+            for i, s in zip(chosen, expanded, strict=True)
         ]
     return expanded
+
+
+def _combination(variables: dict[str, list[str]], names: list[str], index: int) -> list[str]:
+    """The values at position ``index`` of the variables' cross product (itertools order)."""
+    values = []
+    for name in reversed(names):
+        index, position = divmod(index, len(variables[name]))
+        values.append(variables[name][position])
+    return values[::-1]
 
 
 def _slug(value: str) -> str:
@@ -109,8 +146,13 @@ def _render(
                 value = _EXPRESSION.sub(lambda m: _defer(m.group(0), context, only, kept), value)
             try:
                 text = _compiled(value).render(context)
-            except jinja2.TemplateError as exc:
+            except (jinja2.TemplateError, OverflowError) as exc:
                 raise ConfigError(f"{where}: {path}: template error: {exc}") from exc
+            if len(text) > MAX_RENDERED_CHARS:
+                raise ConfigError(
+                    f"{where}: {path}: the template made {len(text):,} characters, more than "
+                    f"{MAX_RENDERED_CHARS:,}"
+                )
             for i, expression in enumerate(kept):
                 text = text.replace(f"\x00{i}\x00", expression)
             return text
@@ -166,6 +208,7 @@ def build_plan(
     persona_filter: Sequence[str] = (),
     scenario_filter: Sequence[str] = (),
     tags: Sequence[str] = (),
+    max_episodes: int = MAX_EPISODES,
 ) -> list[EpisodeSpec]:
     """Every (persona, scenario, trial) to play, in a fixed order, each with its seed.
 
@@ -173,16 +216,26 @@ def build_plan(
         persona_filter: glob patterns of persona ids to keep (`--persona`).
         scenario_filter: glob patterns of scenario ids to keep (`--scenario`).
         tags: keep pairs where the persona or the scenario has one of these tags (`--tag`).
+        max_episodes: refuse a plan of more episodes (counted before anything is built).
     """
     if trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {trials}")
     chosen_personas = _select(personas, persona_filter, "--persona")
-    chosen_scenarios = [
-        s
-        for scenario in _select(scenarios, scenario_filter, "--scenario")
-        for s in expand_variables(scenario)
-    ]
+    selected = _select(scenarios, scenario_filter, "--scenario")
     wanted = set(tags)
+    planned = trials * sum(
+        variant_count(s)
+        for p in chosen_personas
+        for s in selected
+        if not wanted or wanted & (set(p.tags) | set(s.tags)) or any("{{" in x for x in s.tags)
+    )
+    if planned > max_episodes:
+        raise ConfigError(
+            f"the plan holds {planned:,} episodes, more than --max-episodes {max_episodes:,}; "
+            "narrow it (--persona, --scenario, --tag, fewer --trials or variable values) "
+            "or raise --max-episodes"
+        )
+    chosen_scenarios = [s for scenario in selected for s in expand_variables(scenario)]
     specs = []
     for persona in chosen_personas:
         for scenario in chosen_scenarios:

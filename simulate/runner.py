@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sized
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -66,8 +66,11 @@ async def run_bounded(
             if on_done is not None:
                 on_done(result)
 
+    workers = max(1, concurrency)
+    if isinstance(items, Sized):
+        workers = min(workers, max(1, len(items)))  # no idle worker per unused slot
     async with asyncio.TaskGroup() as group:
-        for _ in range(max(1, concurrency)):
+        for _ in range(workers):
             group.create_task(worker())
     if failed:
         raise failed[0]

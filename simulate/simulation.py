@@ -23,7 +23,7 @@ from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import estimate_cost
 from simulate.loader import load_personas, load_scenarios
-from simulate.plan import build_plan
+from simulate.plan import MAX_EPISODES, build_plan
 from simulate.runner import RunSettings, Tally, goal_rate, run_episodes
 from simulate.schema import (
     SCHEMA_VERSION,
@@ -54,10 +54,12 @@ class RunConfig(EndpointFlags):
     """Run name (part of every episode id); defaults to the run folder's name."""
     user: str = "agenda"
     target: str = "demo"
-    trials: int = Field(1, ge=1)
+    trials: int = Field(1, ge=1, le=10_000)
     seed: int = 0
-    max_turns: int = Field(12, ge=1)
-    concurrency: int = Field(8, ge=1)
+    max_turns: int = Field(12, ge=1, le=1000)
+    concurrency: int = Field(8, ge=1, le=4096)
+    max_episodes: int = Field(MAX_EPISODES, ge=1)
+    """Refuse a larger plan (`--max-episodes`); plans are counted before they are built."""
     turn_timeout_s: float = Field(30.0, gt=0)
     stateful: bool = False
     persona_filter: list[str] = Field(default_factory=list)
@@ -142,6 +144,7 @@ def prepare(config: RunConfig) -> Prepared:
         persona_filter=config.persona_filter,
         scenario_filter=config.scenario_filter,
         tags=config.tags,
+        max_episodes=config.max_episodes,
     )
     if config.user.partition(":")[0] == "scripted":
         missing = sorted({s.scenario.id for s in specs if not s.scenario.script})

@@ -279,6 +279,19 @@ def replace_folder(target: str | Path, kind: str, fill: Callable[[Path], None]) 
     return target
 
 
+def inside_run_data(path: str | Path) -> Path | None:
+    """The run folder whose episodes, labels or golden set ``path`` would land in, or None.
+
+    An output written there would be read back as part of the run (an export of a run's own
+    episodes in `episodes/` doubles it).
+    """
+    resolved = Path(path).resolve()
+    for folder in resolved.parents:
+        if folder.name in (EPISODES, LABELS, "golden") and (folder.parent / MANIFEST).is_file():
+            return folder.parent
+    return None
+
+
 def write_parquet(path: str | Path, table: pa.Table) -> Path:
     """Write an Arrow table as one parquet file, atomically."""
     return write_atomic(path, lambda tmp: pq.write_table(table, tmp))

@@ -494,3 +494,30 @@ def test_cli_exports_and_reports_bad_input_in_one_line(run_dir, tmp_path):
         assert len(failed.stderr.strip().splitlines()) == 1
     missing = simulate_cli("export", str(tmp_path / "nope"), "--format", "csv", "--out", "x.csv")
     assert missing.returncode == 1 and "no such run folder" in missing.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "csv", "turns", "openai-chat", "phoenix"])
+def test_an_export_with_no_passing_episode_is_an_empty_valid_file_with_a_note(
+    stored, tmp_path, fmt
+):
+    failed = _copy_run([{**row, "success": False} for row in stored], tmp_path / "failed")
+    suffix = {"parquet": "parquet", "turns": "parquet", "csv": "csv"}.get(fmt, "jsonl")
+    out = tmp_path / f"none.{suffix}"
+    result = export_run(failed, fmt, out, passed_only=True)
+    assert result.rows == 0 and result.left_out == len(stored)
+    assert any("no episode" in note for note in result.notes)
+    if suffix == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(out).num_rows == 0
+    elif suffix == "jsonl":
+        assert out.read_text() == ""
+    else:
+        assert out.read_text().count("\n") == 1  # the header only
+
+
+def test_an_export_into_a_run_folders_data_is_refused(run_dir, stored):
+    for inside in (run_dir / "episodes" / "x.parquet", run_dir / "labels" / "y.jsonl"):
+        with pytest.raises(ConfigError, match="inside the data of run"):
+            export_run(run_dir, "parquet" if inside.suffix == ".parquet" else "jsonl", inside)
+    assert len(simulate.load_run(run_dir)) == len(stored)

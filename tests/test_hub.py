@@ -169,9 +169,11 @@ def test_public_flag_creates_a_public_repository(run: Path, hub_in_process: Fake
     assert pushed.commit_url == f"{hub_in_process.url}/datasets/acme/open/commit/" + (
         hub_in_process.repos["acme/open"].sha
     )
-    again = push_to_hub(run, "acme/open")  # without --public: the repository stays public
-    assert again.private is False
-    assert again.warnings == ["acme/open already existed and stays public"]
+    with pytest.raises(HubError, match=r"acme/open is a public repository.*pass --public"):
+        push_to_hub(run, "acme/open")  # without --public, a public repository is refused
+    assert len(hub_in_process.repos["acme/open"].commits) == 1
+    again = push_to_hub(run, "acme/open", public=True)
+    assert again.private is False and again.warnings == []
 
 
 def test_second_push_replaces_rows_in_a_new_commit(
@@ -541,3 +543,15 @@ def test_fake_lfs_storage_takes_only_the_announced_bytes(lfs_hub: FakeHubServer)
 
     assert batch["transfer"] == "basic"
     assert lfs_hub.repos["acme/sim"].files == {"x.parquet": data}
+
+
+def test_a_failed_push_says_it_created_the_empty_repository(
+    run: Path, hub_in_process: FakeHubServer
+) -> None:
+    hub_in_process.fail("commit", status=500)
+    with pytest.raises(HubError, match=r"this push created acme/new, which stays empty"):
+        push_to_hub(run, "acme/new")
+    hub_in_process.fail("commit", status=500)
+    with pytest.raises(HubError) as again:  # it exists now: nothing to say about creating it
+        push_to_hub(run, "acme/new")
+    assert "created" not in str(again.value)

@@ -109,3 +109,21 @@ def test_user_prompt_override_is_read_and_checked(tmp_path):
         read_prompt(str(bad))
     with pytest.raises(ConfigError, match=r"--user-prompt .*missing.j2.*cannot read"):
         read_prompt(str(tmp_path / "missing.j2"))
+
+
+def test_a_user_prompt_template_cannot_reach_python(persona, scenario, tmp_path):
+    """`--user-prompt` renders in the sandbox: no attribute walk to os.popen, no shell."""
+    import pytest
+
+    from simulate.errors import ConfigError
+    from simulate.users.llm import read_prompt
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.md.j2"
+    path.write_text(
+        "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}"
+    )
+    template = read_prompt(str(path))  # it compiles: the sandbox refuses it when it runs
+    with pytest.raises(ConfigError, match="unsafe"):
+        render_prompt(template, make_spec(persona, scenario))
+    assert not marker.exists()

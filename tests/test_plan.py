@@ -163,3 +163,52 @@ def test_a_variable_with_no_values_is_an_error_not_a_vanished_scenario():
     templated = Scenario(id="fly", description="{{ city }}", goal="g", variables={"city": []})
     with pytest.raises(ConfigError, match=r"scenario 'fly': variables.city: has no values"):
         build_plan(personas(), [templated], run_id="r")
+
+
+# --- sizes: counted before built -------------------------------------------------------------
+
+
+def _huge_scenario() -> Scenario:
+    values = [f"v{i}" for i in range(10)]
+    return Scenario(
+        id="huge",
+        description="I want {{ a }} {{ b }}.",
+        goal="g",
+        variables={name: values for name in "abcdefgh"},  # 10^8 combinations
+    )
+
+
+def test_a_plan_past_the_ceiling_is_refused_before_anything_is_built():
+    import time
+
+    from simulate.plan import variant_count
+
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"100,000,000 episodes, more than --max-episodes"):
+        build_plan([Persona(id="p", name="P")], [_huge_scenario()], run_id="r")
+    assert time.perf_counter() - started < 5  # counted, not built
+    assert variant_count(_huge_scenario()) == 10**8
+    with pytest.raises(ConfigError, match=r"1,000,000,000 episodes"):
+        small = Scenario(id="s", description="d", goal="g")
+        build_plan([Persona(id="p", name="P")], [small], run_id="r", trials=10**9)
+
+
+def test_a_sample_of_a_huge_expansion_builds_only_the_sample():
+    from simulate.plan import expand_variables
+
+    scenario = _huge_scenario()
+    with pytest.raises(ConfigError, match=r"expand to 100,000,000 scenarios"):
+        expand_variables(scenario)
+    first, last = expand_variables(scenario, indexes=[0, 10**8 - 1])
+    assert first.description == "I want v0 v0." and first.id.endswith("v0-v0-v0-v0-v0-v0-v0-v0")
+    assert last.id.endswith("v9-v9-v9-v9-v9-v9-v9-v9")
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ 'a' * 10**9 }}", "{{ range(10**8) | list | length }}", "{{ 9 ** 99999 }}"],
+)
+def test_templates_that_would_build_gigabytes_are_template_errors(template):
+    scenario = Scenario(id="s", description=template, goal="g")
+    with pytest.raises(ConfigError, match="template error"):
+        build_plan([Persona(id="p", name="P")], [scenario], run_id="r")

@@ -26,7 +26,7 @@ from simulate.errors import ConfigError, LLMError
 from simulate.llm import LLM, model_spec, split_spec
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.loader import load_scenarios
-from simulate.plan import expand_variables
+from simulate.plan import expand_variables, variant_count
 from simulate.schema import Message, Scenario
 
 ScenarioKind = Literal["happy_path", "edge_case", "policy_violation", "multi_intent"]
@@ -309,16 +309,17 @@ def expand_scenarios(
                 f"{path}: scenario {scenario.id!r}: variable {empty[0]!r} has no values, so the "
                 "scenario would expand to nothing; give it at least one value or remove it"
             )
-        copies = expand_variables(scenario)
         if scenario.variables and sample is not None:
-            if sample > len(copies):
+            total = variant_count(scenario)
+            if sample > total:
                 raise ConfigError(
-                    f"--sample {sample} is more than the {len(copies)} combinations of scenario "
+                    f"--sample {sample} is more than the {total} combinations of scenario "
                     f"{scenario.id!r}"
                 )
-            keep = sorted(rng.sample(range(len(copies)), sample))
-            copies = [copies[i] for i in keep]
-        expanded += copies
+            keep = sorted(rng.sample(range(total), sample))  # drawn lazily, whatever the total
+            expanded += expand_variables(scenario, indexes=keep)
+        else:
+            expanded += expand_variables(scenario)
     seen: set[str] = set()
     for scenario in expanded:
         if scenario.id in seen:

@@ -13,7 +13,7 @@ import click
 from rich.table import Table
 
 from simulate.cli import run_async
-from simulate.cli.options import llm_options
+from simulate.cli.options import CONCURRENCY, llm_options
 from simulate.cli.render import err, out
 from simulate.cli.render.authoring import print_persona_stats
 from simulate.simulation import RunConfig, prepare
@@ -215,7 +215,7 @@ def personas_group() -> None:
 
 
 @personas_group.command("generate")
-@click.option("--n", "n", required=True, type=int, help="How many personas.")
+@click.option("--n", "n", required=True, type=click.IntRange(1, 100_000), help="How many personas.")
 @click.option(
     "--locale",
     default="en_US",
@@ -248,7 +248,7 @@ def personas_group() -> None:
     "--concurrency",
     default=8,
     show_default=True,
-    type=click.IntRange(1),
+    type=CONCURRENCY,
     help="Personas enriched at once.",
 )
 @llm_options

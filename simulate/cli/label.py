@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from simulate.cli import run_async, stop
-from simulate.cli.options import llm_options, rule_limit_options
+from simulate.cli.options import CONCURRENCY, llm_options, rule_limit_options
 from simulate.cli.render import err, out
 from simulate.cli.render.labels import print_agreement, print_golden, print_label_summary
 
@@ -83,7 +83,7 @@ def golden_command(
     "--samples",
     default=1,
     show_default=True,
-    type=click.IntRange(1),
+    type=click.IntRange(1, 100),
     help="Ask the judge this many times per unit and keep the majority.",
 )
 @click.option("--rules-only", is_flag=True, help="Only the rule checks: offline, no model.")
@@ -106,7 +106,7 @@ def golden_command(
     "--concurrency",
     default=8,
     show_default=True,
-    type=click.IntRange(1),
+    type=CONCURRENCY,
     help="Units judged at once.",
 )
 @click.option(

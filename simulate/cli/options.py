@@ -6,6 +6,14 @@ from typing import Any
 
 import click
 
+from simulate.plan import MAX_EPISODES
+
+CONCURRENCY = click.IntRange(1, 4096)
+"""Work at once (conversations, judged units, enriched personas): past a few thousand, one
+process only queues more."""
+TRIALS = click.IntRange(1, 10_000)
+TURNS = click.IntRange(1, 1000)
+
 
 def llm_options(func: Any) -> Any:
     """Model endpoint, cache and budget options, shared by `run`, `demo` and `label`."""
@@ -61,7 +69,7 @@ def run_options(func: Any) -> Any:
             "--trials",
             default=1,
             show_default=True,
-            type=click.IntRange(1),
+            type=TRIALS,
             help="Conversations per persona x scenario.",
         ),
         click.option("--seed", default=0, show_default=True, type=int, help="Run seed."),
@@ -69,15 +77,22 @@ def run_options(func: Any) -> Any:
             "--concurrency",
             default=8,
             show_default=True,
-            type=click.IntRange(1),
+            type=CONCURRENCY,
             help="Conversations played at once.",
         ),
         click.option(
             "--max-turns",
             default=12,
             show_default=True,
-            type=click.IntRange(1),
+            type=TURNS,
             help="Agent replies before an episode ends as max_turns.",
+        ),
+        click.option(
+            "--max-episodes",
+            default=MAX_EPISODES,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Refuse a larger plan (it is counted before anything is built).",
         ),
         click.option(
             "--turn-timeout",

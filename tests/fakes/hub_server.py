@@ -6,7 +6,8 @@
         hub.repos["acme/sim"].files, .private, .commits; hub.authorizations
 
 Only what `HfApi.create_repo`, `list_repo_files`, `repo_info` and `create_commit` call is
-served: `POST /api/repos/create`, `GET /api/datasets/<repo>/tree/<rev>`, `GET
+served: `POST /api/repos/create`, `DELETE /api/repos/delete`, `GET
+/api/datasets/<repo>/tree/<rev>`, `GET
 /api/datasets/<repo>`, `POST /api/validate-yaml`, `POST /api/datasets/<repo>/preupload/<rev>` and
 `POST /api/datasets/<repo>/commit/<rev>`. By default preupload answers `uploadMode: regular` for
 every file, so contents travel base64-encoded inside the NDJSON commit. A commit applies all its
@@ -44,6 +45,7 @@ import yaml
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
 ROUTES = [
     ("POST", re.compile(r"^/api/repos/create$"), "create"),
+    ("DELETE", re.compile(r"^/api/repos/delete$"), "delete"),
     ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
     ("GET", re.compile(rf"^/api/datasets/{_REPO}/tree/(?P<rev>[^/]+)(?:/.*)?$"), "tree"),
     ("POST", re.compile(rf"^/api/datasets/{_REPO}/preupload/(?P<rev>[^/]+)$"), "preupload"),
@@ -140,6 +142,13 @@ class FakeHubServer:
             }
         self.repos[repo_id] = FakeRepo(repo_id, private=payload.get("visibility") == "private")
         return 200, {"url": self._web(repo_id), "name": repo_id}
+
+    def delete(self, body: bytes, **_: str) -> tuple[int, Any]:
+        payload = json.loads(body)
+        repo_id = f"{payload['organization']}/{payload['name']}"
+        if self.repos.pop(repo_id, None) is None:
+            return 404, {"error": "Repository not found"}
+        return 200, {}
 
     def validate_yaml(self, body: bytes, **_: str) -> tuple[int, Any]:
         content = json.loads(body)["content"]
@@ -306,6 +315,9 @@ def _handler(hub: FakeHubServer) -> type[BaseHTTPRequestHandler]:
 
         def do_PUT(self) -> None:
             self._serve("PUT")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
 
         def _body(self) -> bytes:
             """The request body, sent with a Content-Length or chunked."""
