@@ -10,6 +10,7 @@ not on the Hub.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import Counter, defaultdict
@@ -55,6 +56,25 @@ _NON_COMMERCIAL = re.compile(r"(?i)(^|[-_ ])nc([-_ ]|$)|non-?commercial")
 
 TAGS = ["synthetic", "simulate", "conversational-agents", "evaluation"]
 
+
+def _md(text: object) -> str:
+    """User text (a run name, a persona source) for a card's prose: one line, with HTML and
+    Markdown syntax escaped, so it can add no heading, list, front matter, link or tag."""
+    one_line = html.escape(" ".join(str(text).split()), quote=False)
+    inline = re.sub(r"([\\`*_\[\]|])", r"\\\1", one_line)
+    return re.sub(r"^([#>+\-=]|\d+[.)])", r"\\\1", inline)
+
+
+def _title(text: str) -> str:
+    """A card's `pretty_name`: one line of plain text (no markup for the Hub to render)."""
+    return re.sub(r"[<>]", "", " ".join(text.split()))
+
+
+def _code(text: object) -> str:
+    """User text as an inline code span: one line, without a backtick to close it early."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+
+
 KIND_NAMES = {
     "adjudicator": "adjudicators",
     "human": "people",
@@ -93,7 +113,7 @@ def persona_sources(personas: Sequence[dict[str, Any]]) -> list[str]:
         for p in personas
     )
     return [
-        f"- {source}{f' ({licence})' if licence else ''}: {n} personas"
+        f"- {_md(source)}{f' ({_md(licence)})' if licence else ''}: {n} personas"
         for (source, licence), n in sorted(sources.items(), key=str)
     ]
 
@@ -246,7 +266,7 @@ def render_run_card(
     n_episodes = table.num_rows
     languages = _languages(manifest.config, personas)
     data = DatasetCardData(
-        pretty_name=f"Simulate run: {manifest.run_id or folder.path.name}",
+        pretty_name=_title(f"Simulate run: {manifest.run_id or folder.path.name}"),
         license=chosen,
         language=languages,
         multilinguality="monolingual" if len(languages) == 1 else "multilingual",
@@ -389,9 +409,9 @@ def _run_prose(
     user = redact(config.user or "unknown")
     summary = summarize_run(folder.path)
     models = sorted(
-        {f"{u['role']} `{u['model']}`" for usage in table["usage"].to_pylist() for u in usage}
+        {f"{u['role']} {_code(u['model'])}" for usage in table["usage"].to_pylist() for u in usage}
         | {
-            f"judge `{label.labeler.removeprefix('judge:')}`"
+            f"judge {_code(label.labeler.removeprefix('judge:'))}"
             for label in labels
             if label.labeler_kind == "judge"
         }
@@ -400,7 +420,7 @@ def _run_prose(
     n_scenarios = len(set(table["scenario_id"].to_pylist()))
     where = repo_id or str(folder.path.resolve())
     restricted = non_commercial_licences(personas)
-    lines = [f"# Simulate run: {run_id}", ""]
+    lines = [f"# Simulate run: {_md(run_id)}", ""]
     if restricted:
         lines += [
             f"> **Licence notice**: some personas come from sources under "
@@ -409,7 +429,8 @@ def _run_prose(
             "",
         ]
     lines += [
-        f"Synthetic conversations between simulated users and the agent under test `{target}`, "
+        "Synthetic conversations between simulated users and the agent under test "
+        f"{_code(target)}, "
         "recorded with Simulate. One row per conversation (episode) in the `episodes` config"
         + (", one row per label in `labels`" if LABELS in data_files else "")
         + (", the labeled golden set with its splits in `golden`" if "golden" in data_files else "")
@@ -417,8 +438,8 @@ def _run_prose(
         "",
         "## How it was made",
         "",
-        f"- **Agent under test**: `{target}`",
-        f"- **Simulated user**: `{user}`"
+        f"- **Agent under test**: {_code(target)}",
+        f"- **Simulated user**: {_code(user)}"
         + (" (offline, scripted from the scenario's agenda)" if user == "agenda" else ""),
         f"- **Models**: {', '.join(models) if models else 'none (offline user, agent and checks)'}",
         f"- **Personas × scenarios**: {n_personas} personas × {n_scenarios} scenarios × "
@@ -532,7 +553,7 @@ def _label_lines(labels: Sequence[Any]) -> list[str]:
     rubrics = sorted({label.rubric for label in labels if label.rubric})
     lines = [
         f"{len(labels)} labels on {len(by_criterion)} criteria. Rubrics: "
-        f"{', '.join(f'`{r}`' for r in rubrics) or 'none (rule checks only)'}.",
+        f"{', '.join(_code(r) for r in rubrics) or 'none (rule checks only)'}.",
         "",
         "| criterion | labels | passed | labelers |",
         "|---|---|---|---|",
@@ -620,7 +641,7 @@ def golden_card(
     personas = [json.loads(text) for _, text in sorted(by_id.items())]
     languages = _languages(config, personas)
     data = DatasetCardData(
-        pretty_name=f"Simulate golden set: {run_id}",
+        pretty_name=_title(f"Simulate golden set: {run_id}"),
         license=license,
         language=languages,
         multilinguality="monolingual" if len(languages) == 1 else "multilingual",
@@ -679,9 +700,9 @@ def _golden_prose(
     config = manifest.config
     run_id = manifest.run_id or "run"
     models = sorted(
-        {f"{u['role']} `{u['model']}`" for usage in episodes["usage"] for u in usage}
+        {f"{u['role']} {_code(u['model'])}" for usage in episodes["usage"] for u in usage}
         | {
-            f"judge `{label.labeler.removeprefix('judge:')}`"
+            f"judge {_code(label.labeler.removeprefix('judge:'))}"
             for label in labels
             if label.labeler_kind == "judge"
         }
@@ -691,7 +712,7 @@ def _golden_prose(
     order = " > ".join(KIND_NAMES[k] for k in precedence)
     rubrics = sorted({label.rubric for label in labels if label.rubric})
     lines = [
-        f"# Simulate golden set: {run_id}",
+        f"# Simulate golden set: {_md(run_id)}",
         "",
         f"Synthetic conversations between simulated users and the agent under test "
         f"`{config.target or 'unknown'}`, recorded and labeled with "
@@ -704,7 +725,7 @@ def _golden_prose(
         f"- **Simulated user**: `{config.user or 'unknown'}`",
         f"- **Models**: {', '.join(models) if models else 'none (offline user, agent and checks)'}",
         f"- **Personas × scenarios**: {n_personas} personas × {n_scenarios} scenarios × "
-        f"{config.trials or 1} trial(s) → {len(episodes)} episodes in run `{run_id}` "
+        f"{config.trials or 1} trial(s) → {len(episodes)} episodes in run {_code(run_id)} "
         f"(seed {config.seed or 0}, at most {config.max_turns or '?'} agent turns)",
         f"- **Software**: simulate {manifest.environment.get('simulate', '?')}, "
         f"datasets {datasets.__version__}",
@@ -722,7 +743,7 @@ def _golden_prose(
         )
         + f" ({result.disputed} disputed units in the run).",
         "",
-        f"Rubrics: {', '.join(f'`{r}`' for r in rubrics) or 'none'}.",
+        f"Rubrics: {', '.join(_code(r) for r in rubrics) or 'none'}.",
         "",
         *_labeling_lines(manifest),
         "| criterion | unit | labeled | passed | decided by |",
@@ -825,7 +846,7 @@ def _labeling_lines(manifest: Manifest) -> list[str]:
     """Judges and rule limits from the manifest's record of labeling sessions, when present."""
     sessions = manifest.labeling
     judges = sorted(
-        {f"`{s.judge}` ({s.samples or 1} sample(s) per unit)" for s in sessions if s.judge}
+        {f"{_code(s.judge)} ({s.samples or 1} sample(s) per unit)" for s in sessions if s.judge}
     )
     limits = next((s.limits for s in reversed(sessions) if s.limits), None)
     lines = []
@@ -869,13 +890,13 @@ def render_reference_card(reference_dir: str | Path) -> str:
     counts = manifest.reference or ReferenceRecord()
     licence = source.license or "unspecified"
     lines = [
-        f"# Reference conversations: {manifest.run_id or Path(reference_dir).name}",
+        f"# Reference conversations: {_md(manifest.run_id or Path(reference_dir).name)}",
         "",
         f"Real conversations imported by `simulate import conversations` from "
-        f"`{source.file or '?'}` ({source.format or '?'}), to measure how close "
+        f"{_code(source.file or '?')} ({_md(source.format or '?')}), to measure how close "
         "simulated users come to people (`simulate realism`).",
         "",
-        f"- **Source**: {source.source or '?'}",
+        f"- **Source**: {_md(source.source or '?')}",
         f"- **Licence**: `{licence}`",
         f"- **Conversations**: {counts.conversations} ({counts.user_messages} user messages)",
         f"- **PII-looking strings masked**: {'yes' if counts.pii_masked else 'no'}",
@@ -884,7 +905,7 @@ def render_reference_card(reference_dir: str | Path) -> str:
         "",
     ]
     if source.attribution:
-        lines += ["## Attribution", "", source.attribution, ""]
+        lines += ["## Attribution", "", _md(source.attribution), ""]
     lines += [
         "Rows have the episode schema of a Simulate run: `messages` holds the conversation, "
         "`scenario` the task the person had (or one drafted from the conversation), `persona` "

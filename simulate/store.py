@@ -526,6 +526,31 @@ class RunFolder:
                 holder.unlink(missing_ok=True)
             lock.release()
 
+    def writing(self, role: str = "episodes") -> bool:
+        """Whether a live process holds the folder's ``role`` writer lock right now."""
+        from filelock import FileLock, Timeout
+
+        path = self.path / LOCKS / f"{role}.lock"
+        if not path.is_file():
+            return False
+        probe = FileLock(path)
+        try:
+            probe.acquire(timeout=0)
+        except Timeout:
+            return True
+        except OSError:
+            return False
+        probe.release()
+        return False
+
+    def state(self) -> str | None:
+        """The run's state: the manifest's, except that a run whose writer died before it
+        could say so (a SIGKILL, a full disk) reads `interrupted`, not `running`."""
+        status = self.manifest.status
+        if status == "running" and not self.writing():
+            return "interrupted"
+        return status
+
     # --- the manifest
 
     @property

@@ -173,3 +173,19 @@ def test_golden_card_for_hub_renames_the_config(run: Path) -> None:
     assert card.data.dataset_info[0]["config_name"] == "golden"
     assert "synthetic" in card.data.tags
     assert 'datasets.load_dataset("acme/golden", "golden")' in card.text
+
+
+def test_persona_sources_and_run_names_cannot_inject_markdown_or_front_matter(run: Path) -> None:
+    hostile = "<script>alert(1)</script>\n---\nlicense: mit\n---\n# Pwned [x](javascript:y)"
+    set_persona_licence(run, "alex_rowe", hostile, "CC-BY-4.0\n## injected")
+    manifest = read_manifest(run)
+    manifest["run_id"] = "# run\n---\n<img src=x onerror=alert(1)>"
+    write_manifest(run, manifest)
+
+    text = str(render_run_card(run, ALL).card)
+
+    assert text.count("\n---\n") == 1  # the card's own front matter closes once, nothing more
+    assert "<script>" not in text and "<img" not in text
+    assert "\n# Pwned" not in text and "\n## injected" not in text
+    assert "&lt;script&gt;" in text and "\\[x\\](javascript:y)" in text
+    assert DatasetCard(text).data.license == "cc-by-4.0"

@@ -449,7 +449,7 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
         "run": {
             "path": str(run_dir),
             "run_id": manifest.run_id,
-            "status": manifest.status,
+            "status": folder.state(),
             "created_at": manifest.created_at,
             "user": manifest.config.user,
             "target": manifest.config.target,
