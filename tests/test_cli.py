@@ -152,6 +152,18 @@ def test_ctrl_c_stops_cleanly_keeps_what_finished_and_resume_completes(tmp_path)
     assert len(simulate.load_run(out)) == 48
 
 
+def test_sigterm_stops_like_ctrl_c_and_the_manifest_says_interrupted(tmp_path):
+    out = tmp_path / "terminated"
+    _, process = start_slow_run(out, shards=1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert "terminated:" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert 0 < manifest["counts"]["stored"] == len(simulate.load_run(out))
+
+
 def test_an_existing_run_is_never_overwritten_and_a_changed_plan_cannot_resume(tmp_path):
     out = tmp_path / "run"
     assert run_shop(out).returncode == 0

@@ -337,3 +337,24 @@ def test_a_killed_labeling_resumes_where_it_stopped(run, server):
     assert len(judge_labels(run)) == TOTAL
     assert "judge:gpt-4o-mini" in stdout and "right_tool" in stdout
     assert f"{kept + len(rules)} units already labeled" in stdout
+
+
+async def test_an_endpoint_that_always_fails_trips_the_breaker_after_ten_units(run, server):
+    from simulate.errors import LLMError
+    from simulate.label.labeling import BREAKER_FAILURES
+
+    server.reply_with(lambda request: Fault.server_error(500))
+    with pytest.raises(LLMError, match=f"the judge failed on the first {BREAKER_FAILURES} units"):
+        await label_run(config(run, server, concurrency=1))
+    assert judge_labels(run) == []
+    asked = server.count
+    assert asked < TOTAL * 2, "it stopped before asking about every unit"
+    assert read_manifest(run)["labeling"][-1]["failed"] == BREAKER_FAILURES
+
+
+def test_label_exits_1_when_the_judge_answered_no_unit(run, server):
+    server.reply_with(lambda request: Fault.server_error(500))
+    process = label_cli(run, server, "--criterion", "resolved")  # fewer units than the breaker
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert "the judge answered none of the" in stderr

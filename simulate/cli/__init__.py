@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, NoReturn, TypeVar
@@ -28,12 +29,19 @@ class Interrupted(click.exceptions.Abort):
     """Ctrl-C during a command's work, with what the user should know (what was kept)."""
 
 
+class Terminated(Interrupted):
+    """SIGTERM during a command's work: stopped as for Ctrl-C, exit status 143."""
+
+
 def run_async(work: Coroutine[Any, Any, T], *, interrupted: str) -> T:
-    """Run a command's coroutine to its end; on Ctrl-C say ``interrupted`` and exit 130."""
+    """Run a command's coroutine to its end; on Ctrl-C (or SIGTERM) the work is cancelled,
+    so it stores what finished, and the command says ``interrupted`` and exits 130 (143)."""
     try:
         return _loop(work)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {interrupted}") from None
+    except _SigTerm:
+        raise Terminated(f"terminated: {interrupted}") from None
 
 
 def serve(work: Coroutine[Any, Any, Any]) -> None:
@@ -42,8 +50,35 @@ def serve(work: Coroutine[Any, Any, Any]) -> None:
         _loop(work)
 
 
+class _SigTerm(Exception):
+    """The work was cancelled because the process got SIGTERM."""
+
+
 def _loop(work: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(work)  # the CLI's only event loop entry
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        terminated: list[bool] = []
+
+        def terminate() -> None:
+            terminated.append(True)
+            if task is not None:
+                task.cancel()  # as asyncio does for Ctrl-C: every `finally` runs
+
+        # Not the main thread, or no signals here: SIGTERM keeps its default.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if terminated:
+                raise _SigTerm from None
+            raise
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(main())  # the CLI's only event loop entry
 
 
 def stop(code: int, message: str) -> NoReturn:
@@ -101,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort as exc:
         err.print(str(exc) if isinstance(exc, Interrupted) else "aborted")
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
     except SimulateError as exc:
         if debug:
             raise

@@ -192,6 +192,8 @@ def label_command(
             click.echo(f"  {line}", err=True)
         if len(result.failures) > 5:
             click.echo(f"  ... and {len(result.failures) - 5} more", err=True)
+    if result.failures and not result.judged:
+        stop(1, f"error: the judge answered none of the {len(result.failures)} units it was asked")
     if result.stopped:
         stop(
             3,

@@ -80,6 +80,8 @@ class LabelResult:
     """Units already labeled by the same labeler and rubric version."""
     failures: list[str] = field(default_factory=list)
     """One line per unit the judge failed on (not labeled; a re-run tries again)."""
+    judged: int = 0
+    """Units the judge answered in this session."""
     stopped: str | None = None
     """Why the labeling stopped early (a spent budget, a replay miss), or None."""
     usage: list[Usage] = field(default_factory=list)
@@ -92,6 +94,34 @@ class _Plan:
     rules: list[Criterion]
     judged: list[tuple[Rubric, Criterion]]
     judge_spec: str | None
+
+
+BREAKER_FAILURES = 10
+"""Judged units that fail in a row, before any succeeds, that stop a labeling: an endpoint
+that always fails (or hangs to its timeout) should not be asked about every unit."""
+
+
+class JudgeUnreachable(LLMError):
+    """The judge failed on the first units in a row; the labeling stopped."""
+
+
+@dataclass
+class _FailureStreak:
+    """Counts failures in a row before the first success; trips after `BREAKER_FAILURES`."""
+
+    failures: int = 0
+    succeeded: bool = False
+
+    def answered(self) -> None:
+        self.succeeded = True
+
+    def failed(self, why: str) -> None:
+        self.failures += 1
+        if not self.succeeded and self.failures >= BREAKER_FAILURES:
+            raise JudgeUnreachable(
+                f"the judge failed on the first {self.failures} units in a row (last: {why}); "
+                "check the endpoint and the model, then run the same command again"
+            )
 
 
 @dataclass(frozen=True)
@@ -172,10 +202,12 @@ async def _label(
                 if on_label:
                     on_label(label)
 
+        streak = _FailureStreak()
+
         async def work(item: tuple[Assignment, Episode, Unit]) -> Label | None:
             assignment, episode, unit = item
             try:
-                return await assignment.labeler.label(episode, assignment.criterion, unit)
+                label = await assignment.labeler.label(episode, assignment.criterion, unit)
             except LLMError as exc:
                 if isinstance(exc, RunStopped):
                     raise
@@ -183,7 +215,12 @@ async def _label(
                     f"episode {episode.episode_id}, {assignment.criterion.id}, "
                     f"{unit.describe()}: {exc}"
                 )
+                streak.failed(result.failures[-1])
                 return None
+            if isinstance(assignment.labeler, JudgeLabeler):
+                streak.answered()
+                result.judged += 1
+            return label
 
         async with folder.writer(LABELS) as writer:
             try:
