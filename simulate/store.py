@@ -30,6 +30,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -381,6 +382,24 @@ class ShardWriter:
 # --- the run folder -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class QuarantinedShard:
+    """A shard `repair` moved aside: where it is now, what is wrong, the rows it held."""
+
+    kind: ShardKind
+    path: Path
+    problem: str
+    rows: int | None
+    """Rows its footer names, when it has one (None: unknown, lost with the file)."""
+
+
+def _footer_rows(path: Path) -> int | None:
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        return None
+
+
 class ShardWarning(UserWarning):
     """A shard that cannot be read was left out; the message names it."""
 
@@ -525,6 +544,19 @@ class RunFolder:
             with contextlib.suppress(OSError):
                 holder.unlink(missing_ok=True)
             lock.release()
+
+    def repair(self) -> list[QuarantinedShard]:
+        """Move the shards that cannot be read into `quarantine/`, with the writers' locks
+        held; what each held, as far as its footer tells."""
+        moved: list[QuarantinedShard] = []
+        with self.lock("episodes", "simulate repair"), self.lock("labels", "simulate repair"):
+            for kind in (EPISODES, LABELS):
+                for path, problem in self.bad_shards(kind):
+                    target = self.path / QUARANTINE / kind / path.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, target)
+                    moved.append(QuarantinedShard(kind, target, problem, _footer_rows(target)))
+        return moved
 
     def writing(self, role: str = "episodes") -> bool:
         """Whether a live process holds the folder's ``role`` writer lock right now."""

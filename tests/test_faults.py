@@ -106,3 +106,25 @@ def test_two_writers_on_one_folder_store_each_episode_once(tmp_path):
         == len(set(ids))
         == json.loads((out / "manifest.json").read_text())["counts"]["stored"]
     )
+
+
+def test_every_reader_works_around_a_truncated_shard_with_one_warning_line(tmp_path):
+    out = tmp_path / "run"
+    assert run_shop(out).returncode == 0
+    shard = sorted((out / "episodes").glob("*.parquet"))[0]
+    shard.with_name("part-zz-truncated.parquet").write_bytes(shard.read_bytes()[:200])
+    for args in (
+        ["report", str(out), "--no-html"],
+        ["show", str(out), "--limit", "1"],
+        ["export", str(out), "--format", "jsonl", "--out", str(tmp_path / "e.jsonl")],
+        ["label", str(out), "--rules-only"],
+        ["golden", str(out)],
+        ["compare", str(out), str(out)],
+    ):
+        result = simulate_cli(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert warned and "part-zz-truncated.parquet" in warned[0], (args, result.stderr)
+    resumed = run_shop(out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr

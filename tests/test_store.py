@@ -234,3 +234,31 @@ def test_an_unreadable_or_foreign_shard_is_left_out_with_a_warning_naming_it(tmp
         "part-truncated.parquet",
         "part-zforeign.parquet",
     }
+
+
+def test_repair_moves_bad_shards_aside_and_says_what_was_lost(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from simulate.cli import cli
+    from simulate.store import RunFolder, write_manifest
+
+    write_manifest(tmp_path, {"run_id": "r"})
+    folder = RunFolder(tmp_path)
+    with folder.writer() as writer:
+        writer.add(_episode("a"))
+    good = folder.shards()[0]
+    good.with_name("part-truncated.parquet").write_bytes(good.read_bytes()[:100])
+    pq.write_table(pa.table({"x": [1, 2]}), good.with_name("part-zforeign.parquet"))
+
+    result = CliRunner().invoke(cli, ["repair", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    assert "part-truncated.parquet" in result.output and "rows unknown" in result.output
+    assert "part-zforeign.parquet" in result.output and "2 rows" in result.output
+    assert [p.name for p in RunFolder(tmp_path).shards()] == [good.name]
+    assert not RunFolder(tmp_path).bad_shards()
+    assert (tmp_path / "quarantine" / "episodes" / "part-zforeign.parquet").is_file()
+    again = CliRunner().invoke(cli, ["repair", str(tmp_path)])
+    assert "nothing to repair" in again.output

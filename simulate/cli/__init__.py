@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Coroutine, Sequence
 from typing import Any, NoReturn, TypeVar
 
@@ -103,6 +104,7 @@ def _register() -> None:
         run.calibrate_command,
         data.show_command,
         data.export_command,
+        data.repair_command,
         label.label_command,
         label.golden_command,
         label.agreement_command,
@@ -124,9 +126,25 @@ def _register() -> None:
 _register()
 
 
+def _one_line_warnings() -> None:
+    """Simulate's warnings (a shard left out) print as one `warning:` line on stderr."""
+    from simulate.store import ShardWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, ShardWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `simulate` console script."""
     debug = os.environ.get("SIMULATE_DEBUG") == "1"
+    _one_line_warnings()
     try:
         status = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Exit as exc:

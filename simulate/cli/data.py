@@ -135,3 +135,19 @@ def export_command(
     for note in result.notes:
         err.print(f"note: {note}")
     out.print(f"wrote {result.rows} {what} ({result.format}) to {result.path}{left}")
+
+
+@click.command("repair")
+@click.argument("run_dir", type=click.Path())
+def repair_command(run_dir: str) -> None:
+    """Move shards that cannot be read (truncated, foreign) aside into RUN/quarantine/."""
+    moved = RunFolder.open(run_dir).repair()
+    if not moved:
+        out.print(f"{run_dir}: every shard reads; nothing to repair")
+        return
+    for shard in moved:
+        held = "rows unknown" if shard.rows is None else f"{shard.rows} rows"
+        out.print(f"moved {shard.kind} shard to {shard.path} ({shard.problem}; {held} lost)")
+    lost = [s for s in moved if s.kind == "episodes"]
+    if lost:
+        out.print(f"play the lost episodes again: simulate run ... --out {run_dir} --resume")
