@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from simulate.cli.render import out, pct_interval
-from simulate.report.calibrate import CALIBRATION, POWER, Calibration
-from simulate.report.compare import Comparison
+
+if TYPE_CHECKING:  # the statistics stack (scipy, statsmodels) loads only when a table needs it
+    from simulate.report.calibrate import Calibration
+    from simulate.report.compare import Comparison
 
 
 def print_report_headline(report: dict[str, Any]) -> None:
@@ -286,6 +288,8 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
     """Print the calibration on ``console`` (a rich Console)."""
     from rich.markup import escape
     from rich.table import Table
+
+    from simulate.report.calibrate import CALIBRATION, POWER
 
     c = calibration
     table = Table(title=f"goal rate of {len(c.repeats)} identical runs", title_justify="left")
