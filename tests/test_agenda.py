@@ -7,7 +7,7 @@ from agents import FunctionTarget, ScriptTarget
 
 from simulate.runner import RunSettings, play_episode
 from simulate.schema import Episode, Persona, Scenario
-from simulate.users.agenda import AgendaUser, add_typos, fact_phrases
+from simulate.users.agenda import AgendaUser, add_typos
 from tests.conftest import make_spec
 
 SETTINGS = RunSettings()
@@ -49,14 +49,6 @@ async def test_opening_comes_from_the_scenario_and_script_turns_come_first(perso
     )
     episode = await play(persona, scenario, ScriptTarget("Okay?", "Go on?", "Hm?"))
     assert user_lines(episode)[:2] == ["First scripted turn.", "Second one."]
-
-
-def test_fact_phrases_cover_name_last_word_aliases_and_synonyms():
-    found = fact_phrases("booking_reference", ["code"])
-    assert [len(p) for p in found] == sorted((len(p) for p in found), reverse=True)
-    assert {"booking reference", "reference", "code", "pnr"} <= set(
-        fact_phrases("booking_reference", ["code"])
-    )
 
 
 async def test_answers_every_fact_asked_for_by_alias_and_says_what_it_does_not_know(persona):

@@ -29,6 +29,7 @@ import yaml
 from simulate.checks import called_tools, has_goal_checks, unmet_goal_checks
 from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn
+from simulate.users.understanding import Asked, FactIndex, is_request
 
 #: Turns without progress a user tolerates, by patience.
 PATIENCE = {"low": 2, "medium": 4, "high": 6}
@@ -44,35 +45,9 @@ SWITCH_LANGUAGE_TURN = 1
 #: The user message (0-based) by which a user told to change its mind does, asked or not.
 CHANGE_MIND_BY = 3
 
-#: Other words agents use for common facts, beyond the fact's own name and aliases.
-SYNONYMS: dict[str, list[str]] = {
-    "booking_reference": [
-        "booking code",
-        "confirmation code",
-        "confirmation number",
-        "reservation code",
-        "reservation number",
-        "pnr",
-        "record locator",
-    ],
-    "order_number": ["order id", "order no", "order"],
-    "account_number": ["account id", "customer number", "account"],
-    "email": ["e-mail", "email address", "mail address"],
-    "phone": ["phone number", "telephone", "mobile number"],
-    "last_name": ["surname", "family name"],
-    "first_name": ["given name"],
-    "full_name": ["your name", "name"],
-    "date_of_birth": ["birthday", "birth date", "dob"],
-    "address": ["postal address", "street address", "postcode", "zip code"],
-}
-
 _CONFIRM = re.compile(
     r"\b(shall i|should i|do you want me to|would you like me to|can i go ahead|may i proceed|"
     r"(please )?confirm|is that (correct|right|ok)|go ahead|proceed)\b"
-)
-_REQUEST = re.compile(
-    r"\?|\b(please (provide|share|tell|give|send|enter|confirm)|i need|i'll need|i will need|"
-    r"could you|can you|may i have|what is|what's|which)\b"
 )
 _REFUSAL = re.compile(
     r"\b(sorry|unfortunately|unable|cannot|can't|can not|not possible|not able|not eligible|"
@@ -104,16 +79,6 @@ def attacks() -> dict[str, list[str]]:
     """Attack templates by kind, read once from the package."""
     text = resources.files("simulate.prompts").joinpath("attacks.yaml").read_text("utf-8")
     return yaml.safe_load(text)
-
-
-def fact_phrases(name: str, aliases: list[str]) -> list[str]:
-    """Words an agent may use to ask for the fact ``name``, longest first."""
-    words = re.sub(r"[_\-]+", " ", name).strip().lower()
-    found = {words, *(a.lower() for a in aliases), *SYNONYMS.get(name.lower(), [])}
-    last = words.split()[-1] if words else ""
-    if len(last) >= 4:
-        found.add(last)
-    return sorted((p for p in found if p), key=len, reverse=True)
 
 
 def _actions(text: str, wanted_only: bool = False) -> set[str]:
@@ -163,6 +128,7 @@ class AgendaUser:
         self.rng = random.Random(spec.seed)
         self.patience = PATIENCE[self.traits.patience]
         self.stalls = 0
+        self.index = FactIndex(self.scenario.known_info)
         self.given: set[str] = set()
         self.said_unknown: set[str] = set()
         self.confirmed_replies = 0
@@ -279,8 +245,7 @@ class AgendaUser:
 
     def _mind_changes(self, agent: str, sent: int) -> bool:
         """Whether a user told to change its mind does it now: asked to go ahead, or late."""
-        requests = [s for s in _SENTENCE.split(agent.lower()) if _REQUEST.search(s)]
-        return sent >= CHANGE_MIND_BY or self._confirmation_asked(requests)
+        return sent >= CHANGE_MIND_BY or self._confirmation_asked(_requests(agent))
 
     def _goal_reached(self, messages: list[Message]) -> bool:
         success = self.scenario.success
@@ -300,12 +265,13 @@ class AgendaUser:
     def _reply_to(self, agent: str) -> tuple[str, bool]:
         """Compose the answer to the agent's message; True when it moved the agenda on."""
         low = agent.lower()
-        requests = [s for s in _SENTENCE.split(low) if _REQUEST.search(s)]
+        requests = _requests(agent)
         parts: list[str] = []
         answered = False
-        for name in self._asked_facts(requests):
+        for asked in self._asked_facts(requests, agent):
+            name = asked.field
             fact = self.scenario.known_info[name]
-            label = re.sub(r"[_\-]+", " ", name)
+            label = asked.phrase or self.index.label(name)
             if name in self.given:
                 parts.append(self._pick("answer_again").format(fact=label, value=fact.value))
             else:
@@ -330,27 +296,25 @@ class AgendaUser:
         elif not parts and _REFUSAL.search(low) and self.insisted:
             parts += self._insist()
         if not parts:
-            open_question = any(_OPEN_QUESTION.search(r) for r in requests)
+            open_question = any(_OPEN_QUESTION.search(r.lower()) for r in requests)
             if requests and not open_question and self.rng.random() < 0.5:
                 parts.append(self._pick("not_sure"))
             else:
                 parts.append(self._pick("restate").format(**self._request_forms()))
         return " ".join(parts), answered
 
-    def _asked_facts(self, requests: list[str]) -> list[str]:
-        asked = []
-        for name, fact in self.scenario.known_info.items():
-            if any(_mentions(s, p) for s in requests for p in fact_phrases(name, fact.aliases)):
-                asked.append(name)
-        return asked
+    def _asked_facts(self, requests: list[str], agent: str) -> list[Asked]:
+        """The known facts the agent's requests ask for, each once, in the order asked."""
+        asked: dict[str, Asked] = {}
+        for sentence in requests:
+            for item in self.index.asked(sentence, context=agent):
+                asked.setdefault(item.field, item)
+        return list(asked.values())
 
     def _confirmation_asked(self, requests: list[str]) -> bool:
         """Whether a question asks to go ahead (and not for a fact, as "confirm your email")."""
-        facts = [
-            p for name, f in self.scenario.known_info.items() for p in fact_phrases(name, f.aliases)
-        ]
         return any(
-            _CONFIRM.search(s) and "?" in s and not any(_mentions(s, p) for p in facts)
+            _CONFIRM.search(s.lower()) and "?" in s and not self.index.asked(s, " ".join(requests))
             for s in requests
         )
 
@@ -371,7 +335,7 @@ class AgendaUser:
         asked = []
         for item in self.scenario.unknown_info:
             words = [w for w in re.findall(r"[a-z0-9]+", item.lower()) if len(w) > 3]
-            for sentence in requests:
+            for sentence in (r.lower() for r in requests):
                 hits = sum(_mentions(sentence, w) for w in words)
                 if _mentions(sentence, item.lower()) or (words and hits * 2 >= len(words)):
                     asked.append(item)
@@ -447,6 +411,11 @@ class AgendaUser:
         if self.traits.politeness == "polite" and self.rng.random() < 0.4:
             text = f"{text} {self._pick('thanks')}"
         return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
+
+
+def _requests(agent: str) -> list[str]:
+    """The sentences of an agent message that ask the user for something."""
+    return [s for s in _SENTENCE.split(agent) if is_request(s)]
 
 
 def _last_agent(messages: list[Message]) -> str:
