@@ -8,6 +8,7 @@ means bumping ``SCHEMA_VERSION`` (it is written into every run manifest).
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -111,13 +112,28 @@ class SuccessChecks(Model):
     """What must be true of the conversation for the scenario to succeed."""
 
     must_mention: list[str] = Field(default_factory=list)
-    """Phrases the agent must say at some point (case-insensitive)."""
+    """Phrases the agent must say at some point (case-insensitive); said inside a refusal or
+    negation of the same clause ("I can't process a refund") they do not count."""
     must_not_mention: list[str] = Field(default_factory=list)
     """Phrases the agent must never say (leaked instructions, another customer's data)."""
+    must_match: list[str] = Field(default_factory=list)
+    """Regular expressions (Python, case-insensitive) that some agent reply must match."""
+    must_not_match: list[str] = Field(default_factory=list)
+    """Regular expressions (Python, case-insensitive) that no agent reply may match."""
     must_call_tools: list[str] = Field(default_factory=list)
     """Tools the agent must call."""
     judge: str | None = None
     """A free-text criterion for LLM judges (not checked by the offline simulator)."""
+
+    @field_validator("must_match", "must_not_match")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for expression in value:
+            try:
+                re.compile(expression)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {expression!r} ({exc})") from None
+        return value
 
 
 class Scenario(Model):

@@ -26,10 +26,11 @@ from typing import Any
 
 import yaml
 
-from simulate.checks import called_tools, has_goal_checks, unmet_goal_checks
+from simulate.checks import called_tools, has_goal_checks, negated, unmet_goal_checks
 from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn
 from simulate.users.understanding import Asked, FactIndex, is_request
+from simulate.users.wording import business, fill, is_clause, noun_forms, usable
 
 #: Turns without progress a user tolerates, by patience.
 PATIENCE = {"low": 2, "medium": 4, "high": 6}
@@ -60,6 +61,9 @@ _REFUSE_THING = re.compile(
 )
 _INSIST_THING = re.compile(
     r"\binsist on\s+(?:getting\s+)?((?:an? |the )?[a-z][a-z -]*?)(?=[.,;!]| and | but |$)"
+)
+_GREETING = re.compile(
+    r"^(hi|hello|hey|good (morning|afternoon|evening))( there)?\b[,.!]*\s*", re.IGNORECASE
 )
 _OPEN_QUESTION = re.compile(r"\b(help|assist|what do you need|what can i do)\b")
 _SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
@@ -129,6 +133,12 @@ class AgendaUser:
         self.patience = PATIENCE[self.traits.patience]
         self.stalls = 0
         self.index = FactIndex(self.scenario.known_info)
+        self.business = business(self.scenario, phrases()["domains"])
+        """The scenario's business ("the airline"), for goodbyes; None when unclear."""
+        self.said: set[str] = set()
+        """Phrases already said, so a bank's other variants come first."""
+        self.turned_down = False
+        """Whether the agent's last message refused, so the reply thanks no one."""
         self.given: set[str] = set()
         self.said_unknown: set[str] = set()
         self.confirmed_replies = 0
@@ -224,7 +234,7 @@ class AgendaUser:
             self.dropped = _actions(self.request) - _actions(self.new_request, wanted_only=True)
             self.request, self.new_request = self.new_request, None
             self.stalls, self.before_attack = 0, ""  # what was asked before is moot now
-            text = self._pick("change_mind").format(**self._request_forms())
+            text = self._say("change_mind")
             return UserTurn(self._finish(text, switching=switching))
         text, answered = self._reply_to(
             agent + " " + self.before_attack if self.before_attack else agent
@@ -234,14 +244,26 @@ class AgendaUser:
             self.stalls = 0
         else:
             self.stalls += 1
-        if self.stalls >= self.patience:
+        # Asked to go ahead, a user answers rather than leave with the question open.
+        if self.stalls >= self.patience and not self._confirmation_asked(_requests(agent)):
             return UserTurn(
-                self._pick("give_up", self.traits.politeness),
+                self._say("give_up", self.traits.politeness),
                 done=True,
                 status="gave_up",
                 reason=f"no progress in {self.stalls} turns",
             )
-        return UserTurn(self._finish(text, frustrated=self.stalls >= 2, switching=switching))
+        text = self._finish(text, frustrated=self.stalls >= 2, switching=switching)
+        return UserTurn(self._unrepeated(text, state.messages))
+
+    def _unrepeated(self, text: str, messages: list[Message]) -> str:
+        """``text``, said differently if the user already sent exactly that: people rephrase
+        when they have to say something again."""
+        sent = {_normalized(m.content) for m in messages if m.role == "user"}
+        for lead in ["", *phrases()["again"]]:
+            candidate = f"{lead} {text}".strip()
+            if _normalized(candidate) not in sent:
+                return candidate
+        return text
 
     def _mind_changes(self, agent: str, sent: int) -> bool:
         """Whether a user told to change its mind does it now: asked to go ahead, or late."""
@@ -252,7 +274,8 @@ class AgendaUser:
         if has_goal_checks(success):
             return not unmet_goal_checks(success, messages)
         last = _last_agent(messages).lower()
-        return self.confirmed_replies > 0 and _RESOLVED.search(last) is not None
+        done = [m for m in _RESOLVED.finditer(last) if not negated(last, m.start(), m.end())]
+        return self.confirmed_replies > 0 and bool(done)
 
     def _progressed(self, messages: list[Message]) -> bool:
         """Whether the agent did something new for the goal: a check met or a tool called."""
@@ -268,39 +291,44 @@ class AgendaUser:
         requests = _requests(agent)
         parts: list[str] = []
         answered = False
+        self.turned_down = False
         for asked in self._asked_facts(requests, agent):
             name = asked.field
-            fact = self.scenario.known_info[name]
-            label = asked.phrase or self.index.label(name)
+            fact = {**noun_forms("fact", asked.phrase or self.index.label(name))}
+            fact["value"] = self.scenario.known_info[name].value
             if name in self.given:
-                parts.append(self._pick("answer_again").format(fact=label, value=fact.value))
+                parts.append(self._say("answer_again", **fact))
             else:
                 self.given.add(name)
                 answered = True
                 bank = "answer_terse" if self.traits.verbosity == "terse" else "answer"
-                parts.append(self._pick(bank).format(fact=label, value=fact.value))
+                parts.append(self._say(bank, **fact))
         for item in self._asked_unknown(requests):
-            parts.append(self._pick("dont_know").format(item=item))
+            if is_clause(item):
+                parts.append(self._say("dont_know_clause", item=item.strip().rstrip(".?")))
+            else:
+                parts.append(self._say("dont_know", **noun_forms("item", item)))
             answered = answered or item not in self.said_unknown
             self.said_unknown.add(item)
         offered = [t for t in self.refused if _mentions(low, t.split()[-1])]
         if offered:
-            parts.append(self._pick("pushback_refused").format(thing=_with_article(offered[0])))
+            parts.append(self._say("pushback_refused", **noun_forms("thing", offered[0])))
             parts += self._insist()
         elif self._confirmation_asked(requests) and self._asks_for_dropped(low):
-            parts.append(self._pick("confirm_no").format(pushback=self.request))
+            parts.append(self._say("confirm_no", pushback=self.request))
         elif self._confirmation_asked(requests):
-            parts.append(self._pick("confirm_yes"))
+            parts.append(self._say("confirm_yes"))
             self.confirmed_replies += 1
             answered = True
-        elif not parts and _REFUSAL.search(low) and self.insisted:
-            parts += self._insist()
+        elif not parts and _REFUSAL.search(low):
+            self.turned_down = True  # nothing to answer, and a no: not a thing to thank for
+            parts += self._insist() if self.insisted else [self._say("refused")]
         if not parts:
             open_question = any(_OPEN_QUESTION.search(r.lower()) for r in requests)
             if requests and not open_question and self.rng.random() < 0.5:
-                parts.append(self._pick("not_sure"))
+                parts.append(self._say("not_sure"))
             else:
-                parts.append(self._pick("restate").format(**self._request_forms()))
+                parts.append(self._say("restate"))
         return " ".join(parts), answered
 
     def _asked_facts(self, requests: list[str], agent: str) -> list[Asked]:
@@ -344,26 +372,50 @@ class AgendaUser:
 
     def _insist(self) -> list[str]:
         if not self.insisted:
-            return [self._pick("restate").format(**self._request_forms())]
-        return [self._pick("pushback_insist").format(thing=self.insisted[0])]
+            return [self._say("restate")]
+        return [self._say("pushback_insist", **noun_forms("thing", self.insisted[0]))]
 
     # --- words ----------------------------------------------------------------------------
 
     def _pick(self, bank: str, key: str | None = None) -> str:
+        """One template of a bank (in the language switched to, when it has the bank)."""
+        return self.rng.choice(self._templates(bank, key, self._values({})))
+
+    def _templates(self, bank: str, key: str | None, values: dict[str, str]) -> list[str]:
         if self.speaking is not None:
             translated = phrases()["languages"][self.speaking].get(bank)
             if translated:
-                return self.rng.choice(translated)
+                return usable(translated, values) or translated
         options = phrases()[bank]
         if key is not None:
             options = options[key]
-        return self.rng.choice(options)
+        return usable(options, values)
 
-    def _request_forms(self) -> dict[str, str]:
-        return {"request": self.request, "request_lower": _lower_first(self.request)}
+    def _say(self, bank: str, key: str | None = None, **values: str) -> str:
+        """A template of ``bank`` filled with ``values``, the request and the business; one
+        not said before in this conversation when the bank has one."""
+        values = self._values(values)
+        filled = [fill(t, values) for t in self._templates(bank, key, values)]
+        fresh = [text for text in filled if text not in self.said]
+        text = self.rng.choice(fresh or filled)
+        self.said.add(text)
+        return text
+
+    def _values(self, values: dict[str, str]) -> dict[str, str]:
+        """``values`` with the request's forms and, when known, the scenario's business."""
+        bare_request = _GREETING.sub("", self.request).strip() or self.request
+        bare_request = bare_request[:1].upper() + bare_request[1:]
+        forms = {
+            "request": self.request,
+            "request_bare": bare_request,
+            "request_lower": _lower_first(bare_request),
+        }
+        if self.business:
+            forms["business"] = self.business
+        return {**forms, **values}
 
     def _opening(self) -> str:
-        text = self._pick("opening").format(**self._request_forms())
+        text = self._say("opening")
         if self.traits.politeness == "polite" and not re.match(r"(?i)(hi|hello|good)", text):
             text = f"{self._pick('greeting_polite')} {text}"
         if self.traits.expertise == "novice" and self.traits.verbosity != "terse":
@@ -381,7 +433,7 @@ class AgendaUser:
         return " ".join([*story[:half], request, *story[half:]])
 
     def _closing(self) -> str:
-        return self._pick("closing", self.traits.politeness)
+        return self._say("closing", self.traits.politeness)
 
     def _finish(self, text: str, frustrated: bool = False, switching: bool = False) -> str:
         """Dress the message in the persona's style: verbosity, tone, politeness and typos."""
@@ -393,9 +445,11 @@ class AgendaUser:
             self.used_fillers.add(filler)
             text = f"{text} {filler}"
         tone = self.traits.tone
-        if tone != "calm" and (frustrated or self.rng.random() < 0.35):
+        cordial = not self.turned_down  # no thanks, no "you're very kind" after a refusal
+        wanted = tone != "calm" and (frustrated or self.rng.random() < 0.35)
+        if wanted and (cordial or tone != "friendly"):
             text = f"{text} {self._pick('tone', tone)}"
-        if self.traits.politeness == "polite" and self.rng.random() < 0.4:
+        if self.traits.politeness == "polite" and self.rng.random() < 0.4 and cordial:
             text = f"{text} Thank you."
         elif self.traits.politeness == "rude" and frustrated:
             text = f"Look, {_lower_first(text)}"
@@ -408,9 +462,13 @@ class AgendaUser:
         """A message in the language switched to: the switch announced once, then typos."""
         if switching:
             text = f"{self._pick('switch')} {text}"
-        if self.traits.politeness == "polite" and self.rng.random() < 0.4:
+        if self.traits.politeness == "polite" and self.rng.random() < 0.4 and not self.turned_down:
             text = f"{text} {self._pick('thanks')}"
         return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
+
+
+def _normalized(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def _requests(agent: str) -> list[str]:
@@ -430,7 +488,3 @@ def _lower_first(text: str) -> str:
     if re.match(r"(I|I'm|I've|I'd|I'll)\b", text) or text[1:2].isupper():
         return text
     return text[:1].lower() + text[1:]
-
-
-def _with_article(thing: str) -> str:
-    return thing if re.match(r"(a|an|the|any) ", thing) else f"a {thing}"
