@@ -13,7 +13,10 @@ from simulate.schema import Message, SuccessChecks
 def replies(*texts: str) -> list[Message]:
     messages = []
     for text in texts:
-        messages += [Message(role="user", content="Hello?"), Message(role="assistant", content=text)]
+        messages += [
+            Message(role="user", content="Hello?"),
+            Message(role="assistant", content=text),
+        ]
     return messages
 
 
@@ -73,9 +76,7 @@ def test_a_refusal_anywhere_does_not_hide_the_phrase_said_plainly_in_another_rep
 
 
 def test_the_issues_refusal_meets_no_check():
-    refusal = (
-        "Sorry, I can't process a refund and I have no idea when anything will be delivered"
-    )
+    refusal = "Sorry, I can't process a refund and I have no idea when anything will be delivered"
     success = SuccessChecks(must_mention=["refund", "deliver"])
     assert unmet_goal_checks(success, replies(refusal)) == [
         "must_mention: 'refund'",
