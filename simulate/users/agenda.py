@@ -30,7 +30,15 @@ from simulate.checks import called_tools, has_goal_checks, negated, unmet_goal_c
 from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn
 from simulate.users.understanding import Asked, FactIndex, is_request
-from simulate.users.wording import business, fill, is_clause, noun_forms, usable
+from simulate.users.wording import (
+    business,
+    fill,
+    is_clause,
+    lower_first,
+    noun_forms,
+    request_forms,
+    usable,
+)
 
 #: Turns without progress a user tolerates, by patience.
 PATIENCE = {"low": 2, "medium": 4, "high": 6}
@@ -61,9 +69,6 @@ _REFUSE_THING = re.compile(
 )
 _INSIST_THING = re.compile(
     r"\binsist on\s+(?:getting\s+)?((?:an? |the )?[a-z][a-z -]*?)(?=[.,;!]| and | but |$)"
-)
-_GREETING = re.compile(
-    r"^(hi|hello|hey|good (morning|afternoon|evening))( there)?\b[,.!]*\s*", re.IGNORECASE
 )
 _OPEN_QUESTION = re.compile(r"\b(help|assist|what do you need|what can i do)\b")
 _SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
@@ -379,7 +384,7 @@ class AgendaUser:
 
     def _pick(self, bank: str, key: str | None = None) -> str:
         """One template of a bank (in the language switched to, when it has the bank)."""
-        return self.rng.choice(self._templates(bank, key, self._values({})))
+        return self.rng.choice(self._templates(bank, key, {}))
 
     def _templates(self, bank: str, key: str | None, values: dict[str, str]) -> list[str]:
         if self.speaking is not None:
@@ -394,25 +399,14 @@ class AgendaUser:
     def _say(self, bank: str, key: str | None = None, **values: str) -> str:
         """A template of ``bank`` filled with ``values``, the request and the business; one
         not said before in this conversation when the bank has one."""
-        values = self._values(values)
+        values = {**request_forms(self.request), **values}
+        if self.business:
+            values.setdefault("business", self.business)
         filled = [fill(t, values) for t in self._templates(bank, key, values)]
         fresh = [text for text in filled if text not in self.said]
         text = self.rng.choice(fresh or filled)
         self.said.add(text)
         return text
-
-    def _values(self, values: dict[str, str]) -> dict[str, str]:
-        """``values`` with the request's forms and, when known, the scenario's business."""
-        bare_request = _GREETING.sub("", self.request).strip() or self.request
-        bare_request = bare_request[:1].upper() + bare_request[1:]
-        forms = {
-            "request": self.request,
-            "request_bare": bare_request,
-            "request_lower": _lower_first(bare_request),
-        }
-        if self.business:
-            forms["business"] = self.business
-        return {**forms, **values}
 
     def _opening(self) -> str:
         text = self._say("opening")
@@ -452,7 +446,7 @@ class AgendaUser:
         if self.traits.politeness == "polite" and self.rng.random() < 0.4 and cordial:
             text = f"{text} Thank you."
         elif self.traits.politeness == "rude" and frustrated:
-            text = f"Look, {_lower_first(text)}"
+            text = f"Look, {lower_first(text)}"
         if "non_native" in self.behaviors:
             for pattern, replacement in phrases()["non_native"]:
                 text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
@@ -481,10 +475,3 @@ def _last_agent(messages: list[Message]) -> str:
         if message.role == "assistant":
             return message.content
     return ""
-
-
-def _lower_first(text: str) -> str:
-    """Lower-case the first letter, unless it starts a word that keeps its capital ("I")."""
-    if re.match(r"(I|I'm|I've|I'd|I'll)\b", text) or text[1:2].isupper():
-        return text
-    return text[:1].lower() + text[1:]

@@ -29,6 +29,10 @@ _SINGULAR_ENDINGS = ("ss", "us", "is", "ous", "news", "series", "status", "addre
 _VOWEL_SOUND_LETTERS = set("aefhilmnorsx")
 """Initials read as a word starting with a vowel sound: an FAQ, an SMS, an MRI."""
 _PLACEHOLDER = re.compile(r"{(\w+)}")
+_GREETING = re.compile(
+    r"^(hi|hello|hey|good (morning|afternoon|evening))( there)?\b[,.!]*\s*", re.IGNORECASE
+)
+_KEEPS_CAPITAL = re.compile(r"(I|I'm|I've|I'd|I'll)\b")
 
 
 def bare(phrase: str) -> str:
@@ -76,6 +80,26 @@ def noun_forms(name: str, phrase: str) -> dict[str, str]:
         f"a_{name}": noun if plural else f"{article(noun)} {noun}",
         "is": "are" if plural else "is",
     }
+
+
+def request_forms(request: str) -> dict[str, str]:
+    """`{request}` as written, `{request_bare}` without its greeting ("Hi, I need ..." -> "I
+    need ..."), `{request_lower}` that with a lower-case first letter (but "I ...")."""
+    bare_request = _GREETING.sub("", request).strip() or request
+    bare_request = bare_request[:1].upper() + bare_request[1:]
+    return {
+        "request": request,
+        "request_bare": bare_request,
+        "request_lower": lower_first(bare_request),
+    }
+
+
+def lower_first(text: str) -> str:
+    """The first letter in lower case, unless it starts a word that keeps its capital ("I",
+    "PNR")."""
+    if _KEEPS_CAPITAL.match(text) or text[1:2].isupper():
+        return text
+    return text[:1].lower() + text[1:]
 
 
 def placeholders(template: str) -> set[str]:
