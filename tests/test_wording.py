@@ -14,7 +14,7 @@ from agents import FunctionTarget
 from simulate.runner import RunSettings, play_episode
 from simulate.schema import Persona, Scenario
 from simulate.users import EpisodeState
-from simulate.users.agenda import AgendaUser, phrases
+from simulate.users.agenda import AgendaUser, domains, phrases
 from simulate.users.wording import (
     article,
     bare,
@@ -191,7 +191,7 @@ DOMAIN_SCENARIOS = {
 def test_the_business_comes_from_the_scenario_and_none_when_unclear(expected):
     description, known = DOMAIN_SCENARIOS[expected]
     scenario = Scenario(id="s", description=description, goal="done", known_info=known)
-    assert business(scenario, phrases()["domains"]) == expected
+    assert business(scenario, domains()) == expected
 
 
 async def test_goodbyes_name_the_scenarios_business_and_no_other():

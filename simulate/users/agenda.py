@@ -32,6 +32,7 @@ from simulate.users import EpisodeState, UserTurn
 from simulate.users.understanding import Asked, FactIndex, is_request
 from simulate.users.wording import (
     business,
+    compile_domains,
     fill,
     is_clause,
     lower_first,
@@ -81,6 +82,12 @@ def phrases() -> dict[str, Any]:
     """The phrase banks, read once from the package."""
     text = resources.files("simulate.prompts").joinpath("agenda.yaml").read_text("utf-8")
     return yaml.safe_load(text)
+
+
+@cache
+def domains() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The businesses scenarios are about, with the words that tell them (agenda.yaml)."""
+    return compile_domains(phrases()["domains"])
 
 
 @cache
@@ -138,7 +145,7 @@ class AgendaUser:
         self.patience = PATIENCE[self.traits.patience]
         self.stalls = 0
         self.index = FactIndex(self.scenario.known_info)
-        self.business = business(self.scenario, phrases()["domains"])
+        self.business = business(self.scenario, domains())
         """The scenario's business ("the airline"), for goodbyes; None when unclear."""
         self.said: set[str] = set()
         """Phrases already said, so a bank's other variants come first."""

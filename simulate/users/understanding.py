@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -53,6 +53,7 @@ _BEFORE_OBJECT = re.compile(
 _ABBREVIATIONS = {"dob", "pnr", "no", "id", "num", "ff", "acc", "acct", "reg", "tel", "4", "iban"}
 
 
+@lru_cache(maxsize=4096)
 def normalize(text: str) -> str:
     """Lower-case words separated by single spaces: `Check-In_Date` -> `check in date`."""
     text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)
@@ -62,6 +63,7 @@ def normalize(text: str) -> str:
     return re.sub(r"[^a-z0-9']+", " ", text).strip()
 
 
+@cache
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\S){re.escape(phrase)}(?!\S)")
 
@@ -132,7 +134,8 @@ def lexicon() -> Lexicon:
     )
 
 
-def kind_of(name: str, aliases: list[str] | tuple[str, ...] = ()) -> Kind | None:
+@cache
+def kind_of(name: str, aliases: tuple[str, ...] = ()) -> Kind | None:
     """The lexicon's kind of the fact named ``name`` (or one of its aliases), if any."""
     for words in (normalize(name), *(normalize(a) for a in aliases)):
         for kind in lexicon().kinds:
@@ -209,9 +212,10 @@ class FactIndex:
 
     def __init__(self, known_info: dict[str, Fact]) -> None:
         generic = lexicon().generic
+        self._heard: dict[tuple[str, str], list[Asked]] = {}
         self.facts: list[KnownFact] = []
         for name, fact in known_info.items():
-            kind = kind_of(name, fact.aliases)
+            kind = kind_of(name, tuple(fact.aliases))
             phrases = tuple(p for p in (normalize(name), *map(normalize, fact.aliases)) if p)
             tokens = frozenset(w for p in phrases for w in p.split())
             own = set(normalize(kind.name).split()) if kind else set()
@@ -237,6 +241,12 @@ class FactIndex:
         ``context`` is the rest of the agent's message: its words help tell apart facts of the
         type a question asks for ("Sure, I can rebook you. What day ...?").
         """
+        key = (sentence, context)
+        if key not in self._heard:
+            self._heard[key] = self._asked(sentence, context)
+        return list(self._heard[key])
+
+    def _asked(self, sentence: str, context: str) -> list[Asked]:
         text = sentence
         for pattern, replacement in lexicon().rewrites:
             text = pattern.sub(replacement, text)

@@ -119,12 +119,21 @@ def fill(template: str, values: dict[str, str]) -> str:
     return text[:1].upper() + text[1:]
 
 
-def business(scenario: Scenario, domains: dict[str, dict[str, Any]]) -> str | None:
-    """The business a scenario is about ("the airline"), from the words of its description,
-    goal, opening, known facts and tags; None when no domain's words are there or two tie.
+def compile_domains(domains: dict[str, dict[str, Any]]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """agenda.yaml's `domains` (name -> {words, business}) as (business, words pattern) pairs."""
+    return tuple(
+        (
+            body["business"],
+            re.compile(r"\b(?:" + "|".join(re.escape(w) for w in body["words"]) + r")s?\b"),
+        )
+        for body in domains.values()
+    )
 
-    ``domains`` is agenda.yaml's `domains`: name -> {words: [...], business: "the ..."}.
-    """
+
+def business(scenario: Scenario, domains: tuple[tuple[str, re.Pattern[str]], ...]) -> str | None:
+    """The business a scenario is about ("the airline"), from the words of its description,
+    goal, opening, known facts, tags and instructions; None when no domain's words are there
+    or two domains tie. ``domains`` comes from `compile_domains`."""
     text = " ".join(
         [
             scenario.description,
@@ -136,13 +145,8 @@ def business(scenario: Scenario, domains: dict[str, dict[str, Any]]) -> str | No
         ]
     ).lower()
     text = re.sub(r"[_\-]+", " ", text)
-    hits = Counter(
-        {
-            name: sum(len(re.findall(rf"\b{re.escape(w)}s?\b", text)) for w in body["words"])
-            for name, body in domains.items()
-        }
-    )
+    hits = Counter({name: len(words.findall(text)) for name, words in domains})
     ranked = hits.most_common(2)
     if not ranked or ranked[0][1] == 0 or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
         return None
-    return domains[ranked[0][0]]["business"]
+    return ranked[0][0]
