@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ from simulate.schema import (
 from simulate.store import ShardWriter, now_iso
 from simulate.targets import Reply, Target, TargetFactory
 from simulate.users import EpisodeState, UserFactory, UserSimulator, usage_of
+from simulate.users.faults import detect_faults
 
 FLUSH_INTERVAL_S = 1.0
 FLUSH_MAX_EPISODES = 500
@@ -42,6 +44,8 @@ class Tally:
     skipped: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     successes: int = 0
+    faulted: int = 0
+    """Episodes stored with simulator faults (after any resimulation)."""
 
     @property
     def done(self) -> int:
@@ -62,6 +66,7 @@ class Tally:
         """Count one finished episode."""
         self.statuses[episode.outcome.status] += 1
         self.successes += episode.success
+        self.faulted += bool(episode.simulator_faults)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ class RunSettings:
     turn_timeout_s: float = 30.0
     stateful: bool = False
     """Send the target only the newest user message (it keeps its own history)."""
+    resimulate_faults: int = 0
+    """Play an episode with simulator faults again, with a new seed, up to this many times."""
 
 
 async def play_episode(
@@ -88,7 +95,9 @@ async def play_episode(
     if outcome.status not in NOT_AGENT_FAULT:
         outcome.failed_checks = failed_checks(spec.scenario.success, state.messages)
     usage = usage_of(user) + usage_of(target)  # type: ignore[arg-type]
-    return _record(spec, settings, outcome, state, usage, time.perf_counter() - started)
+    episode = _record(spec, settings, outcome, state, usage, time.perf_counter() - started)
+    episode.simulator_faults = detect_faults(spec, state.messages, outcome)
+    return episode
 
 
 def _record(
@@ -199,11 +208,14 @@ async def run_episodes(
     writer: ShardWriter,
     settings: RunSettings,
     on_episode: Callable[[Episode], Any] | None = None,
+    discarded: ShardWriter | None = None,
 ) -> None:
     """Play every spec with at most ``settings.concurrency`` at once, storing each as it ends.
 
     Shards are flushed at least every second and once more on the way out, cancellation
-    included, so everything finished is on disk when this returns or is cancelled.
+    included, so everything finished is on disk when this returns or is cancelled. With
+    ``settings.resimulate_faults``, an episode with simulator faults is played again (see
+    `play_until_clean`) and the attempts set aside go to ``discarded``.
 
     Raises:
         RunStopped: a budget ran out or a replay missed; the episodes it cut short are not
@@ -217,20 +229,26 @@ async def run_episodes(
             if stopped:
                 return
             try:
-                episode = await _play_with_fresh_parties(spec, make_user, make_target, settings)
+                episode, set_aside = await play_until_clean(spec, make_user, make_target, settings)
             except RunStopped as exc:
                 stopped.append(exc)
                 return
+            for attempt in set_aside:
+                if discarded is not None:
+                    discarded.add(attempt)
             writer.add(episode)
             if len(writer.buffer) >= FLUSH_MAX_EPISODES:
                 writer.flush()
             if on_episode:
                 on_episode(episode)
 
+    writers = [writer] if discarded is None else [writer, discarded]
+
     async def flush_every_second() -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            writer.flush()
+            for each in writers:
+                each.flush()
 
     flusher = asyncio.create_task(flush_every_second())
     try:
@@ -241,10 +259,36 @@ async def run_episodes(
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
-        writer.flush()
+        for each in writers:
+            each.flush()
         await _close(make_target)
     if stopped:
         raise stopped[0]
+
+
+async def play_until_clean(
+    spec: EpisodeSpec, make_user: UserFactory, make_target: TargetFactory, settings: RunSettings
+) -> tuple[Episode, list[Episode]]:
+    """Play ``spec``; while the episode has simulator faults, play it again with a new seed,
+    up to ``settings.resimulate_faults`` times.
+
+    Returns the episode kept (the first without faults, else the one with the fewest, the
+    earliest on a tie) and the attempts set aside, for audit.
+    """
+    attempts = [await _play_with_fresh_parties(spec, make_user, make_target, settings)]
+    for attempt in range(1, settings.resimulate_faults + 1):
+        if not attempts[-1].simulator_faults:
+            break
+        again = spec.model_copy(update={"seed": resimulation_seed(spec.seed, attempt)})
+        attempts.append(await _play_with_fresh_parties(again, make_user, make_target, settings))
+    kept = min(attempts, key=lambda e: len(e.simulator_faults))
+    return kept, [a for a in attempts if a is not kept]
+
+
+def resimulation_seed(seed: int, attempt: int) -> int:
+    """The seed of the ``attempt``-th replay of an episode whose seed is ``seed``."""
+    digest = hashlib.sha256(f"{seed}\x1fresimulate\x1f{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 async def _play_with_fresh_parties(

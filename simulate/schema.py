@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
@@ -260,6 +260,22 @@ class Outcome(Model):
     """Success checks that did not hold at the end, e.g. `must_not_mention: 'PROMPT-7'`."""
 
 
+FaultKind = Literal[
+    "broke_role", "invented_fact", "revealed_checks", "repeated_itself", "ended_at_confirmation"
+]
+
+
+class SimulatorFault(Model):
+    """A fault of the simulated user's, not the agent's, found in one of its turns."""
+
+    kind: FaultKind
+    """broke_role, invented_fact, revealed_checks, repeated_itself or ended_at_confirmation."""
+    turn: int
+    """Index in `messages` of the user message at fault (the last message for an ending)."""
+    evidence: str
+    """What gave it away: the phrase, the fact, the earlier message."""
+
+
 class Usage(Model):
     """Tokens spent by one role on one model."""
 
@@ -298,6 +314,14 @@ class Episode(Model):
     """The agent's spec, e.g. `python:agent.py:respond`."""
     created_at: str
     """When the episode finished, ISO 8601 UTC."""
+    simulator_faults: list[SimulatorFault] = Field(default_factory=list)
+    """Faults of the simulated user found in this episode (empty in run folders written
+    before they were recorded)."""
+
+    @field_validator("simulator_faults", mode="before")
+    @classmethod
+    def _no_faults_recorded(cls, value: Any) -> Any:
+        return [] if value is None else value
 
 
 # --- labels and rubrics -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from simulate.plan import build_plan
 from simulate.runner import RunSettings, Tally, goal_rate, run_episodes
 from simulate.schema import SCHEMA_VERSION, Episode, EpisodeSpec, Usage
 from simulate.store import (
+    DISCARDED,
     ShardWriter,
     environment,
     now_iso,
@@ -68,6 +69,9 @@ class RunConfig(EndpointFlags):
     """The `openai:` target's tools file."""
     resume: bool = False
     """Continue the run already in `out`, skipping stored episodes."""
+    resimulate_faults: int = Field(0, ge=0)
+    """Play an episode with simulator faults again with a new seed, up to this many times; the
+    attempts set aside are kept in `out/discarded/`."""
 
     @property
     def run_id(self) -> str:
@@ -117,6 +121,8 @@ def plan_fingerprint(prepared: Prepared) -> str:
     settings = prepared.settings
     digest = hashlib.sha256()
     digest.update(json.dumps([settings.user, settings.target, settings.stateful]).encode())
+    if settings.resimulate_faults:  # only then, so runs planned before it resume as they were
+        digest.update(f"resimulate_faults={settings.resimulate_faults}".encode())
     digest.update(json.dumps(prepared.text_hashes(), sort_keys=True).encode())
     for spec in prepared.specs:
         digest.update(spec.model_dump_json().encode())
@@ -150,6 +156,7 @@ def prepare(config: RunConfig) -> Prepared:
         concurrency=config.concurrency,
         turn_timeout_s=config.turn_timeout_s,
         stateful=config.stateful,
+        resimulate_faults=config.resimulate_faults,
     )
     texts = {}
     if users.needs_llm(config.user):
@@ -219,8 +226,11 @@ async def run(
     started = time.perf_counter()
     status, stopped = "interrupted", None
     writer = ShardWriter(config.out)
+    discarded = ShardWriter(config.out, DISCARDED) if config.resimulate_faults else None
     try:
-        await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
+        await run_episodes(
+            todo, make_user, make_target, writer, prepared.settings, record, discarded
+        )
         status = "complete"
     except RunStopped as exc:
         status, stopped = "stopped", str(exc)
@@ -239,6 +249,8 @@ async def run(
                 "skipped_already_stored": tally.skipped,
                 "duration_s": round(time.perf_counter() - started, 3),
                 "goal_rate": goal_rate(tally),
+                "faulted": tally.faulted,
+                "discarded_attempts": discarded.written if discarded else 0,
                 "model_usage": [u.model_dump() for u in usage],
             },
         )

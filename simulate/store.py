@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
+DISCARDED = "discarded"
+"""Attempts of episodes played again for simulator faults (`--resimulate-faults`), kept for
+audit: episode rows, the same schema, not part of the run's dataset."""
 
 LABELS = "labels"
 
@@ -82,6 +85,9 @@ def episode_features() -> datasets.Features:
             "user": _str,
             "target": _str,
             "created_at": _str,
+            "simulator_faults": datasets.List(
+                {"kind": _str, "turn": datasets.Value("int32"), "evidence": _str}
+            ),
         }
     )
 
@@ -114,8 +120,18 @@ def label_features() -> datasets.Features:
 
 @functools.cache
 def arrow_schema(kind: str = EPISODES) -> pa.Schema:
-    """The fixed Arrow schema of episode or label shards, with the features as metadata."""
-    return (episode_features() if kind == EPISODES else label_features()).arrow_schema
+    """The fixed Arrow schema of episode (or discarded) or label shards, with the features as
+    metadata."""
+    return (episode_features() if kind in (EPISODES, DISCARDED) else label_features()).arrow_schema
+
+
+@functools.cache
+def polars_schema(kind: str = EPISODES) -> Any:
+    """The shards' schema as polars sees it, so scans of run folders written before a column
+    existed (`simulator_faults`) read it as null."""
+    import polars as pl
+
+    return pl.from_arrow(arrow_schema(kind).empty_table()).schema
 
 
 def now_iso() -> str:
@@ -264,14 +280,15 @@ class ShardWriter:
 
 
 def iter_episodes(
-    run_dir: str | Path, filters: Iterable[tuple[str, Any]] = ()
+    run_dir: str | Path, filters: Iterable[tuple[str, Any]] = (), kind: str = EPISODES
 ) -> Iterator[Episode]:
     """Stored episodes, shard by shard, keeping those whose columns equal the given values.
 
-    ``filters`` are pairs like ``("persona_id", "ana")`` or ``("status", "gave_up")``.
+    ``filters`` are pairs like ``("persona_id", "ana")`` or ``("status", "gave_up")``;
+    ``kind`` DISCARDED reads the attempts `--resimulate-faults` set aside instead.
     """
     wanted = list(filters)
-    for path in shard_paths(run_dir):
+    for path in shard_paths(run_dir, kind):
         for row in pq.read_table(path).to_pylist():
             flat = {**row, "status": row["outcome"]["status"]}
             if all(flat.get(key) == value for key, value in wanted):

@@ -43,6 +43,11 @@ WORST_FIRST_NOTE = (
     "slices are sorted by the upper end of the goal rate's interval, lowest first: a slice comes "
     "first when the data say it is bad, not when a few episodes happened to fail"
 )
+FAULTS_NOTE = (
+    "simulator faults are the simulated user's, not the agent's: breaking role, stating a fact "
+    "it was not given, revealing the success checks, repeating itself, ending at a "
+    "confirmation question; the goal rate without them leaves those episodes out"
+)
 _MAX_RESULT_CHARS = 2000
 
 
@@ -112,6 +117,8 @@ def scan_episode_figures(run_dir: str | Path) -> pl.LazyFrame:
         .list.any()
         .alias("priced"),
         pl.col("usage").list.len().alias("usage_rows"),
+        pl.col("simulator_faults").list.len().fill_null(0).alias("n_faults"),
+        pl.col("simulator_faults").is_not_null().alias("faults_checked"),
     )
 
 
@@ -145,12 +152,15 @@ def _slice(frame: pl.DataFrame, dimension: str, value: str, max_trials: int) -> 
     curve = pass_hat_k_by_k(cells)
     priced = frame.filter(pl.col("priced"))
     with_usage = frame.filter(pl.col("usage_rows") > 0)
+    clean = rated.filter(pl.col("n_faults") == 0)
     return {
         "dimension": dimension,
         "value": value,
         "episodes": frame.height,
         "outcomes": outcomes,
         "goal_rate": _rate(int(rated["success"].sum()), rated.height),
+        "goal_rate_without_faults": _rate(int(clean["success"].sum()), clean.height),
+        "faulted": int((frame["n_faults"] > 0).sum()),
         "pass_hat_k": {
             "cells": len(cells),
             "max_trials": max_trials,
@@ -262,6 +272,43 @@ def locate_failure(episode: Episode, kind: str) -> dict[str, Any]:
     if kind == Status.MAX_TURNS.value:
         return {"turn_index": last, "why": "the turn limit was reached here"}
     return {"turn_index": last, "why": episode.outcome.reason or kind}
+
+
+def _simulator_faults(frame: pl.DataFrame, run_dir: str | Path, examples: int) -> dict[str, Any]:
+    """Episodes with simulator faults: how many, by kind, with examples (turn and evidence).
+
+    `checked` counts the episodes that were checked for them (none in run folders written
+    before Simulate recorded faults)."""
+    faulted = int((frame["n_faults"] > 0).sum())
+    rows = (
+        scan_episodes(run_dir)
+        .select("episode_id", "persona_id", "scenario_id", "trial", "simulator_faults")
+        .filter(pl.col("simulator_faults").list.len() > 0)
+        .explode("simulator_faults")
+        .unnest("simulator_faults")
+        .sort("kind", "persona_id", "scenario_id", "trial", "turn")
+        .collect()
+    )
+    kinds = []
+    for (kind,), group in rows.group_by("kind", maintain_order=True):
+        first = group.unique(subset="episode_id", keep="first", maintain_order=True)
+        kinds.append(
+            {
+                "kind": kind,
+                "episodes": first.height,
+                "share": first.height / frame.height if frame.height else None,
+                "examples": first.head(examples)
+                .select("episode_id", "persona_id", "scenario_id", "trial", "turn", "evidence")
+                .to_dicts(),
+            }
+        )
+    return {
+        "note": FAULTS_NOTE,
+        "checked": int(frame["faults_checked"].sum()),
+        "episodes": faulted,
+        "share": _rate(faulted, frame.height),
+        "kinds": sorted(kinds, key=lambda k: (-k["episodes"], k["kind"])),
+    }
 
 
 def _transcript(episode: Episode) -> dict[str, Any]:
@@ -405,7 +452,9 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
         .sort(["n", "kind"], descending=[True, False])
     )
     health = simulator_health(run_dir)
+    faults = _simulator_faults(frame, run_dir, examples_per_kind)
     wanted = {e for ids in kinds["examples"].to_list() for e in ids}
+    wanted |= {e["episode_id"] for kind in faults["kinds"] for e in kind["examples"]}
     wanted |= {e["episode_id"] for rows in health["examples"].values() for e in rows}
     episodes = _read_episodes(run_dir, wanted)
     failure_kinds = []
@@ -456,6 +505,7 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
         ),
         "labels": _label_criteria(run_dir),
         "failure_kinds": failure_kinds,
+        "simulator_faults": faults,
         "health": health,
         "transcripts": {e: _transcript(episodes[e]) for e in sorted(episodes)},
     }

@@ -12,15 +12,21 @@ from typing import Any
 import polars as pl
 
 from simulate.schema import NOT_AGENT_FAULT
-from simulate.store import EPISODES, shard_paths
+from simulate.store import EPISODES, polars_schema, shard_paths
 
 
 def scan_shards(run_dir: str | Path, kind: str = EPISODES) -> pl.LazyFrame:
     """The run's shards of ``kind`` as one lazy frame (the run must have some).
 
-    The files are listed, not globbed by polars, so a run folder named `runs/[v1]` works.
+    The files are listed, not globbed by polars, so a run folder named `runs/[v1]` works;
+    columns a shard lacks (written by an older version) are read as null.
     """
-    return pl.scan_parquet([str(p) for p in shard_paths(run_dir, kind)], glob=False)
+    return pl.scan_parquet(
+        [str(p) for p in shard_paths(run_dir, kind)],
+        glob=False,
+        schema=polars_schema(kind),
+        missing_columns="insert",
+    )
 
 
 def scan_episodes(run_dir: str | Path) -> pl.LazyFrame:

@@ -29,7 +29,7 @@ import yaml
 from simulate.checks import called_tools, has_goal_checks, negated, unmet_goal_checks
 from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn
-from simulate.users.understanding import Asked, FactIndex, is_request
+from simulate.users.understanding import Asked, FactIndex, asks_to_go_ahead, is_request
 from simulate.users.wording import (
     business,
     compile_domains,
@@ -55,10 +55,6 @@ SWITCH_LANGUAGE_TURN = 1
 #: The user message (0-based) by which a user told to change its mind does, asked or not.
 CHANGE_MIND_BY = 3
 
-_CONFIRM = re.compile(
-    r"\b(shall i|should i|do you want me to|would you like me to|can i go ahead|may i proceed|"
-    r"(please )?confirm|is that (correct|right|ok)|go ahead|proceed)\b"
-)
 _REFUSAL = re.compile(
     r"\b(sorry|unfortunately|unable|cannot|can't|can not|not possible|not able|not eligible|"
     r"not allowed)\b"
@@ -154,6 +150,8 @@ class AgendaUser:
         self.given: set[str] = set()
         self.said_unknown: set[str] = set()
         self.confirmed_replies = 0
+        self.answered_go_aheads: set[str] = set()
+        """Go-ahead questions the user already answered (as words)."""
         self.met_before = len(unmet_goal_checks(self.scenario.success, []))
         self.tools_before: set[str] = set()
         self.request = (self.scenario.opening or self.scenario.description).strip()
@@ -230,7 +228,8 @@ class AgendaUser:
         if self.language is not None and sent >= SWITCH_LANGUAGE_TURN:
             self.speaking = self.language
         agent = _last_agent(state.messages)
-        if self._goal_reached(state.messages):
+        # Asked to go ahead, the user answers and waits for the result, checks met or not.
+        if self._goal_reached(state.messages) and not self._new_go_ahead(agent):
             return UserTurn(
                 self._closing(),
                 done=True,
@@ -240,14 +239,18 @@ class AgendaUser:
         progressed = self._progressed(state.messages)
         if sent in self.attack_at:
             self.before_attack = agent
-            kind = self.attack_at[sent]
-            return UserTurn(self.rng.choice(self._attack_templates(kind)))
+            templates = self._attack_templates(self.attack_at[sent])
+            fresh = [a for a in templates if a not in self.said] or templates
+            attack = self.rng.choice(fresh)
+            self.said.add(attack)
+            return UserTurn(self._unrepeated(attack, state.messages))
         if self.new_request and self._mind_changes(agent, sent):
             self.dropped = _actions(self.request) - _actions(self.new_request, wanted_only=True)
             self.request, self.new_request = self.new_request, None
             self.stalls, self.before_attack = 0, ""  # what was asked before is moot now
             text = self._say("change_mind")
             return UserTurn(self._finish(text, switching=switching))
+        new_question = self._new_go_ahead(agent)  # before the reply marks it answered
         text, answered = self._reply_to(
             agent + " " + self.before_attack if self.before_attack else agent
         )
@@ -256,8 +259,8 @@ class AgendaUser:
             self.stalls = 0
         else:
             self.stalls += 1
-        # Asked to go ahead, a user answers rather than leave with the question open.
-        if self.stalls >= self.patience and not self._confirmation_asked(_requests(agent)):
+        # Asked to go ahead for the first time, a user answers rather than leave.
+        if self.stalls >= self.patience and not new_question:
             return UserTurn(
                 self._say("give_up", self.traits.politeness),
                 done=True,
@@ -271,7 +274,7 @@ class AgendaUser:
         """``text``, said differently if the user already sent exactly that: people rephrase
         when they have to say something again."""
         sent = {_normalized(m.content) for m in messages if m.role == "user"}
-        for lead in ["", *phrases()["again"]]:
+        for lead in ["", *self._templates("again", None, {})]:
             candidate = f"{lead} {text}".strip()
             if _normalized(candidate) not in sent:
                 return candidate
@@ -328,10 +331,11 @@ class AgendaUser:
             parts += self._insist()
         elif self._confirmation_asked(requests) and self._asks_for_dropped(low):
             parts.append(self._say("confirm_no", pushback=self.request))
+            self._answer_go_ahead(agent)
         elif self._confirmation_asked(requests):
             parts.append(self._say("confirm_yes"))
             self.confirmed_replies += 1
-            answered = True
+            answered = self._answer_go_ahead(agent)  # the same question again is no progress
         elif not parts and _REFUSAL.search(low):
             self.turned_down = True  # nothing to answer, and a no: not a thing to thank for
             parts += self._insist() if self.insisted else [self._say("refused")]
@@ -354,9 +358,28 @@ class AgendaUser:
     def _confirmation_asked(self, requests: list[str]) -> bool:
         """Whether a question asks to go ahead (and not for a fact, as "confirm your email")."""
         return any(
-            _CONFIRM.search(s.lower()) and "?" in s and not self.index.asked(s, " ".join(requests))
-            for s in requests
+            asks_to_go_ahead(s) and not self.index.asked(s, " ".join(requests)) for s in requests
         )
+
+    def _go_aheads(self, agent: str) -> set[str]:
+        """The questions of an agent message asking to go ahead, as words."""
+        requests = _requests(agent)
+        return {
+            _normalized(s)
+            for s in requests
+            if asks_to_go_ahead(s) and not self.index.asked(s, " ".join(requests))
+        }
+
+    def _new_go_ahead(self, agent: str) -> bool:
+        """Whether the agent asks to go ahead with something the user has not answered yet."""
+        return bool(self._go_aheads(agent) - self.answered_go_aheads)
+
+    def _answer_go_ahead(self, agent: str) -> bool:
+        """Remember the go-ahead questions answered now; True when one was new."""
+        asked = self._go_aheads(agent)
+        new = bool(asked - self.answered_go_aheads)
+        self.answered_go_aheads |= asked
+        return new
 
     def _asks_for_dropped(self, agent: str) -> bool:
         """Whether the agent asks to go ahead with an action the user changed its mind about:
@@ -367,7 +390,7 @@ class AgendaUser:
         return any(
             self.dropped & _actions(" ".join(sentences[max(0, i - 1) : i + 1]))
             for i, s in enumerate(sentences)
-            if _CONFIRM.search(s) and "?" in s
+            if asks_to_go_ahead(s)
         )
 
     def _asked_unknown(self, requests: list[str]) -> list[str]:

@@ -434,6 +434,20 @@ def _qualified(fact: KnownFact, words: str) -> int:
     )
 
 
+_GO_AHEAD = re.compile(
+    r"\b(shall i|should i|do you want me to|would you like me to|can i go ahead|may i proceed|"
+    r"(please )?confirm|is that (correct|right|ok)|go ahead|proceed)\b"
+)
+
+
+def asks_to_go_ahead(sentence: str) -> bool:
+    """Whether a sentence is a question asking the user to go ahead ("Shall I cancel it?").
+
+    It may also ask for a fact ("Could you confirm your email?"); callers that know the
+    user's facts tell the two apart."""
+    return "?" in sentence and _GO_AHEAD.search(sentence.lower()) is not None
+
+
 def is_request(sentence: str) -> bool:
     """Whether a sentence asks the user for something (a question, or "please share ...")."""
     return any(p.search(sentence) for p in lexicon().requests)
