@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,35 @@ from rich.table import Table
 
 from simulate.cli.options import llm_options
 from simulate.cli.render import err, out, print_persona_stats
+from simulate.errors import ConfigError
 from simulate.simulation import RunConfig, prepare
 
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-def validate_command(paths: Sequence[str]) -> None:
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Also play every scenario against agents that should fail (refuser, staller, echo, "
+    "parrot) and list the scenarios one of them passes.",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    metavar="SHARE",
+    help="With --probe: exit 1 when fewer than this share of scenario x agent pairs fail.",
+)
+def validate_command(paths: Sequence[str], probe: bool, min_score: float | None) -> None:
     """Check persona and scenario files (kind guessed per file), templates included."""
     from simulate.loader import split_by_kind
 
+    if min_score is not None and not probe:
+        raise click.UsageError("--min-score needs --probe")
     persona_paths, scenario_paths = split_by_kind(paths)
     config = RunConfig(personas=persona_paths, scenarios=scenario_paths, out="validate")
     if not persona_paths or not scenario_paths:
+        if probe:
+            raise ConfigError("--probe plays scenarios, so it needs persona files too")
         _validate_one_kind(persona_paths, scenario_paths)
         return
     specs = prepare(config).specs
@@ -34,6 +52,34 @@ def validate_command(paths: Sequence[str]) -> None:
     out.print(
         f"ok: {len(personas)} personas, {len(scenarios)} scenarios, "
         f"{len(specs)} episodes per trial; every template renders"
+    )
+    if probe:
+        from simulate.probe import probe as play_probe
+
+        result = asyncio.run(play_probe(specs))
+        _print_probe(result)
+        if min_score is not None and result.score < min_score:
+            sys.exit(1)
+
+
+def _print_probe(result: Any) -> None:
+    """The weak scenarios, each with the agent that passed it and why, then the score."""
+    agents = ", ".join(result.agents)
+    if result.weaknesses:
+        table = Table(
+            title="scenarios a counterfactual agent passed (their checks are weak)",
+            title_justify="left",
+        )
+        for column in ("scenario", "agent", "persona", "why it passed"):
+            table.add_column(column, overflow="fold")
+        for w in result.weaknesses:
+            table.add_row(w.scenario_id, w.agent, w.persona_id, w.why)
+        out.print(table)
+    else:
+        out.print(f"probe: no scenario passed by any counterfactual agent ({agents})")
+    out.print(
+        f"probe score {result.score:.0%}: {result.failing} of {result.pairs} scenario × agent "
+        f"pairs fail, as they should ({result.episodes} episodes played against {agents})"
     )
 
 
