@@ -53,7 +53,7 @@ class Question:
 
 
 def load_questions(split: str) -> list[Question]:
-    """The questions of one split (`dev`, `dev2`, `heldout`) or of the whole set (`all`)."""
+    """The questions of one split (`dev`, `dev2`, `dev3`, `heldout`) or of the whole set (`all`)."""
     name = "questions" if split == "all" else split
     data = yaml.safe_load((HERE / f"{name}.yaml").read_text(encoding="utf-8"))
     kind_of = {field: kind for kind, fields in data["kinds"].items() for field in fields}
@@ -142,7 +142,7 @@ async def measure(split: str) -> tuple[dict[str, Any], list[tuple[Question, str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="heldout", choices=["dev", "dev2", "heldout", "all"])
+    parser.add_argument("--split", default="heldout", choices=["dev", "dev2", "dev3", "heldout", "all"])
     parser.add_argument("--misses", action="store_true", help="List every question not right.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     args = parser.parse_args()

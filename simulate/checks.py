@@ -109,6 +109,15 @@ def matched_at(messages: Sequence[Message], expression: str) -> list[int]:
     return [i for i, text in _raw_replies(messages) if compiled.search(text)]
 
 
+def called_at(messages: Sequence[Message], tool: str) -> list[int]:
+    """Indexes of the agent replies that called the tool ``tool``."""
+    return [
+        i
+        for i, m in enumerate(messages)
+        if m.role == "assistant" and any(c.name == tool for c in m.tool_calls)
+    ]
+
+
 def has_goal_checks(success: SuccessChecks) -> bool:
     """Whether the scenario says how to recognise the goal (mentions, matches or tool calls)."""
     return bool(success.must_mention or success.must_match or success.must_call_tools)

@@ -36,9 +36,9 @@ async def test_a_fixed_slice_of_the_held_out_paraphrases_is_answered_with_the_ri
     questions = bench.load_questions("heldout")[::2]  # every other one: 96 questions
     verdicts = [bench.grade(q, await bench.answer(q, seed)) for seed, q in enumerate(questions)]
     assert len(verdicts) == 96
-    # No worse than when the figures in benchmarks/README.md were taken (93 right, 2 wrong).
-    assert verdicts.count("right") >= 93, verdicts.count("right")
-    assert verdicts.count("wrong") <= 2, verdicts.count("wrong")
+    # No worse than when the figures in benchmarks/README.md were taken (94 right, 1 wrong).
+    assert verdicts.count("right") >= 94, verdicts.count("right")
+    assert verdicts.count("wrong") <= 1, verdicts.count("wrong")
 
 
 KNOWN = {
@@ -126,6 +126,13 @@ def index(**known: str) -> FactIndex:
         ("What's your middle name?", []),
         ("What's the card's expiry date?", []),
         ("When you have a moment, what's your booking code?", ["booking_reference"]),
+        # a fact named only to say whose or which thing is asked for
+        ("What's the phone number on your booking?", []),
+        ("What's the IMEI of your booking?", []),
+        ("Could you read me the number of your booking?", ["booking_reference"]),
+        ("What's your partner's email?", []),
+        ("What's the other passenger's last name?", []),
+        ("What's the sort code of the account?", []),
     ],
 )
 def test_a_sentence_asks_for_the_facts_it_names_and_no_neighbour(sentence, expected):

@@ -18,13 +18,14 @@ from collections.abc import Callable
 
 from pydantic import Field
 
-from simulate.checks import contained_at, matched_at, mentioned_at
+from simulate.checks import called_at, contained_at, matched_at, mentioned_at
 from simulate.label import Unit, make_label, units_of
 from simulate.schema import (
     NOT_AGENT_FAULT,
     Criterion,
     Episode,
     Label,
+    Message,
     Model,
     Scenario,
     Status,
@@ -96,11 +97,7 @@ class RuleLabeler:
     def __init__(self, limits: RuleLimits | None = None) -> None:
         self.limits = limits or RuleLimits()
         self._episode_rules: dict[str, Callable[[Episode, Scenario], Finding | None]] = {
-            "must_mention": _must_mention,
-            "must_not_mention": _must_not_mention,
-            "must_match": _must_match,
-            "must_not_match": _must_not_match,
-            "must_call_tools": _must_call_tools,
+            **_SUCCESS_RULES,
             "goal_reached": _goal_reached,
             "max_turns": self._max_turns,
         }
@@ -176,51 +173,30 @@ def _forbidden(
     return False, "; ".join(f"{said} {p!r} in message {_where(at)}" for p, at in hits.items())
 
 
-def _must_mention(episode: Episode, scenario: Scenario) -> Finding | None:
-    return _required(
-        scenario.success.must_mention,
-        lambda p: mentioned_at(episode.messages, p),
-        "said",
-        "never said (outside a refusal)",
-    )
+def _success_rule(
+    check: str, found: Callable[[list[Message], str], list[int]], said: str, never: str
+) -> Callable[[Episode, Scenario], Finding | None]:
+    """The rule for one kind of success check: required items must each be found somewhere,
+    forbidden ones (`must_not_*`) nowhere."""
+    judge = _forbidden if check.startswith("must_not_") else _required
+
+    def rule(episode: Episode, scenario: Scenario) -> Finding | None:
+        items = getattr(scenario.success, check)
+        return judge(items, lambda item: found(episode.messages, item), said, never)
+
+    return rule
 
 
-def _must_not_mention(episode: Episode, scenario: Scenario) -> Finding | None:
-    return _forbidden(
-        scenario.success.must_not_mention,
-        lambda p: contained_at(episode.messages, p),
-        "said",
-        "never said",
-    )
-
-
-def _must_match(episode: Episode, scenario: Scenario) -> Finding | None:
-    return _required(
-        scenario.success.must_match,
-        lambda p: matched_at(episode.messages, p),
-        "matched",
-        "nothing matched",
-    )
-
-
-def _must_not_match(episode: Episode, scenario: Scenario) -> Finding | None:
-    return _forbidden(
-        scenario.success.must_not_match,
-        lambda p: matched_at(episode.messages, p),
-        "matched",
-        "nothing matched",
-    )
-
-
-def _must_call_tools(episode: Episode, scenario: Scenario) -> Finding | None:
-    def called_at(tool: str) -> list[int]:
-        return [
-            i
-            for i, m in enumerate(episode.messages)
-            if m.role == "assistant" and any(c.name == tool for c in m.tool_calls)
-        ]
-
-    return _required(scenario.success.must_call_tools, called_at, "called", "never called")
+#: Success check -> its rule.
+_SUCCESS_RULES = {
+    "must_mention": _success_rule(
+        "must_mention", mentioned_at, "said", "never said (outside a refusal)"
+    ),
+    "must_not_mention": _success_rule("must_not_mention", contained_at, "said", "never said"),
+    "must_match": _success_rule("must_match", matched_at, "matched", "nothing matched"),
+    "must_not_match": _success_rule("must_not_match", matched_at, "matched", "nothing matched"),
+    "must_call_tools": _success_rule("must_call_tools", called_at, "called", "never called"),
+}
 
 
 def _goal_reached(episode: Episode, scenario: Scenario) -> Finding:

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as scipy_stats
 
+from simulate.checks import matched_at
 from simulate.errors import RunFolderError
 from simulate.report.health import simulator_health
 from simulate.report.summary import scan_episodes, scan_shards
@@ -218,13 +219,14 @@ def _worst_first(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _failure_kinds(failures: pl.DataFrame) -> pl.DataFrame:
     """Failing episodes by what went wrong: how they ended (when not at the goal), each
-    forbidden phrase said, and, for episodes that ended at the goal, each unmet check."""
+    forbidden phrase said or expression matched, and, for episodes that ended at the goal,
+    each unmet check."""
     ended = failures.filter(pl.col("status") != Status.GOAL_REACHED.value).select(
         pl.col("status").alias("kind"), "episode_id", "persona_id", "scenario_id", "trial"
     )
     checks = failures.explode("failed_checks").filter(pl.col("failed_checks").is_not_null())
     checks = checks.filter(
-        pl.col("failed_checks").str.starts_with("must_not_mention")
+        pl.col("failed_checks").str.starts_with("must_not_")
         | (pl.col("status") == Status.GOAL_REACHED.value)
     ).select(
         pl.col("failed_checks").alias("kind"), "episode_id", "persona_id", "scenario_id", "trial"
@@ -255,10 +257,20 @@ def locate_failure(episode: Episode, kind: str) -> dict[str, Any]:
             if message.role == "assistant" and phrase in message.content.casefold():
                 return {"turn_index": i, "why": f"the agent said {_phrase(kind)!r}"}
         return {"turn_index": last, "why": f"{_phrase(kind)!r} was said"}
+    if kind.startswith("must_not_match"):
+        at = matched_at(messages, _phrase(kind))
+        if at:
+            return {"turn_index": at[0], "why": f"the agent's reply matched {_phrase(kind)!r}"}
+        return {"turn_index": last, "why": f"{_phrase(kind)!r} matched"}
+    if kind.startswith("must_match"):
+        return {
+            "turn_index": last_of("assistant"),
+            "why": f"the agent's last reply; no reply matched {_phrase(kind)!r}",
+        }
     if kind.startswith("must_mention"):
         return {
             "turn_index": last_of("assistant"),
-            "why": f"the agent's last reply; it never said {_phrase(kind)!r}",
+            "why": f"the agent's last reply; it never said {_phrase(kind)!r} (outside a refusal)",
         }
     if kind.startswith("must_call_tools"):
         return {

@@ -21,6 +21,7 @@ booking*") yields to the fact asked for, and a second fact is heard only when jo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
@@ -47,9 +48,11 @@ _CONJUNCT = re.compile(
 _CONJUNCT_WORDS = 6
 _DETERMINER = r"(the|your|this|that|my|our|a|an|its|their)"
 _BEFORE_OBJECT = re.compile(
-    rf"\b((of|on|for|from|in|under|with|at|about|into|onto|off)\s+({_DETERMINER}\s+)?"
-    rf"|to\s+{_DETERMINER}\s+)([a-z0-9']+\s+){{0,2}}$"
+    rf"\b((of|on|for|from|in|under|with|at|into|onto|off)\s+({_DETERMINER}\s+)?"
+    rf"|to\s+{_DETERMINER}\s+)((?!(which|what|whose)\b)[a-z0-9']+\s+){{0,2}}$"
 )
+"""A preposition and its determiner before a name: the name says which ("the email *on the*
+booking"), unless a wh-word makes it the question ("from *which* airport")."""
 _ABBREVIATIONS = {"dob", "pnr", "no", "id", "num", "ff", "acc", "acct", "reg", "tel", "4", "iban"}
 
 
@@ -97,8 +100,20 @@ class Lexicon:
     generic: frozenset[str]
     foreign: frozenset[str]
     """Words that make a fact's one-word name another thing's ("middle name")."""
+    others: frozenset[str]
+    """Words that make a fact named after them someone else's ("another card")."""
+    heads: frozenset[str]
+    """Head nouns a fact named after them is the subject of ("the *number* of your order")."""
+    every_name: re.Pattern[str]
+    """Every kind's (not weak) names, longest first, to find what a sentence names."""
     rewrites: tuple[tuple[re.Pattern[str], str], ...]
     requests: tuple[re.Pattern[str], ...]
+
+
+def _any_of(phrases: Iterable[str]) -> re.Pattern[str]:
+    """One pattern for whole-word phrases, the longest tried first."""
+    ordered = sorted(set(phrases), key=len, reverse=True)
+    return re.compile(r"(?<!\S)(?:" + "|".join(re.escape(p) for p in ordered) + r")(?!\S)")
 
 
 @cache
@@ -129,6 +144,9 @@ def lexicon() -> Lexicon:
         },
         generic=frozenset(data["generic"]),
         foreign=frozenset(data["foreign"]),
+        others=frozenset(data["others"]),
+        heads=frozenset(data["heads"]),
+        every_name=_any_of(n for k in kinds for n in k.names),
         rewrites=tuple((re.compile(p, re.IGNORECASE), r) for p, r in data["rewrites"]),
         requests=tuple(re.compile(p, re.IGNORECASE) for p in data["requests"]),
     )
@@ -305,6 +323,8 @@ class FactIndex:
                     for m in _phrase_pattern(token).finditer(words):
                         found.append((fact, _Match([], m.start(), m.end(), WORDS, token)))
         found = [(f, m) for f, m in found if not _another_thing(m, words)]
+        named = [(m.start(), m.end()) for m in lexicon().every_name.finditer(words)]
+        found = [(f, m) for f, m in found if not _inside_other_name(f, m, words, named)]
         found.sort(key=lambda fm: (-(fm[1].end - fm[1].start), -fm[1].strength, fm[1].start))
         kept: list[tuple[_Match, list[tuple[KnownFact, int]]]] = []
         for fact, match in found:
@@ -355,15 +375,21 @@ class FactIndex:
     def _chain(matches: list[_Match], words: str) -> list[Asked]:
         """The fact the sentence asks for, and those joined to it by "and"."""
 
-        matches = [m for m in matches if not words[m.end :].startswith(" 's")]  # "the card's"
+        matches = [m for m in matches if not _someone_elses(m, words)]
         if not matches:
             return []
 
         def is_object(i: int) -> bool:
             """Named only to say which: "the email *on the booking*"."""
-            return i > 0 and _BEFORE_OBJECT.search(words[: matches[i].start]) is not None
+            return _BEFORE_OBJECT.search(words[: matches[i].start]) is not None
 
-        heads = [i for i in range(len(matches)) if not is_object(i)] or list(range(len(matches)))
+        heads = [i for i in range(len(matches)) if not is_object(i)]
+        if not heads:
+            # Only objects: "the number *of your order*" asks for the order's number; "the
+            # IMEI *of your phone*" or "the phone number *on your order*" for something else.
+            if not _asks_for_its(words[: matches[0].start]):
+                return []
+            heads = list(range(len(matches)))
         best = max(matches[i].strength for i in heads)
         first = next(i for i in heads if matches[i].strength == best)
         chosen = [first]
@@ -412,12 +438,45 @@ class FactIndex:
         return [Asked(fact.name)]
 
 
+def _inside_other_name(
+    fact: KnownFact, match: _Match, words: str, named: list[tuple[int, int]]
+) -> bool:
+    """Whether a name is part of a longer everyday name the fact does not go by: "code" in
+    "sort code" is not a booking reference."""
+    for start, end in named:
+        longer = start <= match.start and match.end <= end and end - start > match.end - match.start
+        if longer and not (fact.kind and words[start:end] in fact.kind.names):
+            return True
+    return False
+
+
+def _someone_elses(match: _Match, words: str) -> bool:
+    """Whether the name is about something not the user's own: "the *card*'s expiry date",
+    "the other driver's *registration*", "your partner's *email*", "another *email*"."""
+    if words[match.end :].startswith(" 's"):
+        return True
+    return bool(lexicon().others & set(words[: match.start].split()[-3:]))
+
+
 def _another_thing(match: _Match, words: str) -> bool:
     """Whether a one-word name is part of another thing's name: "middle *name*"."""
     if match.phrase is None or " " in match.phrase:
         return False
     before = words[: match.start].split()
     return bool(before) and before[-1] in lexicon().foreign
+
+
+def _asks_for_its(before: str) -> bool:
+    """Whether the words before a fact named as an object ask for a plain part of it ("the
+    number of ..."), not for another fact ("the phone number on ...") or thing ("the IMEI")."""
+    if lexicon().every_name.search(before):
+        return False
+    words = before.split()
+    return any(
+        w in lexicon().heads and (i == 0 or words[i - 1] not in lexicon().foreign)
+        for i, w in enumerate(words)
+        if i >= len(words) - 4
+    )
 
 
 def _says(words: str, phrase: str) -> bool:
