@@ -10,6 +10,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from agents import ScriptTarget
@@ -21,6 +22,7 @@ from simulate.cli import cli
 from simulate.llm.fake import ScriptedLLM
 from simulate.plan import build_plan
 from simulate.report.figures import build_report
+from simulate.report.html import write_report_html
 from simulate.runner import RunSettings, play_episode, play_until_clean, resimulation_seed
 from simulate.schema import Message, Outcome, Persona, Scenario, ToolCall
 from simulate.store import DISCARDED, iter_episodes, load_run, read_manifest, shard_paths
@@ -197,6 +199,30 @@ def test_the_demos_episodes_have_no_simulator_faults(demo_run):
     assert report["simulator_faults"]["episodes"] == 0
     overall = report["overall"]
     assert overall["goal_rate_without_faults"] == overall["goal_rate"]
+
+
+def test_the_report_gives_the_goal_rate_without_faulted_episodes(demo_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    # Mark the first three failed episodes as faulted: the rate without them goes up.
+    shard = shard_paths(run)[0]
+    rows = pq.read_table(shard).to_pylist()
+    failed = [r for r in rows if not r["success"]][:3]
+    for row in failed:
+        row["simulator_faults"] = [{"kind": "broke_role", "turn": 0, "evidence": "said 'x'"}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(shard)), shard)
+    report = build_report(run)
+    overall, faults = report["overall"], report["simulator_faults"]
+    rated, successes = overall["goal_rate"]["n"], overall["goal_rate"]["successes"]
+    assert overall["goal_rate_without_faults"]["n"] == rated - 3
+    assert overall["goal_rate_without_faults"]["successes"] == successes
+    assert faults["episodes"] == 3 and faults["kinds"][0]["kind"] == "broke_role"
+    assert faults["kinds"][0]["examples"][0]["evidence"] == "said 'x'"
+    html = write_report_html(report, run / "report.html").read_text()
+    assert 'id="goal-without-faults"' in html and 'id="faults"' in html
+    assert "broke_role" in html and "3 faulted" in html
+    result = CliRunner().invoke(cli, ["report", str(run), "--no-html"], terminal_width=200)
+    assert "faulted episodes 3/108 (broke_role 3)" in result.output
 
 
 def test_a_run_folder_written_before_faults_were_recorded_stays_readable(demo_run, tmp_path):
