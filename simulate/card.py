@@ -388,7 +388,8 @@ def _run_prose(
         "- `episodes`: `episode_id`, `persona_id`, `scenario_id`, `trial`, `seed`, `persona` and "
         "`scenario` (JSON), `messages` (role, content, tool calls as JSON, latency), `outcome` "
         "(status, reason, failed checks), `success`, `n_turns`, `usage` (model calls, tokens, "
-        "cost), `duration_s`, `user`, `target`, `created_at`.",
+        "cost), `duration_s`, `user`, `target`, `created_at`, `simulator_faults` (kind, turn, "
+        "evidence: where the simulated user, not the agent, went wrong).",
     ]
     if LABELS in data_files:
         lines.append(

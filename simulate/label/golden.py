@@ -557,7 +557,7 @@ def _card_prose(
         "",
         "The run's episode columns (`episode_id`, `persona_id`, `scenario_id`, `trial`, `seed`, "
         "`persona` and `scenario` as JSON, `messages`, `outcome`, `success`, `n_turns`, `usage`, "
-        "`duration_s`, `user`, `target`, `created_at`), plus:",
+        "`duration_s`, `user`, `target`, `created_at`, `simulator_faults`), plus:",
         "",
         "- `labels`: one struct per labeled unit: `criterion`, `turn_index` (index in `messages`; "
         "null for the whole episode), `tool_call_index`, `value`, `score`, `passed`, `kind` "
