@@ -29,7 +29,13 @@ import yaml
 from simulate.checks import called_tools, has_goal_checks, negated, unmet_goal_checks
 from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn
-from simulate.users.understanding import Asked, FactIndex, asks_to_go_ahead, is_request
+from simulate.users.understanding import (
+    Asked,
+    FactIndex,
+    asks_to_go_ahead,
+    is_request,
+    sentences,
+)
 from simulate.users.wording import (
     business,
     compile_domains,
@@ -68,7 +74,6 @@ _INSIST_THING = re.compile(
     r"\binsist on\s+(?:getting\s+)?((?:an? |the )?[a-z][a-z -]*?)(?=[.,;!]| and | but |$)"
 )
 _OPEN_QUESTION = re.compile(r"\b(help|assist|what do you need|what can i do)\b")
-_SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
 _NEGATIONS = {"don't", "not", "never", "no", "without", "instead"}
 _CHANGE_MIND = re.compile(r"\bchange (?:your|my) mind\b[^:]*:\s*(.+)", re.IGNORECASE)
 
@@ -386,10 +391,10 @@ class AgendaUser:
         named in the question or the sentence before it ("... when I cancel it. Go ahead?")."""
         if not self.dropped:
             return False
-        sentences = _SENTENCE.split(agent)
+        parts = sentences(agent)
         return any(
-            self.dropped & _actions(" ".join(sentences[max(0, i - 1) : i + 1]))
-            for i, s in enumerate(sentences)
+            self.dropped & _actions(" ".join(parts[max(0, i - 1) : i + 1]))
+            for i, s in enumerate(parts)
             if asks_to_go_ahead(s)
         )
 
@@ -497,7 +502,7 @@ def _normalized(text: str) -> str:
 
 def _requests(agent: str) -> list[str]:
     """The sentences of an agent message that ask the user for something."""
-    return [s for s in _SENTENCE.split(agent) if is_request(s)]
+    return [s for s in sentences(agent) if is_request(s)]
 
 
 def _last_agent(messages: list[Message]) -> str:

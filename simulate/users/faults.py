@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 
 import yaml
 
 from simulate.schema import EpisodeSpec, Message, Outcome, SimulatorFault, Status
-from simulate.users.understanding import FactIndex, asks_to_go_ahead
+from simulate.users.understanding import FactIndex, asks_to_go_ahead, sentences
 
 MIN_REPEAT_WORDS = 4
 """Shorter user messages ("yes", "thanks", "ok") repeat naturally and are not counted."""
@@ -52,7 +52,6 @@ _FACTS = re.compile(
     r"|\+?\d[\d ()-]{5,}\d"  # phone and long numbers
     r"|\b(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Z])[A-Z0-9][A-Za-z0-9-]{3,}\b"  # codes
 )
-_SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
 
 
 @functools.cache
@@ -213,7 +212,7 @@ def _ended_at_confirmation(
     def go_aheads(message: Message) -> list[str]:
         return [
             s
-            for s in _SENTENCE.split(message.content)
+            for s in sentences(message.content)
             if asks_to_go_ahead(s) and not index.asked(s, message.content)
         ]
 
@@ -236,8 +235,3 @@ def _ended_at_confirmation(
             evidence=f"ended ({outcome.status.value}) when asked {_excerpt(asking[-1])!r}",
         )
     ]
-
-
-def fault_kinds(faults: Iterable[SimulatorFault]) -> list[str]:
-    """The kinds of ``faults``, each once, in order."""
-    return list(dict.fromkeys(f.kind for f in faults))

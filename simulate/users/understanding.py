@@ -507,6 +507,14 @@ def asks_to_go_ahead(sentence: str) -> bool:
     return "?" in sentence and _GO_AHEAD.search(sentence.lower()) is not None
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+|\n+")
+
+
+def sentences(message: str) -> list[str]:
+    """An agent message cut into sentences."""
+    return [s for s in _SENTENCE_BREAK.split(message) if s.strip()]
+
+
 def is_request(sentence: str) -> bool:
     """Whether a sentence asks the user for something (a question, or "please share ...")."""
     return any(p.search(sentence) for p in lexicon().requests)
