@@ -125,8 +125,19 @@ def plan_fingerprint(prepared: Prepared) -> str:
         digest.update(f"resimulate_faults={settings.resimulate_faults}".encode())
     digest.update(json.dumps(prepared.text_hashes(), sort_keys=True).encode())
     for spec in prepared.specs:
-        digest.update(spec.model_dump_json().encode())
+        digest.update(_spec_json(spec).encode())
     return digest.hexdigest()
+
+
+#: Success checks added after runs were first planned: left out of the fingerprint when empty,
+#: so a run planned before them still resumes.
+_LATER_CHECKS = ("must_match", "must_not_match")
+
+
+def _spec_json(spec: EpisodeSpec) -> str:
+    success = spec.scenario.success
+    empty = {name for name in _LATER_CHECKS if not getattr(success, name)}
+    return spec.model_dump_json(exclude={"scenario": {"success": empty}} if empty else None)
 
 
 def prepare(config: RunConfig) -> Prepared:

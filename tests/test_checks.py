@@ -115,3 +115,17 @@ def test_a_bad_expression_is_a_one_line_error_naming_the_file_and_the_field(tmp_
     assert "s.yaml" in message and "must_match" in message
     assert "not a regular expression: 'changed to ('" in message
     assert "\n" not in message
+
+
+def test_runs_planned_before_expression_checks_existed_still_resume():
+    from simulate.schema import Persona, Scenario
+    from simulate.simulation import _spec_json
+    from tests.conftest import make_spec
+
+    persona = Persona(id="ana", name="Ana")
+    plain = Scenario(id="s", description="d", goal="g", success={"must_mention": ["done"]})
+    # empty expression checks are left out of the plan fingerprint, as before they existed
+    assert "must_match" not in _spec_json(make_spec(persona, plain))
+    strict = plain.model_copy(update={"success": SuccessChecks(must_match=[r"\d+"])})
+    text = _spec_json(make_spec(persona, strict))
+    assert '"must_match":["\\\\d+"]' in text and "must_not_match" not in text

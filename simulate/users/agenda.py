@@ -1,9 +1,12 @@
 """The offline simulated user: agenda-based and rule-driven, after Schatzmann et al. (2007).
 
-The user has an agenda: state the request, answer what the agent asks from `known_info`,
-say what it does not know, confirm when asked and wait for the result, push back as the
-scenario's `instructions` say, and stop when the success checks hold (goal reached) or when
-its patience runs out without progress (gave up). Persona traits shape the words; personas
+The user has an agenda: state the request, answer what the agent asks from `known_info` (heard
+in the agent's own words: `understanding.py`), say what it does not know, confirm when asked
+and wait for the result, push back as the scenario's `instructions` say and on a refusal
+(never thanking it), and stop when the success checks hold (goal reached) or when its patience
+runs out without progress (gave up) — never while a new question asking it to go ahead is
+open. It never sends the same message twice, and its templates are filled grammatically
+(`wording.py`). Persona traits shape the words; personas
 tagged `adversarial` insert attacks at seeded turns; a scenario tagged `attack:<kind>` sends
 that attack as the user's second message. Tags `behavior:<name>` (persona or scenario) switch
 on the stress behaviours: `long_messages` (the opening buried in a long story),
