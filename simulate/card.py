@@ -477,7 +477,8 @@ def _run_prose(
         "- `episodes`: `episode_id`, `persona_id`, `scenario_id`, `trial`, `seed`, `persona` and "
         "`scenario` (JSON), `messages` (role, content, tool calls as JSON, latency), `outcome` "
         "(status, reason, failed checks), `success`, `n_turns`, `usage` (model calls, tokens, "
-        "cost), `duration_s`, `user`, `target`, `created_at`.",
+        "cost), `duration_s`, `user`, `target`, `created_at`, `simulator_faults` (kind, turn, "
+        "evidence: where the simulated user, not the agent, went wrong).",
     ]
     if LABELS in data_files:
         lines.append(
@@ -774,7 +775,7 @@ def _golden_prose(
         "",
         "The run's episode columns (`episode_id`, `persona_id`, `scenario_id`, `trial`, `seed`, "
         "`persona` and `scenario` as JSON, `messages`, `outcome`, `success`, `n_turns`, `usage`, "
-        "`duration_s`, `user`, `target`, `created_at`), plus:",
+        "`duration_s`, `user`, `target`, `created_at`, `simulator_faults`), plus:",
         "",
         "- `labels`: one struct per labeled unit: `criterion`, `turn_index` (index in `messages`; "
         "null for the whole episode), `tool_call_index`, `value`, `score`, `passed`, `kind` "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sized
@@ -32,6 +33,7 @@ from simulate.schema import (
 from simulate.store import ShardWriter, now_iso
 from simulate.targets import Reply, Target, TargetFactory
 from simulate.users import EpisodeState, UserFactory, UserSimulator
+from simulate.users.faults import detect_faults
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,6 +86,8 @@ class Tally:
     skipped: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     successes: int = 0
+    faulted: int = 0
+    """Episodes stored with simulator faults (after any resimulation)."""
 
     @property
     def done(self) -> int:
@@ -104,6 +108,7 @@ class Tally:
         """Count one finished episode."""
         self.statuses[episode.outcome.status] += 1
         self.successes += episode.success
+        self.faulted += bool(episode.simulator_faults)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ class RunSettings:
     turn_timeout_s: float = 30.0
     stateful: bool = False
     """Send the target only the newest user message (it keeps its own history)."""
+    resimulate_faults: int = 0
+    """Play an episode with simulator faults again, with a new seed, up to this many times."""
 
 
 async def play_episode(
@@ -130,7 +137,9 @@ async def play_episode(
         outcome = await _converse(state, user, target, settings)
     if outcome.status not in NOT_AGENT_FAULT:
         outcome.failed_checks = failed_checks(spec.scenario.success, state.messages)
-    return _record(spec, settings, outcome, state, usage, time.perf_counter() - started)
+    episode = _record(spec, settings, outcome, state, usage, time.perf_counter() - started)
+    episode.simulator_faults = detect_faults(spec, state.messages, outcome)
+    return episode
 
 
 def _record(
@@ -241,32 +250,64 @@ async def run_episodes(
     writer: ShardWriter,
     settings: RunSettings,
     on_episode: Callable[[Episode], Any] | None = None,
+    discarded: ShardWriter | None = None,
 ) -> None:
     """Play every spec with at most ``settings.concurrency`` at once, storing each as it ends.
 
-    The writer is open for the batch: shards reach disk at least every second and once more
-    on the way out, cancellation included, so everything finished is stored.
+    The writers are open for the batch: shards reach disk at least every second and once
+    more on the way out, cancellation included, so everything finished is stored. With
+    ``settings.resimulate_faults``, an episode with simulator faults is played again (see
+    `play_until_clean`) and the attempts set aside go to ``discarded``.
 
     Raises:
         RunStopped: a budget ran out or a replay missed; the episodes it cut short are not
             stored (a resume plays them), every finished one is.
     """
 
-    def store(episode: Episode) -> None:
+    def store(played: tuple[Episode, list[Episode]]) -> None:
+        episode, set_aside = played
+        if discarded is not None:
+            for attempt in set_aside:
+                discarded.add(attempt)
         writer.add(episode)
         if on_episode:
             on_episode(episode)
 
     try:
-        async with writer:
+        async with writer, discarded or contextlib.nullcontext():
             await run_bounded(
                 specs,
-                lambda spec: _play_with_fresh_parties(spec, make_user, make_target, settings),
+                lambda spec: play_until_clean(spec, make_user, make_target, settings),
                 concurrency=settings.concurrency,
                 on_done=store,
             )
     finally:
         await _close(make_target)
+
+
+async def play_until_clean(
+    spec: EpisodeSpec, make_user: UserFactory, make_target: TargetFactory, settings: RunSettings
+) -> tuple[Episode, list[Episode]]:
+    """Play ``spec``; while the episode has simulator faults, play it again with a new seed,
+    up to ``settings.resimulate_faults`` times.
+
+    Returns the episode kept (the first without faults, else the one with the fewest, the
+    earliest on a tie) and the attempts set aside, for audit.
+    """
+    attempts = [await _play_with_fresh_parties(spec, make_user, make_target, settings)]
+    for attempt in range(1, settings.resimulate_faults + 1):
+        if not attempts[-1].simulator_faults:
+            break
+        again = spec.model_copy(update={"seed": resimulation_seed(spec.seed, attempt)})
+        attempts.append(await _play_with_fresh_parties(again, make_user, make_target, settings))
+    kept = min(attempts, key=lambda e: len(e.simulator_faults))
+    return kept, [a for a in attempts if a is not kept]
+
+
+def resimulation_seed(seed: int, attempt: int) -> int:
+    """The seed of the ``attempt``-th replay of an episode whose seed is ``seed``."""
+    digest = hashlib.sha256(f"{seed}\x1fresimulate\x1f{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 async def _play_with_fresh_parties(

@@ -8,6 +8,7 @@ means bumping ``SCHEMA_VERSION`` (it is written into every run manifest).
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,8 @@ from pydantic import (
 )
 
 SCHEMA_VERSION = 2
-"""Version of the run folder's contracts; 2 types the manifest (1 was the same data untyped)."""
+"""Version of the run folder's contracts. 2: a typed manifest, `simulator_faults` on episodes,
+`must_match` checks, adjudicator labels and imported reference rows."""
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
@@ -112,13 +114,28 @@ class SuccessChecks(Model):
     """What must be true of the conversation for the scenario to succeed."""
 
     must_mention: list[str] = Field(default_factory=list)
-    """Phrases the agent must say at some point (case-insensitive)."""
+    """Phrases the agent must say at some point (case-insensitive); said inside a refusal or
+    negation of the same clause ("I can't process a refund") they do not count."""
     must_not_mention: list[str] = Field(default_factory=list)
     """Phrases the agent must never say (leaked instructions, another customer's data)."""
+    must_match: list[str] = Field(default_factory=list)
+    """Regular expressions (Python, case-insensitive) that some agent reply must match."""
+    must_not_match: list[str] = Field(default_factory=list)
+    """Regular expressions (Python, case-insensitive) that no agent reply may match."""
     must_call_tools: list[str] = Field(default_factory=list)
     """Tools the agent must call."""
     judge: str | None = None
     """A free-text criterion for LLM judges (not checked by the offline simulator)."""
+
+    @field_validator("must_match", "must_not_match")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for expression in value:
+            try:
+                re.compile(expression)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {expression!r} ({exc})") from None
+        return value
 
 
 class Scenario(Model):
@@ -248,6 +265,22 @@ class Outcome(Model):
     """Success checks that did not hold at the end, e.g. `must_not_mention: 'PROMPT-7'`."""
 
 
+FaultKind = Literal[
+    "broke_role", "invented_fact", "revealed_checks", "repeated_itself", "ended_at_confirmation"
+]
+
+
+class SimulatorFault(Model):
+    """A fault of the simulated user's, not the agent's, found in one of its turns."""
+
+    kind: FaultKind
+    """broke_role, invented_fact, revealed_checks, repeated_itself or ended_at_confirmation."""
+    turn: int
+    """Index in `messages` of the user message at fault (the last message for an ending)."""
+    evidence: str
+    """What gave it away: the phrase, the fact, the earlier message."""
+
+
 class Usage(Model):
     """Tokens spent by one role on one model."""
 
@@ -286,6 +319,14 @@ class Episode(Model):
     """The agent's spec, e.g. `python:agent.py:respond`."""
     created_at: str
     """When the episode finished, ISO 8601 UTC."""
+    simulator_faults: list[SimulatorFault] = Field(default_factory=list)
+    """Faults of the simulated user found in this episode (empty in run folders written
+    before they were recorded)."""
+
+    @field_validator("simulator_faults", mode="before")
+    @classmethod
+    def _no_faults_recorded(cls, value: Any) -> Any:
+        return [] if value is None else value
 
 
 # --- labels and rubrics -----------------------------------------------------------------------
@@ -506,6 +547,10 @@ class SessionRecord(Record):
     skipped_already_stored: int = 0
     duration_s: float = 0.0
     goal_rate: float | None = None
+    faulted: int = 0
+    """Episodes kept with simulator faults."""
+    discarded_attempts: int = 0
+    """Attempts set aside by `--resimulate-faults` (in `discarded/`)."""
     model_usage: list[Usage] = Field(default_factory=list)
 
 

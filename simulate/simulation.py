@@ -37,7 +37,7 @@ from simulate.schema import (
     SessionRecord,
     Usage,
 )
-from simulate.store import RunFolder, environment, now_iso
+from simulate.store import DISCARDED, RunFolder, environment, now_iso
 from simulate.users.llm import read_prompt
 
 
@@ -75,6 +75,9 @@ class RunConfig(EndpointFlags):
     """The `openai:` target's tools file."""
     resume: bool = False
     """Continue the run already in `out`, skipping stored episodes."""
+    resimulate_faults: int = Field(0, ge=0)
+    """Play an episode with simulator faults again with a new seed, up to this many times; the
+    attempts set aside are kept in `out/discarded/`."""
 
     @property
     def run_id(self) -> str:
@@ -124,10 +127,23 @@ def plan_fingerprint(prepared: Prepared) -> str:
     settings = prepared.settings
     digest = hashlib.sha256()
     digest.update(json.dumps([settings.user, settings.target, settings.stateful]).encode())
+    if settings.resimulate_faults:  # only then, so runs planned before it resume as they were
+        digest.update(f"resimulate_faults={settings.resimulate_faults}".encode())
     digest.update(json.dumps(prepared.text_hashes(), sort_keys=True).encode())
     for spec in prepared.specs:
-        digest.update(spec.model_dump_json().encode())
+        digest.update(_spec_json(spec).encode())
     return digest.hexdigest()
+
+
+#: Success checks added after runs were first planned: left out of the fingerprint when empty,
+#: so a run planned before them still resumes.
+_LATER_CHECKS = ("must_match", "must_not_match")
+
+
+def _spec_json(spec: EpisodeSpec) -> str:
+    success = spec.scenario.success
+    empty = {name for name in _LATER_CHECKS if not getattr(success, name)}
+    return spec.model_dump_json(exclude={"scenario": {"success": empty}} if empty else None)
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -158,6 +174,7 @@ def prepare(config: RunConfig) -> Prepared:
         concurrency=config.concurrency,
         turn_timeout_s=config.turn_timeout_s,
         stateful=config.stateful,
+        resimulate_faults=config.resimulate_faults,
     )
     texts = {}
     if users.needs_llm(config.user):
@@ -228,9 +245,13 @@ async def run(
 
         started = time.perf_counter()
         status, stopped = "interrupted", None
+        discarded = None
         try:
             writer = folder.writer()
-            await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
+            discarded = folder.writer(DISCARDED) if config.resimulate_faults else None
+            await run_episodes(
+                todo, make_user, make_target, writer, prepared.settings, record, discarded
+            )
             status = "complete"
         except RunStopped as exc:
             status, stopped = "stopped", str(exc)
@@ -245,6 +266,8 @@ async def run(
                 skipped_already_stored=tally.skipped,
                 duration_s=round(time.perf_counter() - started, 3),
                 goal_rate=goal_rate(tally),
+                faulted=tally.faulted,
+                discarded_attempts=discarded.written if discarded else 0,
                 model_usage=usage,
             )
 

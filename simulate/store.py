@@ -50,9 +50,13 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
+DISCARDED = "discarded"
+"""Attempts of episodes played again for simulator faults (`--resimulate-faults`), kept for
+audit: episode rows, the same schema, not part of the run's dataset."""
+
 LABELS = "labels"
 
-ShardKind = Literal["episodes", "labels"]
+ShardKind = Literal["episodes", "labels", "discarded"]
 
 LOCKS = ".locks"
 """The folder of writers' lock files inside a run folder."""
@@ -60,6 +64,7 @@ QUARANTINE = "quarantine"
 """Where `simulate repair` moves shards that cannot be read."""
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     EPISODES: ("episode_id", "persona_id", "scenario_id", "trial", "outcome", "success"),
+    DISCARDED: ("episode_id", "persona_id", "scenario_id", "trial", "outcome", "success"),
     LABELS: ("episode_id", "criterion", "labeler", "value", "created_at"),
 }
 """Columns a shard must have to be read as episodes or labels."""
@@ -114,6 +119,9 @@ def episode_features() -> datasets.Features:
             "user": _str,
             "target": _str,
             "created_at": _str,
+            "simulator_faults": datasets.List(
+                {"kind": _str, "turn": datasets.Value("int32"), "evidence": _str}
+            ),
         }
     )
 
@@ -146,8 +154,9 @@ def label_features() -> datasets.Features:
 
 @functools.cache
 def arrow_schema(kind: ShardKind = EPISODES) -> pa.Schema:
-    """The fixed Arrow schema of episode or label shards, with the features as metadata."""
-    return (episode_features() if kind == EPISODES else label_features()).arrow_schema
+    """The fixed Arrow schema of episode (or discarded) or label shards, with the features as
+    metadata."""
+    return (episode_features() if kind in (EPISODES, DISCARDED) else label_features()).arrow_schema
 
 
 def now_iso() -> str:
@@ -706,7 +715,7 @@ class RunFolder:
         label slot) once: an episode stored twice keeps its first row, a slot its latest."""
         full = arrow_schema(kind)
         wanted = list(columns) if columns else full.names
-        keys = ["episode_id"] if kind == EPISODES else [*_LABEL_KEY_COLUMNS, "created_at"]
+        keys = {EPISODES: ["episode_id"], LABELS: [*_LABEL_KEY_COLUMNS, "created_at"]}.get(kind, [])
         read = [*wanted, *(k for k in keys if k not in wanted)]
         schema = pa.schema([full.field(c) for c in read])
         tables = []
@@ -718,6 +727,8 @@ class RunFolder:
         if not tables:
             return pa.schema([full.field(c) for c in wanted]).empty_table()
         table = pa.concat_tables(tables)
+        if kind == DISCARDED:  # every attempt set aside is kept, several per episode
+            return table.select(wanted)
         if kind == EPISODES:
             keep = _first_of_each(table.column("episode_id").to_pylist())
         else:  # labels in the order they were given; a slot keeps its latest
@@ -741,6 +752,8 @@ class RunFolder:
             schema=schema,
             missing_columns="insert",  # shards written before a column was added
         )
+        if kind == DISCARDED:
+            return frame
         if kind == EPISODES:
             return frame.unique(subset=["episode_id"], keep="first", maintain_order=True)
         return frame.sort("created_at", maintain_order=True).unique(
@@ -775,18 +788,22 @@ class RunFolder:
         )
 
     def episodes(
-        self, filters: Iterable[tuple[str, Any]] = (), ids: set[str] | None = None
+        self,
+        filters: Iterable[tuple[str, Any]] = (),
+        ids: set[str] | None = None,
+        kind: ShardKind = EPISODES,
     ) -> Iterator[Episode]:
         """Stored episodes, shard by shard, keeping those whose columns equal the given values.
 
         ``filters`` are pairs like ``("persona_id", "ana")`` or ``("status", "gave_up")``;
-        ``ids`` keeps only those episode ids.
+        ``ids`` keeps only those episode ids; ``kind`` `discarded` reads the attempts
+        `--resimulate-faults` set aside (every one of them).
         """
         wanted = list(filters)
         seen: set[str] = set()
-        for path in self.shards(EPISODES):
+        for path in self.shards(kind):
             try:
-                table = pq.read_table(path, schema=arrow_schema(EPISODES))
+                table = pq.read_table(path, schema=arrow_schema(kind))
             except (OSError, pa.ArrowException) as exc:
                 warnings.warn(f"{path}: unreadable ({exc}); left out", ShardWarning, stacklevel=2)
                 continue
@@ -794,7 +811,7 @@ class RunFolder:
                 wanted_ids = pa.array(sorted(ids), pa.string())
                 table = table.filter(pc.is_in(table.column("episode_id"), value_set=wanted_ids))
             for row in table.to_pylist():
-                if row["episode_id"] in seen:
+                if kind == EPISODES and row["episode_id"] in seen:
                     continue  # stored twice (two writers, before locks): the first counts
                 seen.add(row["episode_id"])
                 flat = {**row, "status": row["outcome"]["status"]}
@@ -882,10 +899,11 @@ def shard_paths(run_dir: str | Path, kind: ShardKind = EPISODES) -> list[Path]:
 
 
 def iter_episodes(
-    run_dir: str | Path, filters: Iterable[tuple[str, Any]] = ()
+    run_dir: str | Path, filters: Iterable[tuple[str, Any]] = (), kind: str = EPISODES
 ) -> Iterator[Episode]:
-    """Stored episodes of a run folder (see `RunFolder.episodes`)."""
-    return RunFolder(run_dir).episodes(filters)
+    """Stored episodes of a run folder (see `RunFolder.episodes`); ``kind`` `discarded` reads
+    the attempts `--resimulate-faults` set aside instead."""
+    return RunFolder(run_dir).episodes(filters, kind=kind)
 
 
 def load_run(run_dir: str | Path) -> datasets.Dataset:

@@ -7,7 +7,7 @@ from agents import FunctionTarget, ScriptTarget
 
 from simulate.runner import RunSettings, play_episode
 from simulate.schema import Episode, Persona, Scenario
-from simulate.users.agenda import AgendaUser, add_typos, fact_phrases
+from simulate.users.agenda import AgendaUser, add_typos
 from tests.conftest import make_spec
 
 SETTINGS = RunSettings()
@@ -49,14 +49,6 @@ async def test_opening_comes_from_the_scenario_and_script_turns_come_first(perso
     )
     episode = await play(persona, scenario, ScriptTarget("Okay?", "Go on?", "Hm?"))
     assert user_lines(episode)[:2] == ["First scripted turn.", "Second one."]
-
-
-def test_fact_phrases_cover_name_last_word_aliases_and_synonyms():
-    found = fact_phrases("booking_reference", ["code"])
-    assert [len(p) for p in found] == sorted((len(p) for p in found), reverse=True)
-    assert {"booking reference", "reference", "code", "pnr"} <= set(
-        fact_phrases("booking_reference", ["code"])
-    )
 
 
 async def test_answers_every_fact_asked_for_by_alias_and_says_what_it_does_not_know(persona):
@@ -174,3 +166,42 @@ async def test_adversarial_persona_inserts_the_chosen_attack_kind(persona, scena
     assert attacks >= 5
     benign = await play(persona, scenario, target)
     assert not any("NW9ZQX" in line or "instructions" in line for line in user_lines(benign))
+
+
+REFUSAL = "Sorry, I can't process a refund and I have no idea when anything will be delivered"
+
+
+@pytest.mark.parametrize("politeness", ["polite", "neutral", "rude"])
+async def test_a_refusal_is_not_thanked_and_the_user_pushes_on_then_gives_up(persona, politeness):
+    from simulate.users.agenda import phrases
+
+    scenario = Scenario(
+        id="late_parcel",
+        description="My parcel is late and I want a refund.",
+        goal="A refund is issued.",
+        success={"must_mention": ["refund", "deliver"]},
+    )
+    persona = persona.model_copy(
+        update={"traits": persona.traits.model_copy(update={"politeness": politeness})}
+    )
+    closings = {c for bank in phrases()["closing"].values() for c in bank}
+    for seed in range(6):
+        episode = await play(persona, scenario, FunctionTarget(lambda m: REFUSAL), seed=seed)
+        lines = user_lines(episode)
+        assert episode.outcome.status == "gave_up" and not episode.success
+        assert episode.outcome.failed_checks == [
+            "must_mention: 'refund'",
+            "must_mention: 'deliver'",
+        ]
+        assert not closings & set(lines)
+        assert not any("thank you." in line.lower() for line in lines[1:-1]), lines
+        goodbyes = [g.format(business="the shop") for g in phrases()["give_up"][politeness]]
+        assert lines[-1] in goodbyes  # a parcel: the shop, not the airline
+        assert len({line.lower() for line in lines}) == len(lines)  # it never repeats itself
+
+
+async def test_a_user_told_to_insist_insists_on_a_refusal(persona, scenario):
+    target = FunctionTarget(lambda m: "Unfortunately I am unable to issue any refund.")
+    episode = await play(persona, scenario, target)
+    assert any("refund" in line.lower() for line in user_lines(episode)[1:-1])
+    assert episode.outcome.status == "gave_up"

@@ -207,11 +207,13 @@ def test_change_of_mind_is_said_at_the_confirmation_step(played):
         ]
         assert "go ahead" in asked.content.lower()
         # the demo reads "don't cancel it" as "cancel" and offers the cancellation again: the
-        # user who changed its mind says no every time, so nothing is cancelled
+        # user who changed its mind says no every time (or, asked yet again, leaves), so
+        # nothing is cancelled
         after = episode.messages[episode.messages.index(asked) + 1 :]
         for offer, answer in zip(after[1::2], after[2::2], strict=False):
             if "cancel booking" in offer.content and "go ahead" in offer.content:
-                assert answer.content.startswith("No,"), answer.content
+                left = answer is episode.messages[-1] and episode.outcome.status == "gave_up"
+                assert answer.content.startswith("No,") or left, answer.content
         assert not episode.success
         assert "must_not_mention: 'has been cancelled'" not in episode.outcome.failed_checks
     # ... and the agent never moves the flight: the pack catches that

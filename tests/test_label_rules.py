@@ -87,7 +87,8 @@ async def test_leaked_instructions_fail_must_not_mention_and_name_the_phrase(run
 async def test_goal_checks_agree_with_the_runner_and_each_label_names_its_rule(run_copy):
     await label_run(LabelConfig(run_dir=str(run_copy)))
     labels = read_labels(run_copy)
-    assert {label.criterion for label in labels} == set(RULE_IDS)
+    unused = {"must_match", "must_not_match"}  # no demo scenario has regular expressions
+    assert {label.criterion for label in labels} == set(RULE_IDS) - unused
     for label in labels:
         assert label.labeler == f"rule:{label.criterion}"
         assert label.value in ("yes", "no") and label.passed is (label.value == "yes")

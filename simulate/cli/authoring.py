@@ -12,22 +12,39 @@ from typing import Any
 import click
 from rich.table import Table
 
-from simulate.cli import run_async
+from simulate.cli import run_async, stop
 from simulate.cli.options import CONCURRENCY, llm_options
 from simulate.cli.render import err, out
-from simulate.cli.render.authoring import print_persona_stats
+from simulate.cli.render.authoring import print_persona_stats, print_probe
+from simulate.errors import ConfigError
 from simulate.simulation import RunConfig, prepare
 
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-def validate_command(paths: Sequence[str]) -> None:
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Also play every scenario against agents that should fail (refuser, staller, echo, "
+    "parrot) and list the scenarios one of them passes.",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    metavar="SHARE",
+    help="With --probe: exit 1 when fewer than this share of scenario x agent pairs fail.",
+)
+def validate_command(paths: Sequence[str], probe: bool, min_score: float | None) -> None:
     """Check persona and scenario files (kind guessed per file), templates included."""
     from simulate.loader import split_by_kind
 
+    if min_score is not None and not probe:
+        raise click.UsageError("--min-score needs --probe")
     persona_paths, scenario_paths = split_by_kind(paths)
     config = RunConfig(personas=persona_paths, scenarios=scenario_paths, out="validate")
     if not persona_paths or not scenario_paths:
+        if probe:
+            raise ConfigError("--probe plays scenarios, so it needs persona files too")
         _validate_one_kind(persona_paths, scenario_paths)
         return
     specs = prepare(config).specs
@@ -37,6 +54,13 @@ def validate_command(paths: Sequence[str]) -> None:
         f"ok: {len(personas)} personas, {len(scenarios)} scenarios, "
         f"{len(specs)} episodes per trial; every template renders"
     )
+    if probe:
+        from simulate.probe import probe as play_probe
+
+        result = run_async(play_probe(specs), interrupted="the probe was cut short")
+        print_probe(result)
+        if min_score is not None and result.score < min_score:
+            stop(1, f"probe score {result.score:.0%} is below --min-score {min_score:.0%}")
 
 
 def _validate_one_kind(persona_paths: list[str], scenario_paths: list[str]) -> None:

@@ -136,6 +136,15 @@ def run_options(func: Any) -> Any:
             help="Sampling temperature of the LLM user.",
         ),
         click.option(
+            "--resimulate-faults",
+            default=0,
+            show_default=True,
+            type=click.IntRange(0),
+            metavar="N",
+            help="Play an episode with simulator faults again with a new seed, up to N times "
+            "(attempts set aside go to RUN/discarded/).",
+        ),
+        click.option(
             "--dry-run",
             is_flag=True,
             help="Print the plan and an estimate of model calls and cost; run nothing.",

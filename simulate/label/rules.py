@@ -1,7 +1,9 @@
 """Rule labels: deterministic checks that need no model.
 
-From each episode's scenario success checks (`must_mention`, `must_not_mention`,
-`must_call_tools`: one label per kind of check, naming each phrase or tool), its outcome
+From each episode's scenario success checks (`must_mention`, `must_not_mention`, `must_match`,
+`must_not_match`, `must_call_tools`: one label per kind of check, naming each phrase, expression
+or tool; `must_mention` phrases said only inside a refusal do not count, as in `checks`), its
+outcome
 (`goal_reached`), and limits on turns (`max_turns`), reply length (`reply_chars`) and latency
 (`latency_ms`), the last two per agent reply. Every value is `yes` (the rule holds: a pass) or
 `no`; the labeler is `rule:<criterion>` and the rubric None.
@@ -16,12 +18,14 @@ from collections.abc import Callable
 
 from pydantic import Field
 
+from simulate.checks import called_at, contained_at, matched_at, mentioned_at
 from simulate.label import Unit, make_label, units_of
 from simulate.schema import (
     NOT_AGENT_FAULT,
     Criterion,
     Episode,
     Label,
+    Message,
     Model,
     Scenario,
     Status,
@@ -50,6 +54,14 @@ def rule_criteria(limits: RuleLimits | None = None) -> list[Criterion]:
         Criterion(
             id="must_not_mention",
             question="Did the agent avoid every phrase the scenario forbids?",
+        ),
+        Criterion(
+            id="must_match",
+            question="Did some reply of the agent match every expression the scenario requires?",
+        ),
+        Criterion(
+            id="must_not_match",
+            question="Did the agent avoid every expression the scenario forbids?",
         ),
         Criterion(
             id="must_call_tools",
@@ -85,9 +97,7 @@ class RuleLabeler:
     def __init__(self, limits: RuleLimits | None = None) -> None:
         self.limits = limits or RuleLimits()
         self._episode_rules: dict[str, Callable[[Episode, Scenario], Finding | None]] = {
-            "must_mention": _must_mention,
-            "must_not_mention": _must_not_mention,
-            "must_call_tools": _must_call_tools,
+            **_SUCCESS_RULES,
             "goal_reached": _goal_reached,
             "max_turns": self._max_turns,
         }
@@ -135,56 +145,60 @@ class RuleLabeler:
         return latency <= limit, f"{latency:g} ms (limit {limit:g} ms)"
 
 
-def _said_at(episode: Episode, phrase: str) -> list[int]:
-    """Indexes of the agent replies that contain ``phrase`` (case-insensitive)."""
-    folded = phrase.casefold()
-    return [
-        i
-        for i, m in enumerate(episode.messages)
-        if m.role == "assistant" and folded in m.content.casefold()
-    ]
-
-
 def _where(indexes: list[int]) -> str:
     return ", ".join(str(i) for i in indexes)
 
 
-def _must_mention(episode: Episode, scenario: Scenario) -> Finding | None:
-    phrases = scenario.success.must_mention
+def _required(
+    phrases: list[str], found: Callable[[str], list[int]], said: str, never: str
+) -> Finding | None:
+    """Every phrase (or expression) found somewhere: `said 'x' in message 2; never said 'y'`."""
     if not phrases:
         return None
     parts, ok = [], True
     for phrase in phrases:
-        at = _said_at(episode, phrase)
+        at = found(phrase)
         ok = ok and bool(at)
-        parts.append(f"said {phrase!r} in message {_where(at)}" if at else f"never said {phrase!r}")
+        parts.append(f"{said} {phrase!r} in message {_where(at)}" if at else f"{never} {phrase!r}")
     return ok, "; ".join(parts)
 
 
-def _must_not_mention(episode: Episode, scenario: Scenario) -> Finding | None:
-    phrases = scenario.success.must_not_mention
+def _forbidden(
+    phrases: list[str], found: Callable[[str], list[int]], said: str, never: str
+) -> Finding | None:
+    """No phrase (or expression) found anywhere."""
     if not phrases:
         return None
-    said = {p: at for p in phrases if (at := _said_at(episode, p))}
-    if not said:
-        return True, "never said " + ", ".join(repr(p) for p in phrases)
-    return False, "; ".join(f"said {p!r} in message {_where(at)}" for p, at in said.items())
+    hits = {p: at for p in phrases if (at := found(p))}
+    if not hits:
+        return True, f"{never} " + ", ".join(repr(p) for p in phrases)
+    return False, "; ".join(f"{said} {p!r} in message {_where(at)}" for p, at in hits.items())
 
 
-def _must_call_tools(episode: Episode, scenario: Scenario) -> Finding | None:
-    tools = scenario.success.must_call_tools
-    if not tools:
-        return None
-    parts, ok = [], True
-    for tool in tools:
-        at = [
-            i
-            for i, m in enumerate(episode.messages)
-            if m.role == "assistant" and any(c.name == tool for c in m.tool_calls)
-        ]
-        ok = ok and bool(at)
-        parts.append(f"called {tool!r} in message {_where(at)}" if at else f"never called {tool!r}")
-    return ok, "; ".join(parts)
+def _success_rule(
+    check: str, found: Callable[[list[Message], str], list[int]], said: str, never: str
+) -> Callable[[Episode, Scenario], Finding | None]:
+    """The rule for one kind of success check: required items must each be found somewhere,
+    forbidden ones (`must_not_*`) nowhere."""
+    judge = _forbidden if check.startswith("must_not_") else _required
+
+    def rule(episode: Episode, scenario: Scenario) -> Finding | None:
+        items = getattr(scenario.success, check)
+        return judge(items, lambda item: found(episode.messages, item), said, never)
+
+    return rule
+
+
+#: Success check -> its rule.
+_SUCCESS_RULES = {
+    "must_mention": _success_rule(
+        "must_mention", mentioned_at, "said", "never said (outside a refusal)"
+    ),
+    "must_not_mention": _success_rule("must_not_mention", contained_at, "said", "never said"),
+    "must_match": _success_rule("must_match", matched_at, "matched", "nothing matched"),
+    "must_not_match": _success_rule("must_not_match", matched_at, "matched", "nothing matched"),
+    "must_call_tools": _success_rule("must_call_tools", called_at, "called", "never called"),
+}
 
 
 def _goal_reached(episode: Episode, scenario: Scenario) -> Finding:

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as scipy_stats
 
+from simulate.checks import matched_at
 from simulate.errors import RunFolderError
 from simulate.report.health import simulator_health
 from simulate.schema import NOT_AGENT_FAULT, Episode, Manifest, Status, Usage
@@ -41,6 +42,11 @@ GOAL_RATE_NOTE = (
 WORST_FIRST_NOTE = (
     "slices are sorted by the upper end of the goal rate's interval, lowest first: a slice comes "
     "first when the data say it is bad, not when a few episodes happened to fail"
+)
+FAULTS_NOTE = (
+    "simulator faults are the simulated user's, not the agent's: breaking role, stating a fact "
+    "it was not given, revealing the success checks, repeating itself, ending at a "
+    "confirmation question; the goal rate without them leaves those episodes out"
 )
 _MAX_RESULT_CHARS = 2000
 
@@ -117,6 +123,8 @@ def scan_episode_figures(run_dir: str | Path) -> pl.LazyFrame:
             .list.any()
             .alias("priced"),
             pl.col("usage").list.len().alias("usage_rows"),
+            pl.col("simulator_faults").list.len().fill_null(0).alias("n_faults"),
+            pl.col("simulator_faults").is_not_null().alias("faults_checked"),
         )
     )
 
@@ -155,12 +163,15 @@ def _slice(frame: pl.DataFrame, dimension: str, value: str, max_trials: int) -> 
     curve = pass_hat_k_by_k(cells)
     priced = frame.filter(pl.col("priced"))
     with_usage = frame.filter(pl.col("usage_rows") > 0)
+    clean = rated.filter(pl.col("n_faults") == 0)
     return {
         "dimension": dimension,
         "value": value,
         "episodes": frame.height,
         "outcomes": outcomes,
         "goal_rate": _rate(int(rated["success"].sum()), rated.height),
+        "goal_rate_without_faults": _rate(int(clean["success"].sum()), clean.height),
+        "faulted": int((frame["n_faults"] > 0).sum()),
         "pass_hat_k": {
             "cells": len(cells),
             "max_trials": max_trials,
@@ -218,13 +229,14 @@ def _worst_first(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _failure_kinds(failures: pl.DataFrame) -> pl.DataFrame:
     """Failing episodes by what went wrong: how they ended (when not at the goal), each
-    forbidden phrase said, and, for episodes that ended at the goal, each unmet check."""
+    forbidden phrase said or expression matched, and, for episodes that ended at the goal,
+    each unmet check."""
     ended = failures.filter(pl.col("status") != Status.GOAL_REACHED.value).select(
         pl.col("status").alias("kind"), "episode_id", "persona_id", "scenario_id", "trial"
     )
     checks = failures.explode("failed_checks").filter(pl.col("failed_checks").is_not_null())
     checks = checks.filter(
-        pl.col("failed_checks").str.starts_with("must_not_mention")
+        pl.col("failed_checks").str.starts_with("must_not_")
         | (pl.col("status") == Status.GOAL_REACHED.value)
     ).select(
         pl.col("failed_checks").alias("kind"), "episode_id", "persona_id", "scenario_id", "trial"
@@ -255,10 +267,20 @@ def locate_failure(episode: Episode, kind: str) -> dict[str, Any]:
             if message.role == "assistant" and phrase in message.content.casefold():
                 return {"turn_index": i, "why": f"the agent said {_phrase(kind)!r}"}
         return {"turn_index": last, "why": f"{_phrase(kind)!r} was said"}
+    if kind.startswith("must_not_match"):
+        at = matched_at(messages, _phrase(kind))
+        if at:
+            return {"turn_index": at[0], "why": f"the agent's reply matched {_phrase(kind)!r}"}
+        return {"turn_index": last, "why": f"{_phrase(kind)!r} matched"}
+    if kind.startswith("must_match"):
+        return {
+            "turn_index": last_of("assistant"),
+            "why": f"the agent's last reply; no reply matched {_phrase(kind)!r}",
+        }
     if kind.startswith("must_mention"):
         return {
             "turn_index": last_of("assistant"),
-            "why": f"the agent's last reply; it never said {_phrase(kind)!r}",
+            "why": f"the agent's last reply; it never said {_phrase(kind)!r} (outside a refusal)",
         }
     if kind.startswith("must_call_tools"):
         return {
@@ -272,6 +294,44 @@ def locate_failure(episode: Episode, kind: str) -> dict[str, Any]:
     if kind == Status.MAX_TURNS.value:
         return {"turn_index": last, "why": "the turn limit was reached here"}
     return {"turn_index": last, "why": episode.outcome.reason or kind}
+
+
+def _simulator_faults(frame: pl.DataFrame, run_dir: str | Path, examples: int) -> dict[str, Any]:
+    """Episodes with simulator faults: how many, by kind, with examples (turn and evidence).
+
+    `checked` counts the episodes that were checked for them (none in run folders written
+    before Simulate recorded faults)."""
+    faulted = int((frame["n_faults"] > 0).sum())
+    rows = (
+        RunFolder(run_dir)
+        .scan_episodes()
+        .select("episode_id", "persona_id", "scenario_id", "trial", "simulator_faults")
+        .filter(pl.col("simulator_faults").list.len() > 0)
+        .explode("simulator_faults")
+        .unnest("simulator_faults")
+        .sort("kind", "persona_id", "scenario_id", "trial", "turn")
+        .collect()
+    )
+    kinds = []
+    for (kind,), group in rows.group_by("kind", maintain_order=True):
+        first = group.unique(subset="episode_id", keep="first", maintain_order=True)
+        kinds.append(
+            {
+                "kind": kind,
+                "episodes": first.height,
+                "share": first.height / frame.height if frame.height else None,
+                "examples": first.head(examples)
+                .select("episode_id", "persona_id", "scenario_id", "trial", "turn", "evidence")
+                .to_dicts(),
+            }
+        )
+    return {
+        "note": FAULTS_NOTE,
+        "checked": int(frame["faults_checked"].sum()),
+        "episodes": faulted,
+        "share": _rate(faulted, frame.height),
+        "kinds": sorted(kinds, key=lambda k: (-k["episodes"], k["kind"])),
+    }
 
 
 def _transcript(episode: Episode) -> dict[str, Any]:
@@ -416,7 +476,9 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
         .sort(["n", "kind"], descending=[True, False])
     )
     health = simulator_health(run_dir)
+    faults = _simulator_faults(frame, run_dir, examples_per_kind)
     wanted = {e for ids in kinds["examples"].to_list() for e in ids}
+    wanted |= {e["episode_id"] for kind in faults["kinds"] for e in kind["examples"]}
     wanted |= {e["episode_id"] for rows in health["examples"].values() for e in rows}
     episodes = _read_episodes(run_dir, wanted)
     failure_kinds = []
@@ -449,7 +511,9 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
         "run": {
             "path": str(run_dir),
             "run_id": manifest.run_id,
-            "status": folder.state(),
+            "status": manifest.status,
+            # `running` with no live writer: killed, or its disk filled before it could say so
+            "state": folder.state(),
             "created_at": manifest.created_at,
             "user": manifest.config.user,
             "target": manifest.config.target,
@@ -469,6 +533,7 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
         ),
         "labels": _label_criteria(run_dir),
         "failure_kinds": failure_kinds,
+        "simulator_faults": faults,
         "health": health,
         "realism": _realism(run_dir),
         "transcripts": {e: _transcript(episodes[e]) for e in sorted(episodes)},

@@ -9,18 +9,14 @@ simulator's own errors. Computed with polars lazily over the run's shards.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from simulate import prompts
 from simulate.stats import wilson_interval
 from simulate.store import RunFolder
-
-MIN_REPEAT_WORDS = 4
-"""Shorter user messages ("yes", "thanks", "ok") repeat naturally and are not counted as repeats."""
+from simulate.users.faults import MIN_REPEAT_WORDS, assistant_phrases
 
 FLAG_REPEAT_RATE = 0.10
 """Share of user messages that repeat an earlier one in the episode above which a persona is
@@ -35,12 +31,6 @@ FLAG_SIMULATOR_ERRORS = 0.05
 EXAMPLE_KINDS = ("repeated", "assistant_like")
 EXAMPLE_CHARS = 160
 """Example user messages are cut to this many characters (the report's excerpt length)."""
-
-
-@functools.cache
-def assistant_phrases() -> tuple[str, ...]:
-    """The phrases that make a user message sound like an assistant, case-folded."""
-    return tuple(str(p).casefold() for p in prompts.data("assistant_phrases.yaml")["phrases"])
 
 
 def _rate(hits: int, n: int) -> dict[str, Any]:

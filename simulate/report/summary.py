@@ -71,7 +71,7 @@ def _failure_kinds(failures: pl.DataFrame) -> list[dict[str, Any]]:
     )
     violated = (
         failures.explode("failed_checks")
-        .filter(pl.col("failed_checks").str.starts_with("must_not_mention"))
+        .filter(pl.col("failed_checks").str.starts_with("must_not_"))
         .select(pl.col("failed_checks").alias("kind"), "episode_id")
     )
     unmet = failures.filter(

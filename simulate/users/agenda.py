@@ -1,9 +1,12 @@
 """The offline simulated user: agenda-based and rule-driven, after Schatzmann et al. (2007).
 
-The user has an agenda: state the request, answer what the agent asks from `known_info`,
-say what it does not know, confirm when asked and wait for the result, push back as the
-scenario's `instructions` say, and stop when the success checks hold (goal reached) or when
-its patience runs out without progress (gave up). Persona traits shape the words; personas
+The user has an agenda: state the request, answer what the agent asks from `known_info` (heard
+in the agent's own words: `understanding.py`), say what it does not know, confirm when asked
+and wait for the result, push back as the scenario's `instructions` say and on a refusal
+(never thanking it), and stop when the success checks hold (goal reached) or when its patience
+runs out without progress (gave up) — never while a new question asking it to go ahead is
+open. It never sends the same message twice, and its templates are filled grammatically
+(`wording.py`). Persona traits shape the words; personas
 tagged `adversarial` insert attacks at seeded turns; a scenario tagged `attack:<kind>` sends
 that attack as the user's second message. Tags `behavior:<name>` (persona or scenario) switch
 on the stress behaviours: `long_messages` (the opening buried in a long story),
@@ -24,9 +27,26 @@ from functools import cache
 from typing import Any
 
 from simulate import prompts
-from simulate.checks import called_tools, has_goal_checks, unmet_goal_checks
+from simulate.checks import called_tools, has_goal_checks, negated, unmet_goal_checks
 from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn
+from simulate.users.understanding import (
+    Asked,
+    FactIndex,
+    asks_to_go_ahead,
+    is_request,
+    sentences,
+)
+from simulate.users.wording import (
+    business,
+    compile_domains,
+    fill,
+    is_clause,
+    lower_first,
+    noun_forms,
+    request_forms,
+    usable,
+)
 
 #: Turns without progress a user tolerates, by patience.
 PATIENCE = {"low": 2, "medium": 4, "high": 6}
@@ -42,36 +62,6 @@ SWITCH_LANGUAGE_TURN = 1
 #: The user message (0-based) by which a user told to change its mind does, asked or not.
 CHANGE_MIND_BY = 3
 
-#: Other words agents use for common facts, beyond the fact's own name and aliases.
-SYNONYMS: dict[str, list[str]] = {
-    "booking_reference": [
-        "booking code",
-        "confirmation code",
-        "confirmation number",
-        "reservation code",
-        "reservation number",
-        "pnr",
-        "record locator",
-    ],
-    "order_number": ["order id", "order no", "order"],
-    "account_number": ["account id", "customer number", "account"],
-    "email": ["e-mail", "email address", "mail address"],
-    "phone": ["phone number", "telephone", "mobile number"],
-    "last_name": ["surname", "family name"],
-    "first_name": ["given name"],
-    "full_name": ["your name", "name"],
-    "date_of_birth": ["birthday", "birth date", "dob"],
-    "address": ["postal address", "street address", "postcode", "zip code"],
-}
-
-_CONFIRM = re.compile(
-    r"\b(shall i|should i|do you want me to|would you like me to|can i go ahead|may i proceed|"
-    r"(please )?confirm|is that (correct|right|ok)|go ahead|proceed)\b"
-)
-_REQUEST = re.compile(
-    r"\?|\b(please (provide|share|tell|give|send|enter|confirm)|i need|i'll need|i will need|"
-    r"could you|can you|may i have|what is|what's|which)\b"
-)
 _REFUSAL = re.compile(
     r"\b(sorry|unfortunately|unable|cannot|can't|can not|not possible|not able|not eligible|"
     r"not allowed)\b"
@@ -85,7 +75,6 @@ _INSIST_THING = re.compile(
     r"\binsist on\s+(?:getting\s+)?((?:an? |the )?[a-z][a-z -]*?)(?=[.,;!]| and | but |$)"
 )
 _OPEN_QUESTION = re.compile(r"\b(help|assist|what do you need|what can i do)\b")
-_SENTENCE = re.compile(r"(?<=[.?!])\s+|\n+")
 _NEGATIONS = {"don't", "not", "never", "no", "without", "instead"}
 _CHANGE_MIND = re.compile(r"\bchange (?:your|my) mind\b[^:]*:\s*(.+)", re.IGNORECASE)
 
@@ -97,19 +86,15 @@ def phrases() -> dict[str, Any]:
 
 
 @cache
+def domains() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The businesses scenarios are about, with the words that tell them (agenda.yaml)."""
+    return compile_domains(phrases()["domains"])
+
+
+@cache
 def attacks() -> dict[str, list[str]]:
     """Attack templates by kind, read once from the package."""
     return prompts.data("attacks.yaml")
-
-
-def fact_phrases(name: str, aliases: list[str]) -> list[str]:
-    """Words an agent may use to ask for the fact ``name``, longest first."""
-    words = re.sub(r"[_\-]+", " ", name).strip().lower()
-    found = {words, *(a.lower() for a in aliases), *SYNONYMS.get(name.lower(), [])}
-    last = words.split()[-1] if words else ""
-    if len(last) >= 4:
-        found.add(last)
-    return sorted((p for p in found if p), key=len, reverse=True)
 
 
 def _actions(text: str, wanted_only: bool = False) -> set[str]:
@@ -159,9 +144,18 @@ class AgendaUser:
         self.rng = random.Random(spec.seed)
         self.patience = PATIENCE[self.traits.patience]
         self.stalls = 0
+        self.index = FactIndex(self.scenario.known_info)
+        self.business = business(self.scenario, domains())
+        """The scenario's business ("the airline"), for goodbyes; None when unclear."""
+        self.said: set[str] = set()
+        """Phrases already said, so a bank's other variants come first."""
+        self.turned_down = False
+        """Whether the agent's last message refused, so the reply thanks no one."""
         self.given: set[str] = set()
         self.said_unknown: set[str] = set()
         self.confirmed_replies = 0
+        self.answered_go_aheads: set[str] = set()
+        """Go-ahead questions the user already answered (as words)."""
         self.met_before = len(unmet_goal_checks(self.scenario.success, []))
         self.tools_before: set[str] = set()
         self.request = (self.scenario.opening or self.scenario.description).strip()
@@ -238,7 +232,8 @@ class AgendaUser:
         if self.language is not None and sent >= SWITCH_LANGUAGE_TURN:
             self.speaking = self.language
         agent = _last_agent(state.messages)
-        if self._goal_reached(state.messages):
+        # Asked to go ahead, the user answers and waits for the result, checks met or not.
+        if self._goal_reached(state.messages) and not self._new_go_ahead(agent):
             return UserTurn(
                 self._closing(),
                 done=True,
@@ -248,14 +243,18 @@ class AgendaUser:
         progressed = self._progressed(state.messages)
         if sent in self.attack_at:
             self.before_attack = agent
-            kind = self.attack_at[sent]
-            return UserTurn(self.rng.choice(self._attack_templates(kind)))
+            templates = self._attack_templates(self.attack_at[sent])
+            fresh = [a for a in templates if a not in self.said] or templates
+            attack = self.rng.choice(fresh)
+            self.said.add(attack)
+            return UserTurn(self._unrepeated(attack, state.messages))
         if self.new_request and self._mind_changes(agent, sent):
             self.dropped = _actions(self.request) - _actions(self.new_request, wanted_only=True)
             self.request, self.new_request = self.new_request, None
             self.stalls, self.before_attack = 0, ""  # what was asked before is moot now
-            text = self._pick("change_mind").format(**self._request_forms())
+            text = self._say("change_mind")
             return UserTurn(self._finish(text, switching=switching))
+        new_question = self._new_go_ahead(agent)  # before the reply marks it answered
         text, answered = self._reply_to(
             agent + " " + self.before_attack if self.before_attack else agent
         )
@@ -264,26 +263,38 @@ class AgendaUser:
             self.stalls = 0
         else:
             self.stalls += 1
-        if self.stalls >= self.patience:
+        # Asked to go ahead for the first time, a user answers rather than leave.
+        if self.stalls >= self.patience and not new_question:
             return UserTurn(
-                self._pick("give_up", self.traits.politeness),
+                self._say("give_up", self.traits.politeness),
                 done=True,
                 status="gave_up",
                 reason=f"no progress in {self.stalls} turns",
             )
-        return UserTurn(self._finish(text, frustrated=self.stalls >= 2, switching=switching))
+        text = self._finish(text, frustrated=self.stalls >= 2, switching=switching)
+        return UserTurn(self._unrepeated(text, state.messages))
+
+    def _unrepeated(self, text: str, messages: list[Message]) -> str:
+        """``text``, said differently if the user already sent exactly that: people rephrase
+        when they have to say something again."""
+        sent = {_normalized(m.content) for m in messages if m.role == "user"}
+        for lead in ["", *self._templates("again", None, {})]:
+            candidate = f"{lead} {text}".strip()
+            if _normalized(candidate) not in sent:
+                return candidate
+        return text
 
     def _mind_changes(self, agent: str, sent: int) -> bool:
         """Whether a user told to change its mind does it now: asked to go ahead, or late."""
-        requests = [s for s in _SENTENCE.split(agent.lower()) if _REQUEST.search(s)]
-        return sent >= CHANGE_MIND_BY or self._confirmation_asked(requests)
+        return sent >= CHANGE_MIND_BY or self._confirmation_asked(_requests(agent))
 
     def _goal_reached(self, messages: list[Message]) -> bool:
         success = self.scenario.success
         if has_goal_checks(success):
             return not unmet_goal_checks(success, messages)
         last = _last_agent(messages).lower()
-        return self.confirmed_replies > 0 and _RESOLVED.search(last) is not None
+        done = [m for m in _RESOLVED.finditer(last) if not negated(last, m.start(), m.end())]
+        return self.confirmed_replies > 0 and bool(done)
 
     def _progressed(self, messages: list[Message]) -> bool:
         """Whether the agent did something new for the goal: a check met or a tool called."""
@@ -296,70 +307,94 @@ class AgendaUser:
     def _reply_to(self, agent: str) -> tuple[str, bool]:
         """Compose the answer to the agent's message; True when it moved the agenda on."""
         low = agent.lower()
-        requests = [s for s in _SENTENCE.split(low) if _REQUEST.search(s)]
+        requests = _requests(agent)
         parts: list[str] = []
         answered = False
-        for name in self._asked_facts(requests):
-            fact = self.scenario.known_info[name]
-            label = re.sub(r"[_\-]+", " ", name)
+        self.turned_down = False
+        for asked in self._asked_facts(requests, agent):
+            name = asked.field
+            fact = {**noun_forms("fact", asked.phrase or self.index.label(name))}
+            fact["value"] = self.scenario.known_info[name].value
             if name in self.given:
-                parts.append(self._pick("answer_again").format(fact=label, value=fact.value))
+                parts.append(self._say("answer_again", **fact))
             else:
                 self.given.add(name)
                 answered = True
                 bank = "answer_terse" if self.traits.verbosity == "terse" else "answer"
-                parts.append(self._pick(bank).format(fact=label, value=fact.value))
+                parts.append(self._say(bank, **fact))
         for item in self._asked_unknown(requests):
-            parts.append(self._pick("dont_know").format(item=item))
+            if is_clause(item):
+                parts.append(self._say("dont_know_clause", item=item.strip().rstrip(".?")))
+            else:
+                parts.append(self._say("dont_know", **noun_forms("item", item)))
             answered = answered or item not in self.said_unknown
             self.said_unknown.add(item)
         offered = [t for t in self.refused if _mentions(low, t.split()[-1])]
         if offered:
-            parts.append(self._pick("pushback_refused").format(thing=_with_article(offered[0])))
+            parts.append(self._say("pushback_refused", **noun_forms("thing", offered[0])))
             parts += self._insist()
         elif self._confirmation_asked(requests) and self._asks_for_dropped(low):
-            parts.append(self._pick("confirm_no").format(pushback=self.request))
+            parts.append(self._say("confirm_no", pushback=self.request))
+            self._answer_go_ahead(agent)
         elif self._confirmation_asked(requests):
-            parts.append(self._pick("confirm_yes"))
+            parts.append(self._say("confirm_yes"))
             self.confirmed_replies += 1
-            answered = True
-        elif not parts and _REFUSAL.search(low) and self.insisted:
-            parts += self._insist()
+            answered = self._answer_go_ahead(agent)  # the same question again is no progress
+        elif not parts and _REFUSAL.search(low):
+            self.turned_down = True  # nothing to answer, and a no: not a thing to thank for
+            parts += self._insist() if self.insisted else [self._say("refused")]
         if not parts:
-            open_question = any(_OPEN_QUESTION.search(r) for r in requests)
+            open_question = any(_OPEN_QUESTION.search(r.lower()) for r in requests)
             if requests and not open_question and self.rng.random() < 0.5:
-                parts.append(self._pick("not_sure"))
+                parts.append(self._say("not_sure"))
             else:
-                parts.append(self._pick("restate").format(**self._request_forms()))
+                parts.append(self._say("restate"))
         return " ".join(parts), answered
 
-    def _asked_facts(self, requests: list[str]) -> list[str]:
-        asked = []
-        for name, fact in self.scenario.known_info.items():
-            if any(_mentions(s, p) for s in requests for p in fact_phrases(name, fact.aliases)):
-                asked.append(name)
-        return asked
+    def _asked_facts(self, requests: list[str], agent: str) -> list[Asked]:
+        """The known facts the agent's requests ask for, each once, in the order asked."""
+        asked: dict[str, Asked] = {}
+        for sentence in requests:
+            for item in self.index.asked(sentence, context=agent):
+                asked.setdefault(item.field, item)
+        return list(asked.values())
 
     def _confirmation_asked(self, requests: list[str]) -> bool:
         """Whether a question asks to go ahead (and not for a fact, as "confirm your email")."""
-        facts = [
-            p for name, f in self.scenario.known_info.items() for p in fact_phrases(name, f.aliases)
-        ]
         return any(
-            _CONFIRM.search(s) and "?" in s and not any(_mentions(s, p) for p in facts)
-            for s in requests
+            asks_to_go_ahead(s) and not self.index.asked(s, " ".join(requests)) for s in requests
         )
+
+    def _go_aheads(self, agent: str) -> set[str]:
+        """The questions of an agent message asking to go ahead, as words."""
+        requests = _requests(agent)
+        return {
+            _normalized(s)
+            for s in requests
+            if asks_to_go_ahead(s) and not self.index.asked(s, " ".join(requests))
+        }
+
+    def _new_go_ahead(self, agent: str) -> bool:
+        """Whether the agent asks to go ahead with something the user has not answered yet."""
+        return bool(self._go_aheads(agent) - self.answered_go_aheads)
+
+    def _answer_go_ahead(self, agent: str) -> bool:
+        """Remember the go-ahead questions answered now; True when one was new."""
+        asked = self._go_aheads(agent)
+        new = bool(asked - self.answered_go_aheads)
+        self.answered_go_aheads |= asked
+        return new
 
     def _asks_for_dropped(self, agent: str) -> bool:
         """Whether the agent asks to go ahead with an action the user changed its mind about:
         named in the question or the sentence before it ("... when I cancel it. Go ahead?")."""
         if not self.dropped:
             return False
-        sentences = _SENTENCE.split(agent)
+        parts = sentences(agent)
         return any(
-            self.dropped & _actions(" ".join(sentences[max(0, i - 1) : i + 1]))
-            for i, s in enumerate(sentences)
-            if _CONFIRM.search(s) and "?" in s
+            self.dropped & _actions(" ".join(parts[max(0, i - 1) : i + 1]))
+            for i, s in enumerate(parts)
+            if asks_to_go_ahead(s)
         )
 
     def _asked_unknown(self, requests: list[str]) -> list[str]:
@@ -367,7 +402,7 @@ class AgendaUser:
         asked = []
         for item in self.scenario.unknown_info:
             words = [w for w in re.findall(r"[a-z0-9]+", item.lower()) if len(w) > 3]
-            for sentence in requests:
+            for sentence in (r.lower() for r in requests):
                 hits = sum(_mentions(sentence, w) for w in words)
                 if _mentions(sentence, item.lower()) or (words and hits * 2 >= len(words)):
                     asked.append(item)
@@ -376,26 +411,39 @@ class AgendaUser:
 
     def _insist(self) -> list[str]:
         if not self.insisted:
-            return [self._pick("restate").format(**self._request_forms())]
-        return [self._pick("pushback_insist").format(thing=self.insisted[0])]
+            return [self._say("restate")]
+        return [self._say("pushback_insist", **noun_forms("thing", self.insisted[0]))]
 
     # --- words ----------------------------------------------------------------------------
 
     def _pick(self, bank: str, key: str | None = None) -> str:
+        """One template of a bank (in the language switched to, when it has the bank)."""
+        return self.rng.choice(self._templates(bank, key, {}))
+
+    def _templates(self, bank: str, key: str | None, values: dict[str, str]) -> list[str]:
         if self.speaking is not None:
             translated = phrases()["languages"][self.speaking].get(bank)
             if translated:
-                return self.rng.choice(translated)
+                return usable(translated, values) or translated
         options = phrases()[bank]
         if key is not None:
             options = options[key]
-        return self.rng.choice(options)
+        return usable(options, values)
 
-    def _request_forms(self) -> dict[str, str]:
-        return {"request": self.request, "request_lower": _lower_first(self.request)}
+    def _say(self, bank: str, key: str | None = None, **values: str) -> str:
+        """A template of ``bank`` filled with ``values``, the request and the business; one
+        not said before in this conversation when the bank has one."""
+        values = {**request_forms(self.request), **values}
+        if self.business:
+            values.setdefault("business", self.business)
+        filled = [fill(t, values) for t in self._templates(bank, key, values)]
+        fresh = [text for text in filled if text not in self.said]
+        text = self.rng.choice(fresh or filled)
+        self.said.add(text)
+        return text
 
     def _opening(self) -> str:
-        text = self._pick("opening").format(**self._request_forms())
+        text = self._say("opening")
         if self.traits.politeness == "polite" and not re.match(r"(?i)(hi|hello|good)", text):
             text = f"{self._pick('greeting_polite')} {text}"
         if self.traits.expertise == "novice" and self.traits.verbosity != "terse":
@@ -413,7 +461,7 @@ class AgendaUser:
         return " ".join([*story[:half], request, *story[half:]])
 
     def _closing(self) -> str:
-        return self._pick("closing", self.traits.politeness)
+        return self._say("closing", self.traits.politeness)
 
     def _finish(self, text: str, frustrated: bool = False, switching: bool = False) -> str:
         """Dress the message in the persona's style: verbosity, tone, politeness and typos."""
@@ -425,12 +473,14 @@ class AgendaUser:
             self.used_fillers.add(filler)
             text = f"{text} {filler}"
         tone = self.traits.tone
-        if tone != "calm" and (frustrated or self.rng.random() < 0.35):
+        cordial = not self.turned_down  # no thanks, no "you're very kind" after a refusal
+        wanted = tone != "calm" and (frustrated or self.rng.random() < 0.35)
+        if wanted and (cordial or tone != "friendly"):
             text = f"{text} {self._pick('tone', tone)}"
-        if self.traits.politeness == "polite" and self.rng.random() < 0.4:
+        if self.traits.politeness == "polite" and self.rng.random() < 0.4 and cordial:
             text = f"{text} Thank you."
         elif self.traits.politeness == "rude" and frustrated:
-            text = f"Look, {_lower_first(text)}"
+            text = f"Look, {lower_first(text)}"
         if "non_native" in self.behaviors:
             for pattern, replacement in phrases()["non_native"]:
                 text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
@@ -440,9 +490,18 @@ class AgendaUser:
         """A message in the language switched to: the switch announced once, then typos."""
         if switching:
             text = f"{self._pick('switch')} {text}"
-        if self.traits.politeness == "polite" and self.rng.random() < 0.4:
+        if self.traits.politeness == "polite" and self.rng.random() < 0.4 and not self.turned_down:
             text = f"{text} {self._pick('thanks')}"
         return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
+
+
+def _normalized(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def _requests(agent: str) -> list[str]:
+    """The sentences of an agent message that ask the user for something."""
+    return [s for s in sentences(agent) if is_request(s)]
 
 
 def _last_agent(messages: list[Message]) -> str:
@@ -450,14 +509,3 @@ def _last_agent(messages: list[Message]) -> str:
         if message.role == "assistant":
             return message.content
     return ""
-
-
-def _lower_first(text: str) -> str:
-    """Lower-case the first letter, unless it starts a word that keeps its capital ("I")."""
-    if re.match(r"(I|I'm|I've|I'd|I'll)\b", text) or text[1:2].isupper():
-        return text
-    return text[:1].lower() + text[1:]
-
-
-def _with_article(thing: str) -> str:
-    return thing if re.match(r"(a|an|the|any) ", thing) else f"a {thing}"

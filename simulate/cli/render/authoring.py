@@ -42,3 +42,24 @@ def print_persona_stats(stats: dict[str, Any]) -> None:
     )
     for a, b, similarity in near["examples"][:5]:
         out.print(f"  {a} ~ {b} ({similarity:.2f})")
+
+
+def print_probe(result: Any) -> None:
+    """The weak scenarios, each with the agent that passed it and why, then the score."""
+    agents = ", ".join(result.agents)
+    if result.weaknesses:
+        table = Table(
+            title="scenarios a counterfactual agent passed (their checks are weak)",
+            title_justify="left",
+        )
+        for column in ("scenario", "agent", "persona", "why it passed"):
+            table.add_column(column, overflow="fold")
+        for w in result.weaknesses:
+            table.add_row(w.scenario_id, w.agent, w.persona_id, w.why)
+        out.print(table)
+    else:
+        out.print(f"probe: no scenario passed by any counterfactual agent ({agents})")
+    out.print(
+        f"probe score {result.score:.0%}: {result.failing} of {result.pairs} scenario × agent "
+        f"pairs fail, as they should ({result.episodes} episodes played against {agents})"
+    )

@@ -20,6 +20,7 @@ def print_report_headline(report: dict[str, Any]) -> None:
     """The report's headline figures: goal rate, pass^k, the worst slice, simulator health."""
     overall = report["overall"]
     out.print(f"[bold]goal rate {pct_interval(overall['goal_rate'])}[/]", markup=True)
+    print_fault_line(report)
     from simulate.report.figures import pass_k_highlights
 
     curve = pass_k_highlights(overall["pass_hat_k"]["values"])
@@ -330,3 +331,17 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
             f"points[/] between runs of {c.episodes_per_run:g} episodes of this agent"
         )
     console.print(f"figures: {Path(c.folder) / CALIBRATION}")
+
+
+def print_fault_line(report: dict[str, Any]) -> None:
+    """The goal rate without the episodes the simulated user got wrong, and their kinds."""
+    faults = report["simulator_faults"]
+    if not faults["checked"]:
+        out.print("simulator faults: not recorded in this run (made before they were checked)")
+        return
+    kinds = ", ".join(f"{k['kind']} {k['episodes']}" for k in faults["kinds"])
+    out.print(
+        f"without simulator faults {pct_interval(report['overall']['goal_rate_without_faults'])}"
+        f"; faulted episodes {faults['episodes']}/{faults['checked']}"
+        + (f" ({kinds})" if kinds else "")
+    )

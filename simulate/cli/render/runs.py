@@ -117,4 +117,10 @@ def print_transcript(episode: Episode) -> None:
     checks = (
         f" · failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""
     )
-    out.print(f"[{color}]{outcome.status}[/] {escape(outcome.reason + checks)}\n", markup=True)
+    faults = "".join(
+        f"\n  simulator fault: {f.kind} at message {f.turn}: {f.evidence}"
+        for f in episode.simulator_faults
+    )
+    out.print(
+        f"[{color}]{outcome.status}[/] {escape(outcome.reason + checks + faults)}\n", markup=True
+    )
