@@ -37,13 +37,8 @@ _ID_RULE = "letters, digits and '_', '.', ':', '-', starting with a letter or di
 
 
 def load_personas(paths: Sequence[str | Path] | str | Path) -> list[Persona]:
-    """Read personas from files and folders.
-
-    Args:
-        paths: YAML or JSON files, or folders searched recursively for them.
-
-    Returns:
-        The personas, in file order (folders sorted by path).
+    """Read personas from YAML or JSON files, or folders searched recursively for them, in
+    file order (folders sorted by path).
 
     Raises:
         ConfigError: a path, file or persona is wrong; the message names file, line and field.
@@ -52,17 +47,7 @@ def load_personas(paths: Sequence[str | Path] | str | Path) -> list[Persona]:
 
 
 def load_scenarios(paths: Sequence[str | Path] | str | Path) -> list[Scenario]:
-    """Read scenarios from files and folders.
-
-    Args:
-        paths: YAML or JSON files, or folders searched recursively for them.
-
-    Returns:
-        The scenarios, in file order (folders sorted by path).
-
-    Raises:
-        ConfigError: a path, file or scenario is wrong; the message names file, line and field.
-    """
+    """Read scenarios from files and folders, as `load_personas` reads personas."""
     return _load(paths, Scenario)
 
 
