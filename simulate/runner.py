@@ -88,6 +88,10 @@ class Tally:
     successes: int = 0
     faulted: int = 0
     """Episodes stored with simulator faults (after any resimulation)."""
+    workers: Counter[str] = field(default_factory=Counter)
+    """Episodes stored per worker, when an engine plays them elsewhere (`--engine ray`)."""
+    set_aside: int = 0
+    """Attempts set aside by `--resimulate-faults` in other processes (`--engine ray`)."""
 
     @property
     def done(self) -> int:

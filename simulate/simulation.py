@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from simulate import prompts, targets, users
+from simulate.engines import ENGINE_FIELDS, EngineFlags, check_engine
 from simulate.errors import ConfigError, RunStopped
 from simulate.llm import split_spec
 from simulate.llm.pool import EndpointFlags, LLMPool
@@ -38,10 +39,12 @@ from simulate.schema import (
     Usage,
 )
 from simulate.store import DISCARDED, RunFolder, environment, now_iso
+from simulate.targets import TargetFactory
+from simulate.users import UserFactory
 from simulate.users.llm import read_prompt
 
 
-class RunConfig(EndpointFlags):
+class RunConfig(EndpointFlags, EngineFlags):
     """Everything that defines a run; recorded in its manifest."""
 
     personas: list[str]
@@ -148,6 +151,7 @@ def _spec_json(spec: EpisodeSpec) -> str:
 
 def prepare(config: RunConfig) -> Prepared:
     """Load and check every input and build the plan; raises ConfigError on bad input."""
+    check_engine(config)
     personas = load_personas(config.personas)
     scenarios = load_scenarios(config.scenarios)
     specs = build_plan(
@@ -209,26 +213,8 @@ async def run(
     """
     prepared = prepare(config)
     specs = prepared.specs
-    uses_llm = users.needs_llm(config.user) or targets.needs_llm(config.target)
-    pool = LLMPool.from_config(config) if uses_llm else None
-    get_llm = pool.get if pool else None
-    make_user = users.load_user(
-        config.user,
-        users.UserOptions(
-            get_llm=get_llm,
-            prompt=prepared.texts.get("user_prompt"),
-            temperature=config.temperature,
-        ),
-    )
-    make_target = targets.load_target(
-        config.target,
-        targets.TargetOptions(
-            turn_timeout_s=config.turn_timeout_s,
-            system_prompt=prepared.texts.get("system_prompt"),
-            tools_file=config.tools,
-            get_llm=get_llm,
-        ),
-    )
+    pool = LLMPool.from_config(config) if uses_llm(config) else None
+    make_user, make_target = make_parties(config, prepared, pool.get if pool else None)
     manifest = _new_manifest(config, prepared)
     with RunFolder(config.out).lock("episodes", "simulate run"):
         folder = RunFolder.create(config.out, manifest, resume=config.resume)
@@ -247,11 +233,16 @@ async def run(
         status, stopped = "interrupted", None
         discarded = None
         try:
-            writer = folder.writer()
-            discarded = folder.writer(DISCARDED) if config.resimulate_faults else None
-            await run_episodes(
-                todo, make_user, make_target, writer, prepared.settings, record, discarded
-            )
+            if config.engine == "ray":  # shards over a cluster; the workers write, we follow
+                from simulate.engines.ray import play_on_ray
+
+                await play_on_ray(config, prepared, folder, todo, tally, record, pool)
+            else:
+                writer = folder.writer()
+                discarded = folder.writer(DISCARDED) if config.resimulate_faults else None
+                await run_episodes(
+                    todo, make_user, make_target, writer, prepared.settings, record, discarded
+                )
             status = "complete"
         except RunStopped as exc:
             status, stopped = "stopped", str(exc)
@@ -267,8 +258,10 @@ async def run(
                 duration_s=round(time.perf_counter() - started, 3),
                 goal_rate=goal_rate(tally),
                 faulted=tally.faulted,
-                discarded_attempts=discarded.written if discarded else 0,
+                discarded_attempts=discarded.written if discarded else tally.set_aside,
                 model_usage=usage,
+                engine=config.engine,
+                workers=dict(sorted(tally.workers.items())) or None,
             )
 
             def finish(written: Manifest) -> None:
@@ -284,6 +277,36 @@ async def run(
     return RunResult(
         run_dir=Path(config.out), tally=tally, stored=stored, stopped=stopped, usage=usage
     )
+
+
+def uses_llm(config: RunConfig) -> bool:
+    """Whether the run's user or target is a model."""
+    return users.needs_llm(config.user) or targets.needs_llm(config.target)
+
+
+def make_parties(
+    config: RunConfig, prepared: Prepared, get_llm: Callable[[str, str], Any] | None
+) -> tuple[UserFactory, TargetFactory]:
+    """The factories of each episode's simulated user and target (in this process, or in each
+    Ray worker, from the same config and prompt texts)."""
+    make_user = users.load_user(
+        config.user,
+        users.UserOptions(
+            get_llm=get_llm,
+            prompt=prepared.texts.get("user_prompt"),
+            temperature=config.temperature,
+        ),
+    )
+    make_target = targets.load_target(
+        config.target,
+        targets.TargetOptions(
+            turn_timeout_s=config.turn_timeout_s,
+            system_prompt=prepared.texts.get("system_prompt"),
+            tools_file=config.tools,
+            get_llm=get_llm,
+        ),
+    )
+    return make_user, make_target
 
 
 def _llm_manifest(pool: LLMPool, prepared: Prepared) -> LLMRecord:
@@ -304,7 +327,7 @@ def _llm_manifest(pool: LLMPool, prepared: Prepared) -> LLMRecord:
 
 def _new_manifest(config: RunConfig, prepared: Prepared) -> Manifest:
     settings = prepared.settings
-    recorded = config.model_dump(exclude={"resume"})
+    recorded = config.model_dump(exclude={"resume", *ENGINE_FIELDS})  # per session instead
     recorded.update(
         user=settings.user,
         target=settings.target,

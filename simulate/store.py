@@ -338,12 +338,15 @@ class ShardWriter:
     out of either context manager (cancellation included).
     """
 
-    def __init__(self, run_dir: str | Path, kind: ShardKind = EPISODES) -> None:
+    def __init__(self, run_dir: str | Path, kind: ShardKind = EPISODES, tag: str = "") -> None:
         self.kind = kind
         self.folder = Path(run_dir) / kind
         self.buffer: list[BaseModel] = []
         self.written = 0
-        self._prefix = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        self._prefix = (
+            f"{stamp}-{tag}-{secrets.token_hex(3)}" if tag else f"{stamp}-{secrets.token_hex(3)}"
+        )
         self._count = 0
         self._ticker: asyncio.Task[None] | None = None
 
@@ -688,9 +691,11 @@ class RunFolder:
         loaded from the files holds)."""
         return parquet_rows(self.shards(kind))
 
-    def writer(self, kind: ShardKind = EPISODES) -> ShardWriter:
-        """A writer of new shards of ``kind`` into this folder."""
-        return ShardWriter(self.path, kind)
+    def writer(self, kind: ShardKind = EPISODES, tag: str = "") -> ShardWriter:
+        """A writer of new shards of ``kind`` into this folder; ``tag`` goes into their names
+        (`part-<time>-<tag>-<random>-<n>.parquet`), so writers in other processes, such as the
+        Ray engine's workers, never write the same file and their shards can be told apart."""
+        return ShardWriter(self.path, kind, tag)
 
     def write_shard(self, kind: ShardKind, rows: Sequence[BaseModel]) -> Path:
         """Write ``rows`` as one new shard of ``kind``, durably, whatever their number."""
@@ -700,6 +705,15 @@ class RunFolder:
         table = rows_to_table(rows, kind)
         path = self.path / kind / f"{name}.parquet"
         return write_atomic(path, lambda tmp: pq.write_table(table, tmp), fsync=True)
+
+    def episodes_in(self, shard: Path, kind: ShardKind = EPISODES) -> list[Episode]:
+        """Every episode (or discarded attempt) of one shard, as written.
+
+        Raises:
+            FileNotFoundError: the shard is gone.
+        """
+        table = pq.read_table(shard, schema=arrow_schema(kind))
+        return [Episode.model_validate(row) for row in table.to_pylist()]
 
     def labels_in(self, shard: Path) -> list[Label]:
         """Every label of one shard, as written (history included).

@@ -224,7 +224,7 @@ class OpenAILLM:
 
     async def _call(self, request: dict[str, Any]) -> Completion:
         """One paid call, within the budget, recorded in the meter."""
-        self.meter.reserve(self.model)
+        await self.meter.admit(self.model)
         try:
             response = await self._send(request)
         except BaseException:

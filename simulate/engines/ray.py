@@ -1,0 +1,504 @@
+"""The Ray engine (`--engine ray`): a run's plan in shards over a Ray cluster.
+
+    driver (simulate run)                       workers (Ray async actors w0, w1, ...)
+    holds the run folder's writer lock          each plays the shards it is handed with the
+    splits the plan into shards  ── shard ──>   ordinary runner (`run_episodes`, its own
+    follows episodes/ for progress              --concurrency) and writes episodes/ shards
+    merges usage, writes the manifest  <── report ──  named by plan shard and worker
+
+The driver holds `RunFolder.lock("episodes")` for the whole session and the workers write
+through `RunFolder.writer()` WITHOUT taking it: the lock is the driver's, held for them. Their
+shard files carry the session, the plan shard and the worker in their names, so no two workers
+write the same file, and a worker that plays a shard again after a crash skips the episodes the
+dead one stored (Ray restarts the actor and retries its call; a worker that keeps dying leaves
+its shard to the others). The progress bar counts what is stored, read from the new files, so
+an episode a killed worker had not flushed yet is counted once, when it is played again.
+
+Limits hold across the cluster: each worker gets its share of the endpoint's
+`requests_per_minute` (exact: the shares add up to the limit) and of `max_concurrency`
+(⌊limit / workers⌋, at least 1); `--max-calls` and `--max-cost-usd` are kept by one `Ledger`
+actor that leases budget to workers in chunks. Paid calls never exceed `--max-calls`; the cost
+can pass `--max-cost-usd` by what the calls in flight across the cluster cost when it is
+reached (as on one machine, where it is the calls in flight in one process). The LLM cache is
+the sqlite file in the cache folder the driver resolved: on one machine, or with that folder
+on a shared file system, every worker reads and writes the same cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import re
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simulate.engines import SHARDS_PER_WORKER, import_ray, split
+from simulate.errors import ConfigError, RunStopped, SimulateError
+from simulate.llm.pool import LLMPool
+from simulate.llm.settings import LLMSettings
+from simulate.llm.usage import BudgetExceeded, Price, UsageMeter, UsageStats
+from simulate.runner import Tally, run_episodes
+from simulate.schema import Episode, EpisodeSpec
+from simulate.store import DISCARDED, EPISODES, RunFolder
+
+if TYPE_CHECKING:
+    from simulate.simulation import Prepared, RunConfig
+
+FOLLOW_INTERVAL_S = 0.5
+"""How often the driver reads the workers' new shards for the progress bar."""
+MAX_RESTARTS = 3
+"""Times Ray restarts a dead worker (retrying its shard) before the driver gives the shard to
+another worker."""
+MAX_SHARD_FAILURES = 3
+"""Workers a shard may take down for good before the run stops with an error."""
+CANCEL_WAIT_S = 15.0
+"""On Ctrl-C, how long the driver waits for workers to store what they finished."""
+
+_WORKER = re.compile(r"-(w\d+)-[0-9a-f]{6}-\d{5}\.parquet$")
+
+
+# --- the cluster ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def cluster(address: str | None) -> Iterator[float]:
+    """Join the Ray cluster at ``address`` (or the one this process already joined), or start
+    a local one for the block; yields the cluster's CPUs."""
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,  # workers' logs stay in Ray's session folder
+            )
+        except ConnectionError as exc:
+            raise ConfigError(f"--ray-address {address!r}: no Ray cluster there ({exc})") from None
+        started = True
+    try:
+        yield float(ray.cluster_resources().get("CPU", 1.0))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def worker_options(cpus: float, workers: int) -> dict[str, Any]:
+    """Ray options of each worker actor: an equal slice of the CPUs (so more workers than
+    CPUs still start), restarted after a crash with its call retried."""
+    return {
+        "num_cpus": min(1.0, cpus / workers),
+        "max_restarts": MAX_RESTARTS,
+        "max_task_retries": MAX_RESTARTS,
+    }
+
+
+@functools.cache
+def remote(cls: type) -> Any:
+    """``cls`` as a Ray actor class (made once; Ray is imported only when it is used)."""
+    return import_ray().remote(cls)
+
+
+def settings_share(settings: LLMSettings, workers: int) -> LLMSettings:
+    """One worker's share of the endpoint's limits: the rate split exactly, the concurrency
+    ⌊limit / workers⌋ (at least 1)."""
+    update: dict[str, Any] = {"max_concurrency": max(1, settings.max_concurrency // workers)}
+    if settings.requests_per_minute:
+        update["requests_per_minute"] = settings.requests_per_minute / workers
+    return settings.model_copy(update=update)
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The Simulate error a worker raised, out of Ray's wrapper, so it prints as one line."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, SimulateError) else exc
+
+
+# --- budgets across workers -----------------------------------------------------------------------
+
+
+@dataclass
+class _Account:
+    granted_calls: int = 0
+    spent_calls: int = 0
+    granted_cost: float = 0.0
+    spent_cost: float = 0.0
+
+
+class Ledger:
+    """A Ray actor that keeps a run's `--max-calls` and `--max-cost-usd` for all its workers,
+    handing each a lease (a slice of what is left) and taking back what a finished shard did
+    not use. What a killed worker leased counts as spent."""
+
+    def __init__(self, max_calls: int | None, max_cost_usd: float | None, workers: int) -> None:
+        self.max_calls = max_calls
+        self.max_cost_usd = max_cost_usd
+        self.workers = workers
+        self.accounts: dict[str, _Account] = {}
+
+    def lease(self, key: str, spent_calls: int, spent_cost: float) -> tuple[int, float] | str:
+        """More budget for the meter ``key``, which has spent this much: (calls, USD), or why
+        the budget is spent."""
+        account = self._report(key, spent_calls, spent_cost)
+        calls, cost = 0, 0.0
+        if self.max_calls is not None:
+            left = self.max_calls - sum(max(a.granted_calls, a.spent_calls) for a in self._all())
+            if left <= 0:
+                return f"budget reached: {self.max_calls} model calls (max_calls)"
+            calls = max(1, left // (2 * self.workers))
+        if self.max_cost_usd is not None:
+            committed = sum(max(a.granted_cost, a.spent_cost) for a in self._all())
+            left_usd = self.max_cost_usd - committed
+            if left_usd <= 0:
+                spent = sum(a.spent_cost for a in self._all())
+                return (
+                    f"budget reached: ${spent:.4f} spent of ${self.max_cost_usd:g} (max_cost_usd)"
+                )
+            cost = min(left_usd, max(left_usd / (2 * self.workers), self.max_cost_usd / 100))
+        account.granted_calls = max(account.granted_calls, account.spent_calls) + calls
+        account.granted_cost = max(account.granted_cost, account.spent_cost) + cost
+        return calls, cost
+
+    def settle(self, key: str, spent_calls: int, spent_cost: float) -> None:
+        """The meter ``key`` is done: what it leased and did not spend is free again."""
+        account = self._report(key, spent_calls, spent_cost)
+        account.granted_calls, account.granted_cost = spent_calls, spent_cost
+
+    def _report(self, key: str, spent_calls: int, spent_cost: float) -> _Account:
+        account = self.accounts.setdefault(key, _Account())
+        account.spent_calls, account.spent_cost = spent_calls, spent_cost
+        return account
+
+    def _all(self) -> list[_Account]:
+        return list(self.accounts.values())
+
+
+class LeasedMeter(UsageMeter):
+    """A worker's meter whose budgets are leases from the run's `Ledger`: when one is used up,
+    it asks for more before the next paid call, and stops the shard when none is left."""
+
+    def __init__(self, prices: dict[str, Price], ledger: Any, key: str, *, calls: bool, cost: bool):
+        super().__init__(prices, max_calls=0 if calls else None, max_cost_usd=0.0 if cost else None)
+        self.ledger = ledger
+        self.key = key
+        self._asking = asyncio.Lock()
+
+    async def admit(self, model: str) -> None:
+        """Reserve a paid call within the lease, leasing more first when it is used up."""
+        while True:
+            with contextlib.suppress(BudgetExceeded):
+                self.reserve(model)
+                return
+            async with self._asking:  # one request to the ledger at a time
+                with contextlib.suppress(BudgetExceeded):
+                    self.reserve(model)  # another call's lease came in meanwhile
+                    return
+                grant = await self.ledger.lease.remote(self.key, *self.spent())
+                if isinstance(grant, str):
+                    raise BudgetExceeded(grant)
+                calls, cost = grant
+                if self.max_calls is not None:
+                    self.max_calls += calls
+                if self.max_cost_usd is not None:
+                    self.max_cost_usd += cost
+
+    def spent(self) -> tuple[int, float]:
+        """Paid calls (in flight included) and USD spent so far."""
+        totals = self.totals()
+        return totals.paid_calls + self._in_flight, totals.cost_usd or 0.0
+
+
+def new_ledger(config: RunConfig | Any, workers: int, name: str) -> Any:
+    """The run's Ledger actor, named ``name`` (workers look it up by name: a handle among an
+    actor's arguments would make Ray warn about restarts), or None when it has no budget."""
+    if config.max_calls is None and config.max_cost_usd is None:
+        return None
+    ledger = remote(Ledger).options(num_cpus=0, name=name)
+    return ledger.remote(config.max_calls, config.max_cost_usd, workers)
+
+
+# --- episodes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A slice of the plan, played by one worker at a time."""
+
+    tag: str
+    """`<session>-<index>`: in the names of the files its episodes are stored in."""
+    specs: list[EpisodeSpec]
+
+
+@dataclass
+class ShardReport:
+    """What a worker did with a shard."""
+
+    tag: str
+    worker: str
+    played: int = 0
+    already_stored: int = 0
+    """Episodes of the shard a crashed worker had stored before (skipped)."""
+    set_aside: int = 0
+    stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """What every worker needs to play any shard of a run."""
+
+    config: RunConfig
+    prepared: Prepared
+    """Without its specs (each shard carries its own)."""
+    settings: LLMSettings | None
+    """The worker's share of the endpoint's limits; None when no model is used."""
+
+
+class ModelsOfWorker:
+    """A worker's LLMs, kept for its life so that its share of the rate limit holds across
+    its shards, and its meter, which leases budget from the run's `Ledger` when there is one."""
+
+    def __init__(
+        self, name: str, settings: LLMSettings | None, ledger: str | None, flags: Any
+    ) -> None:
+        self.pool: LLMPool | None = None
+        self.ledger = import_ray().get_actor(ledger) if ledger else None
+        if settings is None:
+            return
+        self.key = f"{name}-{secrets.token_hex(3)}"  # a restarted worker is a new account
+        meter: UsageMeter = UsageMeter(settings.prices)
+        if self.ledger is not None:
+            calls, cost = flags.max_calls is not None, flags.max_cost_usd is not None
+            meter = LeasedMeter(settings.prices, self.ledger, self.key, calls=calls, cost=cost)
+        self.pool = LLMPool(settings, meter)
+
+    @property
+    def get_llm(self) -> Callable[[str, str], Any] | None:
+        return self.pool.get if self.pool else None
+
+    def settle(self) -> None:
+        """Give the ledger back what the lease holds beyond what was spent."""
+        if self.pool is not None and isinstance(self.pool.meter, LeasedMeter):
+            self.ledger.settle.remote(self.key, *self.pool.meter.spent())
+
+    async def close(self) -> dict[tuple[Any, str], UsageStats]:
+        """Close the clients; the usage of the worker's life."""
+        if self.pool is None:
+            return {}
+        self.settle()
+        await self.pool.aclose()
+        return self.pool.meter.rows()
+
+
+class EpisodeWorker:
+    """A Ray worker: plays the shards it is handed with the ordinary runner, in Ray's event loop
+    (an async actor), and writes their episodes into the run folder."""
+
+    def __init__(self, name: str, job: RunJob, ledger: str | None) -> None:
+        self.name = name
+        self.job = job
+        self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
+
+    async def play(self, shard: Shard) -> ShardReport:
+        """Play the episodes of ``shard`` not stored yet; never takes the folder's lock (the
+        driver holds it for every worker)."""
+        from simulate.simulation import make_parties
+
+        job, folder = self.job, RunFolder(self.job.config.out)
+        make_user, make_target = make_parties(job.config, job.prepared, self.models.get_llm)
+        stored = stored_by(folder, shard.tag)
+        todo = [spec for spec in shard.specs if spec.episode_id not in stored]
+        tag = f"{shard.tag}-{self.name}"
+        writer = folder.writer(tag=tag)
+        discarded = folder.writer(DISCARDED, tag=tag) if job.config.resimulate_faults else None
+        report = ShardReport(shard.tag, self.name, already_stored=len(stored))
+        try:
+            await run_episodes(
+                todo, make_user, make_target, writer, job.prepared.settings, None, discarded
+            )
+        except RunStopped as exc:
+            report.stopped = str(exc)
+        finally:
+            self.models.settle()
+        report.played = writer.written
+        report.set_aside = discarded.written if discarded else 0
+        return report
+
+    async def close(self) -> dict[tuple[Any, str], UsageStats]:
+        """Close the worker's model clients; the model usage of its life."""
+        return await self.models.close()
+
+
+def stored_by(folder: RunFolder, shard_tag: str) -> set[str]:
+    """Ids of the episodes stored in files of the plan shard ``shard_tag`` (by a worker that
+    died playing it)."""
+    return {
+        episode.episode_id
+        for path in folder.shards(EPISODES)
+        if f"-{shard_tag}-" in path.name
+        for episode in folder.episodes_in(path)
+    }
+
+
+class Follower:
+    """Reads the episodes the workers store, as their files appear, each counted once."""
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        wanted: set[str],
+        tally: Tally,
+        record: Callable[[Episode], Any],
+    ) -> None:
+        self.folder = folder
+        self.wanted = wanted
+        self.tally = tally
+        self.record = record
+        self.seen = {path.name for path in folder.shards(EPISODES)}  # earlier sessions'
+
+    def catch_up(self) -> None:
+        """Count the episodes in files written since the last call."""
+        for path in self.folder.shards(EPISODES):
+            if path.name in self.seen:
+                continue
+            self.seen.add(path.name)
+            match = _WORKER.search(path.name)
+            worker = match.group(1) if match else "?"
+            for episode in self.folder.episodes_in(path):
+                if episode.episode_id in self.wanted:
+                    self.wanted.discard(episode.episode_id)
+                    self.tally.workers[worker] += 1
+                    self.record(episode)
+
+
+async def play_on_ray(
+    config: RunConfig,
+    prepared: Prepared,
+    folder: RunFolder,
+    todo: list[EpisodeSpec],
+    tally: Tally,
+    record: Callable[[Episode], Any],
+    pool: LLMPool | None,
+) -> None:
+    """Play ``todo`` on a Ray cluster into ``folder`` (whose lock the caller holds), calling
+    ``record`` with each episode as it is stored and merging the workers' model usage into
+    ``pool``'s meter.
+
+    Raises:
+        RunStopped: a budget ran out or a replay missed; finished episodes are stored.
+    """
+    if not todo:
+        return
+    with cluster(config.ray_address) as cpus:
+        workers = config.workers or max(1, int(cpus))
+        session = secrets.token_hex(3)
+        shards = [
+            Shard(f"{session}-{index:05d}", specs)
+            for index, specs in enumerate(split(todo, workers * SHARDS_PER_WORKER))
+        ]
+        workers = min(workers, len(shards))  # no idle workers
+        ledger = new_ledger(config, workers, f"simulate-ledger-{session}")
+        job = RunJob(
+            config=config.model_copy(update={"out": str(Path(config.out).resolve())}),
+            prepared=dataclasses.replace(prepared, specs=[]),
+            settings=settings_share(pool.settings, workers) if pool else None,
+        )
+        actor = remote(EpisodeWorker).options(**worker_options(cpus, workers))
+        ledger_name = f"simulate-ledger-{session}" if ledger is not None else None
+        actors = {f"w{i}": actor.remote(f"w{i}", job, ledger_name) for i in range(workers)}
+        follower = Follower(folder, {spec.episode_id for spec in todo}, tally, record)
+
+        def merge(report: ShardReport) -> None:
+            tally.set_aside += report.set_aside
+
+        try:
+            stopped = await drive(actors, "play", shards, follower.catch_up, merge, pool)
+        finally:
+            if ledger is not None:
+                import_ray().kill(ledger)
+        follower.catch_up()
+    if stopped:
+        raise RunStopped(stopped)
+
+
+async def drive(
+    actors: dict[str, Any],
+    method: str,
+    shards: list[Any],
+    follow: Callable[[], None],
+    merge: Callable[[Any], None],
+    pool: LLMPool | None,
+) -> str | None:
+    """Hand ``shards`` to idle ``actors`` (calling ``method``) until all are done, following
+    progress between replies; returns why the work stopped early (a budget, a replay miss).
+
+    A shard whose worker is gone for good (Ray's restarts spent) goes to another worker. Once
+    one stops early no new shard is handed out; those running end on their own (the spent
+    budget stops them too). Cancelled (Ctrl-C), it cancels the running shards and waits for
+    their workers to store what they finished. At the end every worker closes its clients and
+    its model usage is added to ``pool``'s meter (a killed worker's is lost with it).
+    """
+    ray = import_ray()
+    from ray.exceptions import RayActorError, RayTaskError
+
+    queue, idle = deque(shards), list(actors)
+    running: dict[asyncio.Future[Any], tuple[str, Any, Any]] = {}
+    failures: dict[int, int] = {}
+    stopped: str | None = None
+    try:
+        while queue or running:
+            while queue and idle and stopped is None:
+                name, shard = idle.pop(0), queue.popleft()
+                ref = getattr(actors[name], method).remote(shard)
+                running[asyncio.wrap_future(ref.future())] = (name, shard, ref)
+            if not running:
+                break
+            done, _ = await asyncio.wait(
+                running, timeout=FOLLOW_INTERVAL_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            follow()
+            for future in done:
+                name, shard, _ref = running.pop(future)
+                try:
+                    report = future.result()
+                except RayActorError:  # restarted and retried until Ray gave up on it
+                    del actors[name]
+                    failures[id(shard)] = failures.get(id(shard), 0) + 1
+                    if failures[id(shard)] >= MAX_SHARD_FAILURES or not actors:
+                        raise SimulateError(
+                            f"Ray workers kept dying on shard {shard.tag} "
+                            f"({len(shard.specs)} items); what finished is stored"
+                        ) from None
+                    queue.appendleft(shard)
+                    continue
+                except RayTaskError as exc:
+                    raise unwrap(exc) from None
+                idle.append(name)
+                merge(report)
+                stopped = stopped or report.stopped
+    finally:
+        if running:
+            for _name, _shard, ref in running.values():
+                ray.cancel(ref)
+            with contextlib.suppress(Exception):
+                await asyncio.wait(running, timeout=CANCEL_WAIT_S)
+            for future in running:
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: a cancelled shard's error says nothing new
+        closing = [asyncio.wrap_future(a.close.remote().future()) for a in actors.values()]
+        with contextlib.suppress(Exception):
+            done, _ = await asyncio.wait(closing, timeout=CANCEL_WAIT_S)
+            for future in done:
+                if not future.cancelled() and future.exception() is None and pool is not None:
+                    pool.meter.absorb(future.result())
+        for handle in actors.values():
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+    return stopped

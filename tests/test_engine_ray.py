@@ -1,0 +1,300 @@
+"""`--engine ray` on a local two-CPU Ray cluster (one for the module: Ray is slow to start on two
+cores), against the local OpenAI-compatible test server: the same rows as the local engine, a
+worker killed midway, the rate limit and the cost budget across workers, labels sharded too."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from fakes.openai_server import FakeOpenAIServer
+
+import simulate
+from simulate.cli import main
+from simulate.store import LABELS, RunFolder
+from tests.test_llm_run import shop_world
+
+DATA = Path(__file__).parent / "data"
+SHOP = DATA / "shop"
+AGENT = f"python:{DATA / 'shop_agent.py'}:respond"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer(models=("sim-user", "sim-agent")) as fake:
+        fake.reply_with(shop_world)
+        yield fake
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMULATE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    (tmp_path / "agent.md").write_text("You are the support agent of a small shop.")
+    (tmp_path / "tools.yaml").write_text(
+        "tools:\n"
+        "  - name: track_parcel\n"
+        "    description: Where a customer's parcel is.\n"
+        "    parameters: {type: object, properties: {email: {type: string}}}\n"
+        "    result: {status: in transit}\n"
+    )
+    (tmp_path / "llm.yaml").write_text(
+        "max_retries: 1\nretry_backoff_s: 0.01\ntimeout_s: 5\n"
+        "prices: {sim-user: {input_per_mtok: 10, output_per_mtok: 10},"
+        " sim-agent: {input_per_mtok: 10, output_per_mtok: 10}}\n"
+    )
+    return tmp_path
+
+
+def simulate_cli(*args: str) -> int:
+    """Run the `simulate` command in this process (so it joins the module's cluster)."""
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def llm_args(server: FakeOpenAIServer, files: Path, out: str, *extra: str) -> list[str]:
+    """LLM user x openai target over the shop status scenario, through the test server."""
+    return [
+        "run",
+        "--personas",
+        str(SHOP / "personas.yaml"),
+        "--scenarios",
+        str(SHOP / "scenarios.yaml"),
+        "--scenario",
+        "status",
+        "--user",
+        "llm:sim-user",
+        "--target",
+        "openai:sim-agent",
+        "--system-prompt",
+        str(files / "agent.md"),
+        "--tools",
+        str(files / "tools.yaml"),
+        "--llm-config",
+        str(files / "llm.yaml"),
+        "--base-url",
+        server.base_url,
+        "--out",
+        str(files / out),
+        "--name",
+        "cluster",
+        "-q",
+        *extra,
+    ]
+
+
+def comparable(run_dir: Path, *, call_ids: bool = True) -> list[dict]:
+    """Rows without what timing changes; without tool call ids when ``call_ids`` is False (the
+    test server numbers them in the order requests arrive)."""
+    rows = simulate.load_run(run_dir).remove_columns(["duration_s", "created_at"]).to_list()
+    for row in rows:
+        for message in row["messages"]:
+            message.pop("latency_ms")
+            if not call_ids:
+                calls = json.loads(message["tool_calls"])
+                message["tool_calls"] = [{k: v for k, v in c.items() if k != "id"} for c in calls]
+    return rows
+
+
+def stored_ids(run_dir: Path) -> list[str]:
+    """Every episode id in every shard file, as written (no deduplication)."""
+    return [
+        episode_id
+        for path in sorted((run_dir / "episodes").glob("*.parquet"))
+        for episode_id in pq.read_table(path, columns=["episode_id"]).column(0).to_pylist()
+    ]
+
+
+def test_same_rows_as_the_local_engine_and_one_cache(ray_cluster, server, files):
+    ray_args = llm_args(server, files, "ray", "--trials", "3", "--seed", "7", "--no-cache")
+    assert simulate_cli(*ray_args, "--engine", "ray", "--workers", "2") == 0
+    local_args = llm_args(server, files, "local", "--trials", "3", "--seed", "7")
+    assert simulate_cli(*local_args) == 0
+    ray_rows = comparable(files / "ray", call_ids=False)
+    assert len(ray_rows) == 9  # 3 personas x 1 scenario x 3 trials
+    assert ray_rows == comparable(files / "local", call_ids=False)
+    session = RunFolder.open(files / "ray").manifest.last_session
+    assert session.engine == "ray"
+    assert sum(session.workers.values()) == 9 and set(session.workers) == {"w0", "w1"}
+    usage = {(u.role, u.model): u.calls for u in session.model_usage}
+    local = RunFolder.open(files / "local").manifest.last_session.model_usage
+    assert usage == {(u.role, u.model): u.calls for u in local}  # the workers' usage, merged
+    # shards are named by worker: no file holds two workers' episodes
+    names = [p.name for p in (files / "ray" / "episodes").glob("*.parquet")]
+    assert names and all("-w0-" in n or "-w1-" in n for n in names)
+    # the workers read the cache the local run wrote: a replay on Ray asks the server nothing
+    asked = server.count
+    replay_args = llm_args(server, files, "replay", "--trials", "3", "--seed", "7")
+    assert simulate_cli(*replay_args, "--replay-only", "--engine", "ray", "--workers", "2") == 0
+    assert server.count == asked
+    # (identical requests of concurrent episodes share one cached answer, and its call id)
+    assert comparable(files / "replay", call_ids=False) == comparable(
+        files / "local", call_ids=False
+    )
+
+
+DYING_AGENT = """
+import importlib.util, os, signal
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("shop_agent_for_kill", {shop!r})
+_shop = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_shop)
+
+
+def respond(messages):
+    calls = Path({folder!r}) / f"calls-{{os.getpid()}}"
+    with calls.open("a") as handle:
+        handle.write(".")
+    if calls.stat().st_size == {kill_at}:
+        try:  # the first process to get here dies, once
+            os.close(os.open({marker!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _shop.respond(messages)
+"""
+
+
+def test_a_worker_killed_midway_every_episode_once(ray_cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOP_AGENT_DELAY", "0")
+    marker = tmp_path / "killed"
+    agent = tmp_path / "dying_agent.py"
+    agent.write_text(
+        DYING_AGENT.format(
+            shop=str(DATA / "shop_agent.py"), folder=str(tmp_path), kill_at=60, marker=str(marker)
+        )
+    )
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--personas",
+        str(SHOP / "personas.yaml"),
+        "--scenarios",
+        str(SHOP / "scenarios.yaml"),
+        "--target",
+        f"python:{agent}:respond",
+        "--trials",
+        "6",
+        "--concurrency",
+        "2",
+        "--out",
+        str(out),
+        "-q",
+    ]
+    assert simulate_cli(*args, "--engine", "ray", "--workers", "2") == 0
+    assert marker.exists(), "no worker was killed"
+    ids = stored_ids(out)
+    assert len(ids) == 36 and len(set(ids)) == 36  # 3 personas x 2 scenarios x 6 trials
+    manifest = RunFolder.open(out).manifest
+    assert manifest.status == "complete" and manifest.counts.stored == 36
+    assert sum(manifest.last_session.workers.values()) == 36
+
+
+def test_the_rate_limit_holds_across_workers(ray_cluster, server, files):
+    times: dict[str, list[float]] = {"sim-user": [], "sim-agent": []}
+    lock = threading.Lock()
+
+    def timed(request):
+        with lock:
+            times[request["model"]].append(time.monotonic())
+        return shop_world(request)
+
+    server.reply_with(timed)
+    (files / "llm.yaml").write_text("requests_per_minute: 300\nmax_retries: 0\n")
+    args = llm_args(server, files, "rated", "--trials", "4", "--no-cache", "--concurrency", "4")
+    assert simulate_cli(*args, "--engine", "ray", "--workers", "2") == 0
+    for model, arrived in times.items():  # the limit is per model
+        assert len(arrived) >= 20, model
+        # 300 a minute is one request every 0.2 s; each of the two workers may send its
+        # first at once (the limiter's burst of one): never more than 5 + 2 in any second
+        for start in arrived:
+            assert sum(start <= t < start + 1.0 for t in arrived) <= 7, model
+        assert (len(arrived) - 2) / (arrived[-1] - arrived[0]) <= 5.2, model
+
+
+def test_the_cost_budget_stops_the_cluster_and_resume_finishes(ray_cluster, server, files):
+    args = llm_args(server, files, "budget", "--trials", "4", "--no-cache")
+    ray = ("--engine", "ray", "--workers", "2")
+    # a user call is ~320 tokens at $10 a million ($0.0032), an agent call ~20 (an episode
+    # ~$0.007): $0.02 is spent in 3 episodes of the 12
+    assert simulate_cli(*args, *ray, "--max-cost-usd", "0.02") == 3
+    folder = RunFolder.open(files / "budget")
+    manifest = folder.read_manifest()
+    assert manifest.status == "stopped"
+    assert "max_cost_usd" in manifest.stopped_because
+    stored = manifest.counts.stored
+    assert 0 < stored < 12
+    # the overshoot is at most the calls in flight: 2 workers x 8 concurrent conversations
+    assert 0.02 <= manifest.llm.cost_usd <= 0.02 + 16 * 0.004
+    assert simulate_cli(*args, *ray, "--resume") == 0
+    ids = stored_ids(files / "budget")
+    assert len(ids) == 12 and len(set(ids)) == 12
+    assert RunFolder.open(files / "budget").read_manifest().status == "complete"
+
+
+def test_label_with_judges_on_ray_resumes(ray_cluster, server, files):
+    out = files / "labeled"
+    run = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
+    run += [str(SHOP / "scenarios.yaml"), "--target", AGENT, "--out", str(out), "-q"]
+    assert simulate_cli(*run) == 0
+    rubric = files / "rubric.yaml"
+    rubric.write_text(
+        "id: polite\ncriteria:\n  - id: polite\n    question: Is the agent polite?\n"
+        "    kind: binary\n    applies_to: assistant_turn\n"
+    )
+    server.reply_with(lambda request: {"json": {"value": "yes", "rationale": "kind words"}})
+    label = ["label", str(out), "--rubric", str(rubric), "--judge", "llm:sim-user"]
+    label += ["--base-url", server.base_url, "--llm-config", str(files / "llm.yaml"), "-q"]
+    label += ["--engine", "ray", "--workers", "2"]
+    assert simulate_cli(*label, "--max-calls", "5") == 3
+    first = RunFolder.open(out).labels()
+    judged = [lab for lab in first if lab.labeler_kind == "judge"]
+    assert 0 < len(judged) <= 5
+    assert simulate_cli(*label) == 0
+    labels = RunFolder.open(out).labels()
+    units = sum(
+        sum(m.role == "assistant" for m in episode.messages)
+        for episode in RunFolder.open(out).episodes()
+    )
+    judged = [lab for lab in labels if lab.labeler_kind == "judge"]
+    assert len(judged) == units
+    assert len({(lab.episode_id, lab.turn_index) for lab in judged}) == units
+    assert len(server.requests) == units  # nothing judged twice
+    history = [
+        json.dumps([r["episode_id"], r["turn_index"], r["labeler"]])
+        for path in (out / LABELS).glob("*.parquet")
+        for r in pq.read_table(path).to_pylist()
+    ]
+    assert len(history) == len(set(history))  # every label slot written once
+
+
+def test_engine_ray_without_ray_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if not installed
+    args = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
+    args += [str(SHOP / "scenarios.yaml"), "--target", AGENT, "--out", str(tmp_path / "r")]
+    assert simulate_cli(*args, "--engine", "ray") == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == "error: --engine ray needs Ray, which is not installed: pip install 'simulate[ray]'"
+    )
+    assert not (tmp_path / "r").exists()
+    assert simulate_cli(*args, "--workers", "2") == 1
+    assert "--workers go with --engine ray" in capsys.readouterr().err
