@@ -257,16 +257,16 @@ def test_label_with_judges_on_ray_resumes(ray_cluster, server, files):
     assert simulate_cli(*run) == 0
     rubric = files / "rubric.yaml"
     rubric.write_text(
-        "id: polite\ncriteria:\n  - id: polite\n    question: Is the agent polite?\n"
+        'id: polite\nversion: "1"\ncriteria:\n  - id: polite\n    question: Is it polite?\n'
         "    kind: binary\n    applies_to: assistant_turn\n"
     )
     server.reply_with(lambda request: {"json": {"value": "yes", "rationale": "kind words"}})
     label = ["label", str(out), "--rubric", str(rubric), "--judge", "llm:sim-user"]
     label += ["--base-url", server.base_url, "--llm-config", str(files / "llm.yaml"), "-q"]
-    label += ["--engine", "ray", "--workers", "2"]
-    assert simulate_cli(*label, "--max-calls", "5") == 3
-    first = RunFolder.open(out).labels()
-    judged = [lab for lab in first if lab.labeler_kind == "judge"]
+    label += ["--engine", "ray", "--workers", "2", "--no-cache"]
+    assert simulate_cli(*label, "--max-calls", "5") == 3  # for the whole cluster
+    assert server.count == 5
+    judged = [lab for lab in RunFolder.open(out).labels() if lab.labeler_kind == "judge"]
     assert 0 < len(judged) <= 5
     assert simulate_cli(*label) == 0
     labels = RunFolder.open(out).labels()

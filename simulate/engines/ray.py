@@ -46,9 +46,11 @@ from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import BudgetExceeded, Price, UsageMeter, UsageStats
 from simulate.runner import Tally, run_episodes
 from simulate.schema import Episode, EpisodeSpec
-from simulate.store import DISCARDED, EPISODES, RunFolder
+from simulate.store import DISCARDED, EPISODES, LABELS, RunFolder, ShardKind
 
 if TYPE_CHECKING:
+    from simulate.label.labeling import LabelConfig, LabelResult
+    from simulate.schema import Label
     from simulate.simulation import Prepared, RunConfig
 
 FOLLOW_INTERVAL_S = 0.5
@@ -230,11 +232,12 @@ def new_ledger(config: RunConfig | Any, workers: int, name: str) -> Any:
 
 @dataclass(frozen=True)
 class Shard:
-    """A slice of the plan, played by one worker at a time."""
+    """A slice of the work (episode specs to play, or ids of episodes to label), done by one
+    worker at a time."""
 
     tag: str
-    """`<session>-<index>`: in the names of the files its episodes are stored in."""
-    specs: list[EpisodeSpec]
+    """`<session>-<index>`: in the names of the files its rows are stored in."""
+    items: list[Any]
 
 
 @dataclass
@@ -314,7 +317,7 @@ class EpisodeWorker:
         job, folder = self.job, RunFolder(self.job.config.out)
         make_user, make_target = make_parties(job.config, job.prepared, self.models.get_llm)
         stored = stored_by(folder, shard.tag)
-        todo = [spec for spec in shard.specs if spec.episode_id not in stored]
+        todo = [spec for spec in shard.items if spec.episode_id not in stored]
         tag = f"{shard.tag}-{self.name}"
         writer = folder.writer(tag=tag)
         discarded = folder.writer(DISCARDED, tag=tag) if job.config.resimulate_faults else None
@@ -348,34 +351,24 @@ def stored_by(folder: RunFolder, shard_tag: str) -> set[str]:
 
 
 class Follower:
-    """Reads the episodes the workers store, as their files appear, each counted once."""
+    """Hands each shard file of ``kind`` the workers write, with the worker's name, to
+    ``on_shard``, once, as the files appear."""
 
     def __init__(
-        self,
-        folder: RunFolder,
-        wanted: set[str],
-        tally: Tally,
-        record: Callable[[Episode], Any],
+        self, folder: RunFolder, kind: ShardKind, on_shard: Callable[[Path, str], Any]
     ) -> None:
         self.folder = folder
-        self.wanted = wanted
-        self.tally = tally
-        self.record = record
-        self.seen = {path.name for path in folder.shards(EPISODES)}  # earlier sessions'
+        self.kind = kind
+        self.on_shard = on_shard
+        self.seen = {path.name for path in folder.shards(kind)}  # earlier sessions'
 
     def catch_up(self) -> None:
-        """Count the episodes in files written since the last call."""
-        for path in self.folder.shards(EPISODES):
-            if path.name in self.seen:
-                continue
-            self.seen.add(path.name)
-            match = _WORKER.search(path.name)
-            worker = match.group(1) if match else "?"
-            for episode in self.folder.episodes_in(path):
-                if episode.episode_id in self.wanted:
-                    self.wanted.discard(episode.episode_id)
-                    self.tally.workers[worker] += 1
-                    self.record(episode)
+        """Hand on the files written since the last call."""
+        for path in self.folder.shards(self.kind):
+            if path.name not in self.seen:
+                self.seen.add(path.name)
+                match = _WORKER.search(path.name)
+                self.on_shard(path, match.group(1) if match else "?")
 
 
 async def play_on_ray(
@@ -413,7 +406,16 @@ async def play_on_ray(
         actor = remote(EpisodeWorker).options(**worker_options(cpus, workers))
         ledger_name = f"simulate-ledger-{session}" if ledger is not None else None
         actors = {f"w{i}": actor.remote(f"w{i}", job, ledger_name) for i in range(workers)}
-        follower = Follower(folder, {spec.episode_id for spec in todo}, tally, record)
+        wanted = {spec.episode_id for spec in todo}
+
+        def count(path: Path, worker: str) -> None:
+            for episode in folder.episodes_in(path):
+                if episode.episode_id in wanted:  # once, though a crash may have it replayed
+                    wanted.discard(episode.episode_id)
+                    tally.workers[worker] += 1
+                    record(episode)
+
+        follower = Follower(folder, EPISODES, count)
 
         def merge(report: ShardReport) -> None:
             tally.set_aside += report.set_aside
@@ -474,7 +476,7 @@ async def drive(
                     if failures[id(shard)] >= MAX_SHARD_FAILURES or not actors:
                         raise SimulateError(
                             f"Ray workers kept dying on shard {shard.tag} "
-                            f"({len(shard.specs)} items); what finished is stored"
+                            f"({len(shard.items)} items); what finished is stored"
                         ) from None
                     queue.appendleft(shard)
                     continue
@@ -502,3 +504,109 @@ async def drive(
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
     return stopped
+
+
+# --- labels ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelJob:
+    """What every worker needs to label any shard of a run's episodes."""
+
+    config: LabelConfig
+    plan: Any
+    """The labeling's `_Plan` (rules, judged criteria, the judge), checked by the driver."""
+    settings: LLMSettings | None
+    """The worker's share of the endpoint's limits; None when no judge is used."""
+
+
+class LabelWorker:
+    """A Ray worker: labels the episodes of the shards it is handed, with the same labelers
+    and the same loop as `simulate label` in one process (`label_units`)."""
+
+    def __init__(self, name: str, job: LabelJob, ledger: str | None) -> None:
+        from simulate.label.labeling import make_assignments
+
+        self.name = name
+        self.job = job
+        self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
+        folder = RunFolder(job.config.run_dir)
+        self.assignments = make_assignments(job.config, folder, job.plan, self.models.pool)
+        self.done = folder.label_keys()
+
+    async def label(self, shard: Shard) -> LabelResult:
+        """Label the units of ``shard``'s episodes not labeled yet (never taking the folder's
+        labels lock: the driver holds it for every worker)."""
+        from simulate.label.labeling import LabelResult, _todo, label_units
+
+        folder = RunFolder(self.job.config.run_dir)
+        done = self.done | {  # what a worker that crashed on this shard had stored
+            label.key
+            for path in folder.shards(LABELS)
+            if f"-{shard.tag}-" in path.name
+            for label in folder.labels_in(path)
+        }
+        result = LabelResult(run_dir=folder.path)
+        todo = _todo(folder, self.assignments, done, result, ids=set(shard.items))
+        try:
+            async with folder.writer(LABELS, tag=f"{shard.tag}-{self.name}") as writer:
+                await label_units(todo, writer, result, self.job.config.concurrency)
+        finally:
+            self.models.settle()
+        return result
+
+    async def close(self) -> dict[tuple[Any, str], UsageStats]:
+        """Close the worker's model clients; the model usage of its life."""
+        return await self.models.close()
+
+
+async def label_on_ray(
+    config: LabelConfig,
+    plan: Any,
+    folder: RunFolder,
+    result: LabelResult,
+    on_label: Callable[[Label], Any] | None,
+    pool: LLMPool | None,
+) -> None:
+    """Label ``folder``'s episodes on a Ray cluster (the caller holds the labels lock), the
+    workers' counts, failures and usage added to ``result`` and ``pool``'s meter."""
+    ids = sorted(folder.episode_ids())
+    if not ids:
+        return
+    with cluster(config.ray_address) as cpus:
+        workers = config.workers or max(1, int(cpus))
+        session = secrets.token_hex(3)
+        shards = [
+            Shard(f"{session}-{index:05d}", chunk)
+            for index, chunk in enumerate(split(ids, workers * SHARDS_PER_WORKER))
+        ]
+        workers = min(workers, len(shards))
+        ledger = new_ledger(config, workers, f"simulate-ledger-{session}")
+        job = LabelJob(
+            config=config.model_copy(update={"run_dir": str(folder.path.resolve())}),
+            plan=plan,
+            settings=settings_share(pool.settings, workers) if pool else None,
+        )
+        actor = remote(LabelWorker).options(**worker_options(cpus, workers))
+        ledger_name = f"simulate-ledger-{session}" if ledger is not None else None
+        actors = {f"w{i}": actor.remote(f"w{i}", job, ledger_name) for i in range(workers)}
+
+        def count(path: Path, worker: str) -> None:
+            if on_label is not None:
+                for label in folder.labels_in(path):
+                    on_label(label)
+
+        def merge(report: LabelResult) -> None:
+            result.written += report.written
+            result.skipped += report.skipped
+            result.judged += report.judged
+            result.failures += report.failures
+
+        follower = Follower(folder, LABELS, count)
+        try:
+            stopped = await drive(actors, "label", shards, follower.catch_up, merge, pool)
+        finally:
+            if ledger is not None:
+                import_ray().kill(ledger)
+        follower.catch_up()
+    result.stopped = result.stopped or stopped
