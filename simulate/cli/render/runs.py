@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulate.cli.render import out
+from simulate.runner import Tally
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, RunResult
 
@@ -48,6 +49,8 @@ def print_summary(result: RunResult, summary: dict[str, Any], findings: bool = F
         f"{tally.skipped} already stored, {summary['episodes']} in the folder)",
         markup=True,
     )
+    if tally.workers:
+        out.print(f"ray workers: {per_worker(tally)} episodes")
     statuses = ", ".join(f"{k} {v}" for k, v in summary["by_status"].items())
     out.print(f"outcomes: {statuses}")
     rate = summary["goal_rate"]
@@ -71,6 +74,11 @@ def print_summary(result: RunResult, summary: dict[str, Any], findings: bool = F
         f"python: simulate.load_run({str(result.run_dir)!r})  ·  "
         f"transcripts: simulate show {result.run_dir} --failed"
     )
+
+
+def per_worker(tally: Tally) -> str:
+    """`w0 12 · w1 14`: episodes stored by each Ray worker (empty on the local engine)."""
+    return " · ".join(f"{name} {n}" for name, n in sorted(tally.workers.items()))
 
 
 def print_usage(result: RunResult) -> None:
