@@ -640,14 +640,17 @@ class RunFolder:
 
     # --- shards
 
-    def shards(self, kind: ShardKind = EPISODES) -> list[Path]:
-        """The readable shards of ``kind``, in the order they were written.
+    def shards(self, kind: ShardKind = EPISODES, tag: str = "") -> list[Path]:
+        """The readable shards of ``kind`` (those whose writer had ``tag``, when given), in the
+        order they were written.
 
         A shard that cannot be read is left out with a `ShardWarning` naming it. The folder is
         listed, not globbed, so a run folder named `runs/[v1]` works.
         """
         good = []
         for path in self._shard_files(kind):
+            if tag and f"-{tag}-" not in path.name:
+                continue
             problem = self._problem(path, kind)
             if problem is None:
                 good.append(path)

@@ -298,3 +298,14 @@ def test_engine_ray_without_ray_says_what_to_install(tmp_path, monkeypatch, caps
     assert not (tmp_path / "r").exists()
     assert simulate_cli(*args, "--workers", "2") == 1
     assert "--workers go with --engine ray" in capsys.readouterr().err
+
+
+def test_calibrate_on_ray(ray_cluster, tmp_path, capsys):
+    args = ["calibrate", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
+    args += [str(SHOP / "scenarios.yaml"), "--target", AGENT, "--repeats", "2", "--json", "-q"]
+    args += ["--out", str(tmp_path / "noise"), "--engine", "ray", "--workers", "2"]
+    assert simulate_cli(*args) == 0
+    assert json.loads(capsys.readouterr().out)["repeats"]
+    for repeat in ("repeat-1", "repeat-2"):
+        session = RunFolder.open(tmp_path / "noise" / repeat).manifest.last_session
+        assert session.engine == "ray" and sum(session.workers.values()) == 6

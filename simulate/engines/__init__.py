@@ -7,6 +7,7 @@ until `--engine ray` is asked for.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
@@ -68,3 +69,9 @@ def split(items: Sequence[T], shards: int) -> list[list[T]]:
         return []
     size = math.ceil(len(items) / max(1, shards))
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+@functools.cache
+def remote(cls: type) -> Any:
+    """``cls`` as a Ray actor class (made once; Ray is imported only when it is used)."""
+    return import_ray().remote(cls)

@@ -16,10 +16,8 @@ an episode a killed worker had not flushed yet is counted once, when it is playe
 
 Limits hold across the cluster: each worker gets its share of the endpoint's
 `requests_per_minute` (exact: the shares add up to the limit) and of `max_concurrency`
-(⌊limit / workers⌋, at least 1); `--max-calls` and `--max-cost-usd` are kept by one `Ledger`
-actor that leases budget to workers in chunks. Paid calls never exceed `--max-calls`; the cost
-can pass `--max-cost-usd` by what the calls in flight across the cluster cost when it is
-reached (as on one machine, where it is the calls in flight in one process). The LLM cache is
+(⌊limit / workers⌋, at least 1), kept by its LLMs for its whole life; `--max-calls` and
+`--max-cost-usd` are leased to the workers by one actor (`engines/budget.py`). The LLM cache is
 the sqlite file in the cache folder the driver resolved: on one machine, or with that folder
 on a shared file system, every worker reads and writes the same cache.
 """
@@ -29,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import re
 import secrets
@@ -39,11 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simulate.engines import SHARDS_PER_WORKER, import_ray, split
+from simulate.engines import SHARDS_PER_WORKER, import_ray, remote, split
+from simulate.engines.budget import LeasedMeter, new_ledger
 from simulate.errors import ConfigError, RunStopped, SimulateError
 from simulate.llm.pool import LLMPool
 from simulate.llm.settings import LLMSettings
-from simulate.llm.usage import BudgetExceeded, Price, UsageMeter, UsageStats
+from simulate.llm.usage import UsageMeter, UsageStats
 from simulate.runner import Tally, run_episodes
 from simulate.schema import Episode, EpisodeSpec
 from simulate.store import DISCARDED, EPISODES, LABELS, RunFolder, ShardKind
@@ -103,12 +101,6 @@ def worker_options(cpus: float, workers: int) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def remote(cls: type) -> Any:
-    """``cls`` as a Ray actor class (made once; Ray is imported only when it is used)."""
-    return import_ray().remote(cls)
-
-
 def settings_share(settings: LLMSettings, workers: int) -> LLMSettings:
     """One worker's share of the endpoint's limits: the rate split exactly, the concurrency
     ⌊limit / workers⌋ (at least 1)."""
@@ -122,109 +114,6 @@ def unwrap(exc: BaseException) -> BaseException:
     """The Simulate error a worker raised, out of Ray's wrapper, so it prints as one line."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, SimulateError) else exc
-
-
-# --- budgets across workers -----------------------------------------------------------------------
-
-
-@dataclass
-class _Account:
-    granted_calls: int = 0
-    spent_calls: int = 0
-    granted_cost: float = 0.0
-    spent_cost: float = 0.0
-
-
-class Ledger:
-    """A Ray actor that keeps a run's `--max-calls` and `--max-cost-usd` for all its workers,
-    handing each a lease (a slice of what is left) and taking back what a finished shard did
-    not use. What a killed worker leased counts as spent."""
-
-    def __init__(self, max_calls: int | None, max_cost_usd: float | None, workers: int) -> None:
-        self.max_calls = max_calls
-        self.max_cost_usd = max_cost_usd
-        self.workers = workers
-        self.accounts: dict[str, _Account] = {}
-
-    def lease(self, key: str, spent_calls: int, spent_cost: float) -> tuple[int, float] | str:
-        """More budget for the meter ``key``, which has spent this much: (calls, USD), or why
-        the budget is spent."""
-        account = self._report(key, spent_calls, spent_cost)
-        calls, cost = 0, 0.0
-        if self.max_calls is not None:
-            left = self.max_calls - sum(max(a.granted_calls, a.spent_calls) for a in self._all())
-            if left <= 0:
-                return f"budget reached: {self.max_calls} model calls (max_calls)"
-            calls = max(1, left // (2 * self.workers))
-        if self.max_cost_usd is not None:
-            committed = sum(max(a.granted_cost, a.spent_cost) for a in self._all())
-            left_usd = self.max_cost_usd - committed
-            if left_usd <= 0:
-                spent = sum(a.spent_cost for a in self._all())
-                return (
-                    f"budget reached: ${spent:.4f} spent of ${self.max_cost_usd:g} (max_cost_usd)"
-                )
-            cost = min(left_usd, max(left_usd / (2 * self.workers), self.max_cost_usd / 100))
-        account.granted_calls = max(account.granted_calls, account.spent_calls) + calls
-        account.granted_cost = max(account.granted_cost, account.spent_cost) + cost
-        return calls, cost
-
-    def settle(self, key: str, spent_calls: int, spent_cost: float) -> None:
-        """The meter ``key`` is done: what it leased and did not spend is free again."""
-        account = self._report(key, spent_calls, spent_cost)
-        account.granted_calls, account.granted_cost = spent_calls, spent_cost
-
-    def _report(self, key: str, spent_calls: int, spent_cost: float) -> _Account:
-        account = self.accounts.setdefault(key, _Account())
-        account.spent_calls, account.spent_cost = spent_calls, spent_cost
-        return account
-
-    def _all(self) -> list[_Account]:
-        return list(self.accounts.values())
-
-
-class LeasedMeter(UsageMeter):
-    """A worker's meter whose budgets are leases from the run's `Ledger`: when one is used up,
-    it asks for more before the next paid call, and stops the shard when none is left."""
-
-    def __init__(self, prices: dict[str, Price], ledger: Any, key: str, *, calls: bool, cost: bool):
-        super().__init__(prices, max_calls=0 if calls else None, max_cost_usd=0.0 if cost else None)
-        self.ledger = ledger
-        self.key = key
-        self._asking = asyncio.Lock()
-
-    async def admit(self, model: str) -> None:
-        """Reserve a paid call within the lease, leasing more first when it is used up."""
-        while True:
-            with contextlib.suppress(BudgetExceeded):
-                self.reserve(model)
-                return
-            async with self._asking:  # one request to the ledger at a time
-                with contextlib.suppress(BudgetExceeded):
-                    self.reserve(model)  # another call's lease came in meanwhile
-                    return
-                grant = await self.ledger.lease.remote(self.key, *self.spent())
-                if isinstance(grant, str):
-                    raise BudgetExceeded(grant)
-                calls, cost = grant
-                if self.max_calls is not None:
-                    self.max_calls += calls
-                if self.max_cost_usd is not None:
-                    self.max_cost_usd += cost
-
-    def spent(self) -> tuple[int, float]:
-        """Paid calls (in flight included) and USD spent so far."""
-        totals = self.totals()
-        return totals.paid_calls + self._in_flight, totals.cost_usd or 0.0
-
-
-def new_ledger(config: RunConfig | Any, workers: int, name: str) -> Any:
-    """The run's Ledger actor, named ``name`` (workers look it up by name: a handle among an
-    actor's arguments would make Ray warn about restarts), or None when it has no budget."""
-    if config.max_calls is None and config.max_cost_usd is None:
-        return None
-    ledger = remote(Ledger).options(num_cpus=0, name=name)
-    return ledger.remote(config.max_calls, config.max_cost_usd, workers)
 
 
 # --- episodes -------------------------------------------------------------------------------------
@@ -344,8 +233,7 @@ def stored_by(folder: RunFolder, shard_tag: str) -> set[str]:
     died playing it)."""
     return {
         episode.episode_id
-        for path in folder.shards(EPISODES)
-        if f"-{shard_tag}-" in path.name
+        for path in folder.shards(EPISODES, tag=shard_tag)
         for episode in folder.episodes_in(path)
     }
 
@@ -542,8 +430,7 @@ class LabelWorker:
         folder = RunFolder(self.job.config.run_dir)
         done = self.done | {  # what a worker that crashed on this shard had stored
             label.key
-            for path in folder.shards(LABELS)
-            if f"-{shard.tag}-" in path.name
+            for path in folder.shards(LABELS, tag=shard.tag)
             for label in folder.labels_in(path)
         }
         result = LabelResult(run_dir=folder.path)

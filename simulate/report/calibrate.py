@@ -10,6 +10,7 @@ and completes a partial one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -325,12 +326,17 @@ async def calibrate(
             are kept and ``resume`` continues.
     """
     check_options(alpha, correction)
-    for index, repeat in enumerate(repeat_configs(config, repeats), 1):
-        if on_repeat:
-            on_repeat(index, repeat)
-        result = await run(repeat, on_start=on_start, on_episode=on_episode)
-        if result.stopped:
-            raise RunStopped(
-                f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept"
-            )
+    with contextlib.ExitStack() as stack:
+        if config.engine == "ray":  # one cluster for every repeat, not one each
+            from simulate.engines.ray import cluster
+
+            stack.enter_context(cluster(config.ray_address))
+        for index, repeat in enumerate(repeat_configs(config, repeats), 1):
+            if on_repeat:
+                on_repeat(index, repeat)
+            result = await run(repeat, on_start=on_start, on_episode=on_episode)
+            if result.stopped:
+                raise RunStopped(
+                    f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept"
+                )
     return measure_noise(config.out, repeats, alpha=alpha, correction=correction)

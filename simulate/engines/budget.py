@@ -1,0 +1,121 @@
+"""Budgets across a Ray cluster: one `Ledger` actor keeps a run's `--max-calls` and
+`--max-cost-usd`, and each worker's `LeasedMeter` spends leases of it.
+
+A worker asks for a lease (a slice of what is left, smaller as less is left) when the one it
+holds is used up, before its next paid call, and gives back what it did not use when a shard
+ends. Paid calls never pass `--max-calls`: a call is counted against a lease before it is
+made. The cost of a call is known only once it is answered, so the cost can pass
+`--max-cost-usd` by what the calls in flight across the cluster cost when the budget is
+reached. What a killed worker leased counts as spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from simulate.engines import remote
+from simulate.llm.usage import BudgetExceeded, Price, UsageMeter
+
+
+@dataclass
+class _Account:
+    granted_calls: int = 0
+    spent_calls: int = 0
+    granted_cost: float = 0.0
+    spent_cost: float = 0.0
+
+
+class Ledger:
+    """A Ray actor that keeps a run's `--max-calls` and `--max-cost-usd` for all its workers,
+    handing each a lease (a slice of what is left) and taking back what a finished shard did
+    not use. What a killed worker leased counts as spent."""
+
+    def __init__(self, max_calls: int | None, max_cost_usd: float | None, workers: int) -> None:
+        self.max_calls = max_calls
+        self.max_cost_usd = max_cost_usd
+        self.workers = workers
+        self.accounts: dict[str, _Account] = {}
+
+    def lease(self, key: str, spent_calls: int, spent_cost: float) -> tuple[int, float] | str:
+        """More budget for the meter ``key``, which has spent this much: (calls, USD), or why
+        the budget is spent."""
+        account = self._report(key, spent_calls, spent_cost)
+        calls, cost = 0, 0.0
+        if self.max_calls is not None:
+            left = self.max_calls - sum(max(a.granted_calls, a.spent_calls) for a in self._all())
+            if left <= 0:
+                return f"budget reached: {self.max_calls} model calls (max_calls)"
+            calls = max(1, left // (2 * self.workers))
+        if self.max_cost_usd is not None:
+            committed = sum(max(a.granted_cost, a.spent_cost) for a in self._all())
+            left_usd = self.max_cost_usd - committed
+            if left_usd <= 0:
+                spent = sum(a.spent_cost for a in self._all())
+                return (
+                    f"budget reached: ${spent:.4f} spent of ${self.max_cost_usd:g} (max_cost_usd)"
+                )
+            cost = min(left_usd, max(left_usd / (2 * self.workers), self.max_cost_usd / 100))
+        account.granted_calls = max(account.granted_calls, account.spent_calls) + calls
+        account.granted_cost = max(account.granted_cost, account.spent_cost) + cost
+        return calls, cost
+
+    def settle(self, key: str, spent_calls: int, spent_cost: float) -> None:
+        """The meter ``key`` is done: what it leased and did not spend is free again."""
+        account = self._report(key, spent_calls, spent_cost)
+        account.granted_calls, account.granted_cost = spent_calls, spent_cost
+
+    def _report(self, key: str, spent_calls: int, spent_cost: float) -> _Account:
+        account = self.accounts.setdefault(key, _Account())
+        account.spent_calls, account.spent_cost = spent_calls, spent_cost
+        return account
+
+    def _all(self) -> list[_Account]:
+        return list(self.accounts.values())
+
+
+class LeasedMeter(UsageMeter):
+    """A worker's meter whose budgets are leases from the run's `Ledger`: when one is used up,
+    it asks for more before the next paid call, and stops the shard when none is left."""
+
+    def __init__(self, prices: dict[str, Price], ledger: Any, key: str, *, calls: bool, cost: bool):
+        super().__init__(prices, max_calls=0 if calls else None, max_cost_usd=0.0 if cost else None)
+        self.ledger = ledger
+        self.key = key
+        self._asking = asyncio.Lock()
+
+    async def admit(self, model: str) -> None:
+        """Reserve a paid call within the lease, leasing more first when it is used up."""
+        while True:
+            with contextlib.suppress(BudgetExceeded):
+                self.reserve(model)
+                return
+            async with self._asking:  # one request to the ledger at a time
+                with contextlib.suppress(BudgetExceeded):
+                    self.reserve(model)  # another call's lease came in meanwhile
+                    return
+                grant = await self.ledger.lease.remote(self.key, *self.spent())
+                if isinstance(grant, str):
+                    raise BudgetExceeded(grant)
+                calls, cost = grant
+                if self.max_calls is not None:
+                    self.max_calls += calls
+                if self.max_cost_usd is not None:
+                    self.max_cost_usd += cost
+
+    def spent(self) -> tuple[int, float]:
+        """Paid calls (in flight included) and USD spent so far."""
+        totals = self.totals()
+        return totals.paid_calls + self._in_flight, totals.cost_usd or 0.0
+
+
+def new_ledger(config: Any, workers: int, name: str) -> Any:
+    """The Ledger actor of a run or a labeling (``config`` holds the budget flags), named
+    ``name`` (workers look it up by name: a handle among an actor's arguments makes Ray warn
+    about restarts), or None when there is no budget."""
+    if config.max_calls is None and config.max_cost_usd is None:
+        return None
+    ledger = remote(Ledger).options(num_cpus=0, name=name)
+    return ledger.remote(config.max_calls, config.max_cost_usd, workers)
