@@ -150,7 +150,7 @@ def test_same_rows_as_the_local_engine_and_one_cache(ray_cluster, server, files)
 
 
 DYING_AGENT = """
-import importlib.util, os, signal
+import importlib.util, os, signal, time
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location("shop_agent_for_kill", {shop!r})
@@ -159,11 +159,14 @@ _spec.loader.exec_module(_shop)
 
 
 def respond(messages):
-    calls = Path({folder!r}) / f"calls-{{os.getpid()}}"
-    with calls.open("a") as handle:
-        handle.write(".")
-    if calls.stat().st_size == {kill_at}:
-        try:  # the first process to get here dies, once
+    time.sleep(0.1)
+    first = Path({folder!r}) / f"first-call-{{os.getpid()}}"
+    if not first.exists():
+        first.write_text(str(time.time()))
+    # 2.5 s into a worker's first shard (which lasts ~4 s), after its first flushes: the first
+    # worker to get here dies, once
+    if time.time() - float(first.read_text()) > 2.5:
+        try:
             os.close(os.open({marker!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             pass
@@ -173,39 +176,31 @@ def respond(messages):
 """
 
 
-def test_a_worker_killed_midway_every_episode_once(ray_cluster, tmp_path, monkeypatch):
-    monkeypatch.setenv("SHOP_AGENT_DELAY", "0")
+def test_a_worker_killed_midway_every_episode_once(ray_cluster, tmp_path):
     marker = tmp_path / "killed"
     agent = tmp_path / "dying_agent.py"
     agent.write_text(
         DYING_AGENT.format(
-            shop=str(DATA / "shop_agent.py"), folder=str(tmp_path), kill_at=60, marker=str(marker)
+            shop=str(DATA / "shop_agent.py"), folder=str(tmp_path), marker=str(marker)
         )
     )
     out = tmp_path / "run"
-    args = [
-        "run",
-        "--personas",
-        str(SHOP / "personas.yaml"),
-        "--scenarios",
-        str(SHOP / "scenarios.yaml"),
-        "--target",
-        f"python:{agent}:respond",
-        "--trials",
-        "6",
-        "--concurrency",
-        "2",
-        "--out",
-        str(out),
-        "-q",
-    ]
+    args = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
+    args += [str(SHOP / "scenarios.yaml"), "--target", f"python:{agent}:respond", "--trials"]
+    args += ["20", "--concurrency", "2", "--out", str(out), "-q"]  # 8 shards of 15 episodes
     assert simulate_cli(*args, "--engine", "ray", "--workers", "2") == 0
     assert marker.exists(), "no worker was killed"
     ids = stored_ids(out)
-    assert len(ids) == 36 and len(set(ids)) == 36  # 3 personas x 2 scenarios x 6 trials
+    assert len(ids) == 120 and len(set(ids)) == 120  # 3 personas x 2 scenarios x 20 trials
+    # the killed worker's stored episodes were kept: its shard is in files of two writers
+    writers: dict[str, set[str]] = {}
+    for path in (out / "episodes").glob("*.parquet"):
+        *_, session, shard, worker, token, _n = path.stem.split("-")
+        writers.setdefault(f"{session}-{shard}", set()).add(f"{worker}-{token}")
+    assert max(len(w) for w in writers.values()) == 2
     manifest = RunFolder.open(out).manifest
-    assert manifest.status == "complete" and manifest.counts.stored == 36
-    assert sum(manifest.last_session.workers.values()) == 36
+    assert manifest.status == "complete" and manifest.counts.stored == 120
+    assert sum(manifest.last_session.workers.values()) == 120
 
 
 def test_the_rate_limit_holds_across_workers(ray_cluster, server, files):
