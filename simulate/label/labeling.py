@@ -5,7 +5,8 @@ judges alike) through the run's bounded work pool. Labels go to `labels/*.parque
 folder's shard writer, so a killed labeling keeps what it wrote, and a re-run skips every unit
 already labeled by the same labeler and rubric version. A unit the judge fails on (after the
 LLM layer's retries) is reported and skipped; a spent budget or a replay miss stops the
-labeling cleanly.
+labeling cleanly. With `--engine ray` the episodes are sharded over Ray workers, each running
+the same loop (`label_units`) and writing label shards of its own (`engines/ray.py`).
 """
 
 from __future__ import annotations
