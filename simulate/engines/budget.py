@@ -3,10 +3,12 @@
 
 A worker asks for a lease (a slice of what is left, smaller as less is left) when the one it
 holds is used up, before its next paid call, and gives back what it did not use when a shard
-ends. Paid calls never pass `--max-calls`: a call is counted against a lease before it is
-made. The cost of a call is known only once it is answered, so the cost can pass
-`--max-cost-usd` by what the calls in flight across the cluster cost when the budget is
-reached. What a killed worker leased counts as spent.
+ends; while the rest is leased to other workers it waits for them to spend it or give it back,
+so the run stops when the budget is spent, not when it is all handed out. Paid calls never
+pass `--max-calls`: a call is counted against a lease before it is made. The cost of a call is
+known only once it is answered, so the cost can pass `--max-cost-usd` by what the calls in
+flight across the cluster cost when the budget is reached. What a killed worker leased counts
+as spent.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ from typing import Any
 from simulate.engines import remote
 from simulate.llm.usage import BudgetExceeded, Price, UsageMeter
 
+LEASE_RETRY_S = 0.05
+"""How long a worker waits before asking again when the rest of the budget is leased to others."""
+LEASE_WAIT_S = 60.0
+"""How long it waits at most: then the budget counts as reached (the others never gave back)."""
+
 
 @dataclass
 class _Account:
+    """One worker's (one incarnation's) dealings with the ledger."""
+
+    worker: str
     granted_calls: int = 0
     spent_calls: int = 0
     granted_cost: float = 0.0
@@ -39,41 +49,56 @@ class Ledger:
         self.workers = workers
         self.accounts: dict[str, _Account] = {}
 
-    def lease(self, key: str, spent_calls: int, spent_cost: float) -> tuple[int, float] | str:
-        """More budget for the meter ``key``, which has spent this much: (calls, USD), or why
-        the budget is spent."""
+    def join(self, worker: str, key: str) -> None:
+        """A worker (re)started as ``key``: what its dead incarnations leased counts as spent."""
+        for account in self.accounts.values():
+            if account.worker == worker:
+                account.spent_calls = max(account.spent_calls, account.granted_calls)
+                account.spent_cost = max(account.spent_cost, account.granted_cost)
+        self.accounts[key] = _Account(worker)
+
+    def lease(
+        self, key: str, spent_calls: int, spent_cost: float
+    ) -> tuple[int, float] | str | None:
+        """More budget for the meter ``key``, which has spent this much: its new limits, (calls,
+        USD) in all; None when the rest is leased to other workers (ask again: they spend it or
+        give it back); or why the budget is spent."""
         account = self._report(key, spent_calls, spent_cost)
+        accounts = list(self.accounts.values())
         calls, cost = 0, 0.0
         if self.max_calls is not None:
-            left = self.max_calls - sum(max(a.granted_calls, a.spent_calls) for a in self._all())
-            if left <= 0:
+            spent = sum(a.spent_calls for a in accounts)
+            if spent >= self.max_calls:
                 return f"budget reached: {self.max_calls} model calls (max_calls)"
+            left = self.max_calls - sum(max(a.granted_calls, a.spent_calls) for a in accounts)
+            if left <= 0:
+                return None
             calls = max(1, left // (2 * self.workers))
         if self.max_cost_usd is not None:
-            committed = sum(max(a.granted_cost, a.spent_cost) for a in self._all())
+            spent_usd = sum(a.spent_cost for a in accounts)
+            if spent_usd >= self.max_cost_usd:
+                return (
+                    f"budget reached: ${spent_usd:.4f} spent of ${self.max_cost_usd:g}"
+                    " (max_cost_usd)"
+                )
+            committed = sum(max(a.granted_cost, a.spent_cost) for a in accounts)
             left_usd = self.max_cost_usd - committed
             if left_usd <= 0:
-                spent = sum(a.spent_cost for a in self._all())
-                return (
-                    f"budget reached: ${spent:.4f} spent of ${self.max_cost_usd:g} (max_cost_usd)"
-                )
+                return None
             cost = min(left_usd, max(left_usd / (2 * self.workers), self.max_cost_usd / 100))
         account.granted_calls = max(account.granted_calls, account.spent_calls) + calls
         account.granted_cost = max(account.granted_cost, account.spent_cost) + cost
-        return calls, cost
+        return account.granted_calls, account.granted_cost
 
     def settle(self, key: str, spent_calls: int, spent_cost: float) -> None:
-        """The meter ``key`` is done: what it leased and did not spend is free again."""
+        """The meter ``key`` is between shards: what it leased and did not spend is free again."""
         account = self._report(key, spent_calls, spent_cost)
         account.granted_calls, account.granted_cost = spent_calls, spent_cost
 
     def _report(self, key: str, spent_calls: int, spent_cost: float) -> _Account:
-        account = self.accounts.setdefault(key, _Account())
+        account = self.accounts.setdefault(key, _Account(key))
         account.spent_calls, account.spent_cost = spent_calls, spent_cost
         return account
-
-    def _all(self) -> list[_Account]:
-        return list(self.accounts.values())
 
 
 class LeasedMeter(UsageMeter):
@@ -96,14 +121,34 @@ class LeasedMeter(UsageMeter):
                 with contextlib.suppress(BudgetExceeded):
                     self.reserve(model)  # another call's lease came in meanwhile
                     return
-                grant = await self.ledger.lease.remote(self.key, *self.spent())
-                if isinstance(grant, str):
-                    raise BudgetExceeded(grant)
-                calls, cost = grant
+                calls, cost = await self._lease()
                 if self.max_calls is not None:
-                    self.max_calls += calls
+                    self.max_calls = calls
                 if self.max_cost_usd is not None:
-                    self.max_cost_usd += cost
+                    self.max_cost_usd = cost
+
+    async def _lease(self) -> tuple[int, float]:
+        """New limits from the ledger, waiting while the rest is leased to other workers."""
+        waited = 0.0
+        while True:
+            grant = await self.ledger.lease.remote(self.key, *self.spent())
+            if isinstance(grant, str):
+                raise BudgetExceeded(grant)
+            if grant is not None:
+                return grant
+            if waited >= LEASE_WAIT_S:
+                raise BudgetExceeded("budget reached: the rest is held by workers that stopped")
+            await asyncio.sleep(LEASE_RETRY_S)
+            waited += LEASE_RETRY_S
+
+    def give_back(self) -> None:
+        """Between shards: return what the lease holds beyond what was spent."""
+        calls, cost = self.spent()
+        if self.max_calls is not None:
+            self.max_calls = calls
+        if self.max_cost_usd is not None:
+            self.max_cost_usd = cost
+        self.ledger.settle.remote(self.key, calls, cost)
 
     def spent(self) -> tuple[int, float]:
         """Paid calls (in flight included) and USD spent so far."""

@@ -167,6 +167,7 @@ class ModelsOfWorker:
         self.key = f"{name}-{secrets.token_hex(3)}"  # a restarted worker is a new account
         meter: UsageMeter = UsageMeter(settings.prices)
         if self.ledger is not None:
+            self.ledger.join.remote(name, self.key)
             calls, cost = flags.max_calls is not None, flags.max_cost_usd is not None
             meter = LeasedMeter(settings.prices, self.ledger, self.key, calls=calls, cost=cost)
         self.pool = LLMPool(settings, meter)
@@ -178,7 +179,7 @@ class ModelsOfWorker:
     def settle(self) -> None:
         """Give the ledger back what the lease holds beyond what was spent."""
         if self.pool is not None and isinstance(self.pool.meter, LeasedMeter):
-            self.ledger.settle.remote(self.key, *self.pool.meter.spent())
+            self.pool.meter.give_back()
 
     async def close(self) -> dict[tuple[Any, str], UsageStats]:
         """Close the clients; the usage of the worker's life."""
