@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -305,3 +309,53 @@ def test_calibrate_on_ray(ray_cluster, tmp_path, capsys):
     for repeat in ("repeat-1", "repeat-2"):
         session = RunFolder.open(tmp_path / "noise" / repeat).manifest.last_session
         assert session.engine == "ray" and sum(session.workers.values()) == 6
+
+
+def test_a_killed_driver_resumes_on_the_local_engine(ray_cluster, server, files):
+    """The `simulate run --engine ray` process SIGKILLed once some episodes are stored:
+    `--resume --engine local` finishes the run with every episode once, the rows a fresh local
+    run gives for the seed."""
+
+    def slow(request):  # ~0.1 s a call, so the run is still going when the driver is killed
+        time.sleep(0.1)
+        return shop_world(request)
+
+    server.reply_with(slow)
+    args = llm_args(server, files, "killed", "--trials", "10", "--seed", "3", "--no-cache")
+    args += ["--concurrency", "2"]  # 30 episodes, 4 at a time across the 2 workers
+    address = ray_cluster.get_runtime_context().gcs_address  # the driver joins the module's
+    root = Path(__file__).parents[1]
+    on_ray = ["--engine", "ray", "--workers", "2", "--ray-address", address]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "simulate", *args, *on_ray],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    out = files / "killed"
+    try:
+        deadline = time.monotonic() + 120
+        while len(stored_ids(out) if (out / "episodes").is_dir() else []) < 3:
+            assert driver.poll() is None, driver.stderr.read().decode()
+            assert time.monotonic() < deadline, "no episode was stored"
+            time.sleep(0.05)
+    finally:
+        driver.kill()
+        driver.wait(timeout=30)
+    before = len(set(stored_ids(out)))
+    assert before < 30, "the run finished before the driver was killed"
+    assert RunFolder(out).state() == "interrupted"
+    assert simulate_cli(*args, "--resume") == 0  # on the local engine
+    ids = stored_ids(out)
+    assert len(ids) == 30 and len(set(ids)) == 30  # 3 personas x 1 scenario x 10 trials
+    manifest = RunFolder.open(out).manifest
+    assert manifest.status == "complete" and manifest.counts.stored == 30
+    session = manifest.last_session
+    assert session.engine == "local" and session.skipped_already_stored >= before
+    fresh = llm_args(server, files, "fresh", "--trials", "10", "--seed", "3", "--no-cache")
+    assert simulate_cli(*fresh) == 0
+    key = operator.itemgetter("episode_id")
+    assert sorted(comparable(out, call_ids=False), key=key) == sorted(
+        comparable(files / "fresh", call_ids=False), key=key
+    )
