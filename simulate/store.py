@@ -60,6 +60,8 @@ ShardKind = Literal["episodes", "labels", "discarded"]
 
 LOCKS = ".locks"
 """The folder of writers' lock files inside a run folder."""
+HELPERS_WAIT_S = 30.0
+"""How long a new writer waits for the helpers of a dead one (`RunFolder.hold`) to die."""
 QUARANTINE = "quarantine"
 """Where `simulate repair` moves shards that cannot be read."""
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -548,6 +550,7 @@ class RunFolder:
         except OSError as exc:
             raise OutputError(f"cannot lock {str(self.path)!r}: {exc.strerror or exc}") from exc
         try:
+            self._wait_for_helpers(role)
             info = {"command": command, "pid": os.getpid(), "since": now_iso()}
             with contextlib.suppress(OSError):
                 holder.write_text(json.dumps(info), encoding="utf-8")
@@ -556,6 +559,59 @@ class RunFolder:
             with contextlib.suppress(OSError):
                 holder.unlink(missing_ok=True)
             lock.release()
+
+    def hold(self, role: str, helper: str) -> Callable[[], None]:
+        """Take a helper's lock for ``role`` and return its release: held for its whole life
+        by a process that writes for the holder of the writer lock (a Ray worker of `simulate
+        run --engine ray`), so that after that holder dies `lock(role)` waits for its helpers
+        too, and no writer of a dead session adds shards once a new one has read the folder.
+        Keep what it returns: the lock goes when it is collected.
+
+        Raises:
+            OutputError: the lock file cannot be created.
+        """
+        from filelock import FileLock
+
+        name = f"{role}-{helper}-{secrets.token_hex(3)}"
+        lock = FileLock(self.path / LOCKS / f"{name}.lock")
+        try:
+            lock.acquire(timeout=0)  # a fresh name: nobody else holds it
+        except OSError as exc:
+            raise OutputError(f"cannot lock {str(self.path)!r}: {exc.strerror or exc}") from exc
+        info = {"command": f"{helper} (a helper)", "pid": os.getpid(), "since": now_iso()}
+        with contextlib.suppress(OSError):
+            (self.path / LOCKS / f"{name}.json").write_text(json.dumps(info), encoding="utf-8")
+        return lock.release
+
+    def _wait_for_helpers(self, role: str) -> None:
+        """Wait up to `HELPERS_WAIT_S` for the helpers of an earlier writer of ``role`` (Ray
+        workers outlive a SIGKILLed driver by a second or so) to die, then clear their files.
+
+        Raises:
+            RunLocked: one is still alive; the message names it.
+        """
+        from filelock import FileLock, Timeout
+
+        deadline = time.monotonic() + HELPERS_WAIT_S
+        helpers = sorted(
+            path
+            for path in (self.path / LOCKS).iterdir()
+            if path.name.startswith(f"{role}-") and path.suffix == ".lock"
+        )
+        for path in helpers:
+            helper = FileLock(path)
+            try:
+                helper.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            except Timeout:
+                raise RunLocked(
+                    f"{str(self.path)!r} is still being written by "
+                    f"{_holder(path.with_suffix('.json'))} of an earlier session; wait for it "
+                    "to stop (or stop it) and try again"
+                ) from None
+            with contextlib.suppress(OSError):
+                path.with_suffix(".json").unlink(missing_ok=True)
+                path.unlink()
+            helper.release()
 
     def repair(self) -> list[QuarantinedShard]:
         """Move the shards that cannot be read into `quarantine/`, with the writers' locks

@@ -346,7 +346,12 @@ def test_a_killed_driver_resumes_on_the_local_engine(ray_cluster, server, files)
     before = len(set(stored_ids(out)))
     assert before < 30, "the run finished before the driver was killed"
     assert RunFolder(out).state() == "interrupted"
+    # each worker held a helper's lock, which the resume waits for (a worker outlives a killed
+    # driver that started its own cluster by a second or so) and then clears
+    helpers = sorted(p.name.split("-")[1] for p in (out / ".locks").glob("episodes-*.lock"))
+    assert helpers == ["w0", "w1"]
     assert simulate_cli(*args, "--resume") == 0  # on the local engine
+    assert not list((out / ".locks").glob("episodes-*"))
     ids = stored_ids(out)
     assert len(ids) == 30 and len(set(ids)) == 30  # 3 personas x 1 scenario x 10 trials
     manifest = RunFolder.open(out).manifest

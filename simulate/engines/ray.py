@@ -7,7 +7,9 @@
     merges usage, writes the manifest  <── report ──  named by plan shard and worker
 
 The driver holds `RunFolder.lock("episodes")` for the whole session and the workers write
-through `RunFolder.writer()` WITHOUT taking it: the lock is the driver's, held for them. Their
+through `RunFolder.writer()` WITHOUT taking it: the lock is the driver's, held for them; each
+worker holds a helper's lock (`RunFolder.hold`) for its life, so that when the driver is killed
+(its workers outlive it by a second or so) the next writer waits for them before it reads. Their
 shard files carry the session, the plan shard and the worker in their names, so no two workers
 write the same file, and a worker that plays a shard again after a crash skips the episodes the
 dead one stored (Ray restarts the actor and retries its call; a worker that keeps dying leaves
@@ -197,6 +199,8 @@ class EpisodeWorker:
     def __init__(self, name: str, job: RunJob, ledger: str | None) -> None:
         self.name = name
         self.job = job
+        # held for life: a resume after the driver's death waits for this worker to be gone
+        self.release = RunFolder(job.config.out).hold(EPISODES, name)
         self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
 
     async def play(self, shard: Shard) -> ShardReport:
@@ -225,8 +229,12 @@ class EpisodeWorker:
         return report
 
     async def close(self) -> dict[tuple[Any, str], UsageStats]:
-        """Close the worker's model clients; the model usage of its life."""
-        return await self.models.close()
+        """Close the worker's model clients and let go of the folder; the model usage of its
+        life."""
+        try:
+            return await self.models.close()
+        finally:
+            self.release()
 
 
 def stored_by(folder: RunFolder, shard_tag: str) -> set[str]:
@@ -418,8 +426,9 @@ class LabelWorker:
 
         self.name = name
         self.job = job
-        self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
         folder = RunFolder(job.config.run_dir)
+        self.release = folder.hold(LABELS, name)  # held for life, as `EpisodeWorker`'s
+        self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
         self.assignments = make_assignments(job.config, folder, job.plan, self.models.pool)
         self.done = folder.label_keys()
 
@@ -444,8 +453,12 @@ class LabelWorker:
         return result
 
     async def close(self) -> dict[tuple[Any, str], UsageStats]:
-        """Close the worker's model clients; the model usage of its life."""
-        return await self.models.close()
+        """Close the worker's model clients and let go of the folder; the model usage of its
+        life."""
+        try:
+            return await self.models.close()
+        finally:
+            self.release()
 
 
 async def label_on_ray(
