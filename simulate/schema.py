@@ -251,12 +251,17 @@ class Outcome(Model):
 class Usage(Model):
     """Tokens spent by one role on one model."""
 
-    role: Literal["user", "target", "judge", "generator"]
+    role: Literal["user", "target", "agent", "judge", "generator"]
+    """`target`: a model Simulate plays as the agent (`--target openai:`); `agent`: the agent's
+    own calls through the model proxy (`--agent-llm-proxy`). Both are the agent's share."""
     model: str
     calls: int = 0
+    """Completions, cached ones included."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
+    """USD, None when a model has no known price. In an episode's row: what its calls cost at
+    list price, cached or not (so a replay gives the same row); in a session's: what was spent."""
 
 
 class Episode(Model):
@@ -513,6 +518,13 @@ class LLMRecord(Record):
     """The models a run used: endpoint host (never credentials), prompt hashes, totals."""
 
     endpoint: str | None = None
+    """The shared endpoint's host."""
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    """Each role's endpoint host (user, agent, judge, generator): never a key or a path."""
+    agent_proxy: str | None = None
+    """The agent's model proxy (`--agent-llm-proxy`): its local base URL, never its token."""
+    agent_calls_run_wide: int = 0
+    """Agent calls through the proxy that named no episode: in the totals, in no row."""
     cache: bool = True
     replay_only: bool = False
     prompt_hashes: dict[str, str] = Field(default_factory=dict)
@@ -539,6 +551,8 @@ class LabelingRecord(Record):
     failed: int = 0
     stopped_because: str | None = None
     model_usage: list[Usage] = Field(default_factory=list)
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    """The endpoint host of each role that called a model (the judge's)."""
 
 
 class SourceRecord(Record):

@@ -60,7 +60,7 @@ def cli() -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (one module per command family)."""
-    from simulate.cli import annotate, authoring, data, label, realism, report, run
+    from simulate.cli import annotate, authoring, cassette, data, label, realism, report, run
 
     for command in (
         run.run_command,
@@ -68,6 +68,7 @@ def _register() -> None:
         run.calibrate_command,
         data.show_command,
         data.export_command,
+        cassette.cassette_group,
         label.label_command,
         label.golden_command,
         label.agreement_command,

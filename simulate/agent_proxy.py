@@ -1,0 +1,125 @@
+"""`simulate run --agent-llm-proxy`: one run's model proxy, and the agent pointed at it.
+
+The proxy (`llm.proxy.ModelProxy`) starts before the target is loaded, so that a `python:`
+agent whose module makes its OpenAI client at import reads `OPENAI_BASE_URL` and
+`OPENAI_API_KEY` pointing at it: they are set in this process for the length of the run and put
+back afterwards. A `cmd:` agent gets them in its environment, its base URL naming its episode
+(one process per episode). An `http:` agent runs on its own: the address is given to the caller
+(printed, and written to the manifest) and the token is `SIMULATE_PROXY_TOKEN` when set.
+
+Targets are watched: when the proxy could not answer an agent's call in a way that must stop the
+run (a replay miss, a spent budget), the episode that made it stops the run (exit 3) instead of
+being stored with the agent's error; a resume plays it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulate.llm.pool import LLMPool
+from simulate.llm.proxy import ModelProxy, ProxyStop
+from simulate.llm.usage import Sessions
+from simulate.schema import Message
+from simulate.targets import Reply, Target, TargetFactory
+
+TOKEN_VARIABLE = "SIMULATE_PROXY_TOKEN"
+"""Sets the proxy's token, for an agent started before the run (an `http:` target)."""
+
+
+@dataclass
+class AgentProxy:
+    """The proxy of a run, as its target sees it."""
+
+    proxy: ModelProxy
+    token_given: bool
+    """The token came from SIMULATE_PROXY_TOKEN (the user knows it already)."""
+    _claimed: set[int] = field(default_factory=set)
+
+    @property
+    def base_url(self) -> str:
+        """The proxy's base URL, with calls counted for the run as a whole."""
+        return self.proxy.base_url
+
+    def env_for(self, session_id: str) -> dict[str, str]:
+        """The environment of one episode's agent process: its own base URL, and the token."""
+        return {
+            "OPENAI_BASE_URL": self.proxy.session_url(session_id),
+            "OPENAI_API_KEY": self.proxy.token,
+        }
+
+    def watch(self, make_target: TargetFactory) -> TargetFactory:
+        """Targets that stop the run when their agent's call could not be answered."""
+        return lambda session_id: WatchedTarget(make_target(session_id), session_id, self)
+
+    def raise_stop(self, session_id: str | None = None) -> None:
+        """Raise the first run-stopping failure of ``session_id``'s calls (any, for None)."""
+        for index, stop in enumerate(self.proxy.stops):
+            if index in self._claimed:
+                continue
+            if session_id is None or session_id in stop.episodes:
+                self._claimed.add(index)
+                raise stop.error
+
+    @property
+    def stops(self) -> Sequence[ProxyStop]:
+        return self.proxy.stops
+
+
+class WatchedTarget:
+    """A target whose turns end in the run's stop once a call of its agent had to stop it."""
+
+    def __init__(self, target: Target, session_id: str, proxy: AgentProxy) -> None:
+        self.target = target
+        self.session_id = session_id
+        self._proxy = proxy
+
+    async def respond(self, messages: Sequence[Message]) -> Reply:
+        """The target's reply; the run's stop instead, when this turn's calls needed one."""
+        try:
+            reply = await self.target.respond(messages)
+        except Exception:
+            self._proxy.raise_stop(self.session_id)  # the agent failed because of it
+            raise
+        self._proxy.raise_stop(self.session_id)
+        return reply
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)  # aclose() and whatever else the target has
+
+
+@contextlib.asynccontextmanager
+async def agent_proxy(
+    pool: LLMPool, sessions: Sessions, *, port: int = 0
+) -> AsyncIterator[AgentProxy]:
+    """Serve the agent's model proxy for the block, with this process's environment pointed
+    at it.
+
+    Raises:
+        ConfigError: the agent's upstream needs a key and has none, or the port is taken.
+    """
+    upstream = pool.settings.for_role("agent")
+    if not upstream.replay_only:
+        upstream.client_key()  # no key for api.openai.com: say so before anything is played
+    token = os.environ.get(TOKEN_VARIABLE) or None
+    async with ModelProxy(pool, sessions, port=port, token=token) as proxy:
+        with set_environ({"OPENAI_BASE_URL": proxy.base_url, "OPENAI_API_KEY": proxy.token}):
+            yield AgentProxy(proxy, token_given=token is not None)
+
+
+@contextlib.contextmanager
+def set_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block; put back what was there after."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
