@@ -174,6 +174,8 @@ class FakeOpenAIServer:
         self.supports_streaming = False
         """True: answer `"stream": true` with server-sent events; False: with HTTP 400."""
         self.requests: list[RecordedRequest] = []
+        self.usage: list[tuple[str, int, int]] = []
+        """(model, prompt tokens, completion tokens) of every completion answered, in order."""
         self._reply: ReplyFn = echo
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -219,6 +221,7 @@ class FakeOpenAIServer:
         """Forget requests and queued replies; echo again, with no latency and json_schema on."""
         with self._lock:
             self.requests.clear()
+            self.usage.clear()
             self._queue.clear()
         self._reply = echo
         self.supports_json_schema = True
@@ -392,6 +395,8 @@ class FakeOpenAIServer:
             count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"])
             for c in calls
         )
+        with self._lock:
+            self.usage.append((request["model"], prompt, completion))
         if "input" in request:  # the Responses API
             return _response_answer(request, n, content, calls, prompt, completion)
         if request.get("stream"):
