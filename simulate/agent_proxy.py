@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulate.llm.pool import LLMPool
-from simulate.llm.proxy import ModelProxy, ProxyStop
+from simulate.llm.proxy import ModelProxy
 from simulate.llm.usage import Sessions
 from simulate.schema import Message
 from simulate.targets import Reply, Target, TargetFactory
@@ -37,7 +37,8 @@ class AgentProxy:
     proxy: ModelProxy
     token_given: bool
     """The token came from SIMULATE_PROXY_TOKEN (the user knows it already)."""
-    _claimed: set[int] = field(default_factory=set)
+    _raised: set[tuple[int, str | None]] = field(default_factory=set)
+    """(stop, episode) pairs already raised: each suspect episode stops once per stop."""
 
     @property
     def base_url(self) -> str:
@@ -56,17 +57,16 @@ class AgentProxy:
         return lambda session_id: WatchedTarget(make_target(session_id), session_id, self)
 
     def raise_stop(self, session_id: str | None = None) -> None:
-        """Raise the first run-stopping failure of ``session_id``'s calls (any, for None)."""
+        """Raise the first run-stopping failure that ``session_id``'s agent may have met; with
+        None, the first one no episode has raised yet (the run must still stop on it)."""
         for index, stop in enumerate(self.proxy.stops):
-            if index in self._claimed:
+            if session_id is None:
+                if any(raised == index for raised, _ in self._raised):
+                    continue
+            elif session_id not in stop.episodes or (index, session_id) in self._raised:
                 continue
-            if session_id is None or session_id in stop.episodes:
-                self._claimed.add(index)
-                raise stop.error
-
-    @property
-    def stops(self) -> Sequence[ProxyStop]:
-        return self.proxy.stops
+            self._raised.add((index, session_id))
+            raise stop.error
 
 
 class WatchedTarget:

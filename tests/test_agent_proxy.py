@@ -497,3 +497,27 @@ async def test_a_spent_budget_or_a_replay_miss_is_kept_for_the_run_to_stop_on(
     assert isinstance(stop.error, BudgetExceeded) and stop.episodes == {"ep-1"}
     assert "in episode ep-1" in str(stop.error)
     assert len(server.requests) == 1
+
+
+def test_every_episode_that_may_have_made_a_failed_call_stops_once() -> None:
+    from types import SimpleNamespace
+
+    from simulate.agent_proxy import AgentProxy
+    from simulate.llm.cache import CacheMiss
+    from simulate.llm.proxy import ProxyStop
+
+    unnamed = ProxyStop(CacheMiss("miss while a and b played"), frozenset({"a", "b"}))
+    late = ProxyStop(CacheMiss("miss of c, after c had ended"), frozenset({"c"}))
+    watched = AgentProxy(SimpleNamespace(stops=[unnamed, late]), token_given=False)  # type: ignore[arg-type]
+
+    def raised(session: str | None) -> str | None:
+        try:
+            watched.raise_stop(session)
+        except CacheMiss as exc:
+            return str(exc)
+        return None
+
+    assert raised("a") == raised("b") == "miss while a and b played"
+    assert raised("a") is None and raised("d") is None
+    assert raised(None) == "miss of c, after c had ended"  # the run stops on it at the end
+    assert raised(None) is None

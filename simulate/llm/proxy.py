@@ -245,8 +245,12 @@ class ModelProxy:
 
 
 def _listen(port: int) -> socket.socket:
-    """A listening socket on 127.0.0.1 only."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A listening socket on 127.0.0.1 only.
+
+    Its protocol is named (TCP), so that asyncio sets TCP_NODELAY on each connection: without
+    it a reply's body waits for the client's delayed ACK of its headers, 40 ms a call.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))

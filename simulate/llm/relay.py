@@ -127,11 +127,11 @@ async def _relay(
             async for data in response.aiter_bytes():
                 buffer += data
                 *complete, buffer = _EVENT_END.split(buffer)
-                for raw in complete:
-                    event = raw.decode("utf-8", errors="replace")
-                    events.append(event)
-                    if not (strip_usage and _usage_only(event)):
-                        yield f"{event}\n\n".encode()
+                arrived = [raw.decode("utf-8", errors="replace") for raw in complete]
+                events += arrived
+                chunk = _join(arrived, strip_usage)
+                if chunk:  # what came in one read goes out in one write
+                    yield chunk
             if buffer.strip():
                 events.append(buffer.decode("utf-8", errors="replace"))
                 yield buffer + b"\n\n"
@@ -147,10 +147,14 @@ async def _relay(
 
 
 async def _replay(events: Sequence[str], strip_usage: bool) -> AsyncIterator[bytes]:
-    """A stored stream's events, as they were relayed."""
-    for event in events:
-        if not (strip_usage and _usage_only(event)):
-            yield f"{event}\n\n".encode()
+    """A stored stream's events, as they were relayed, at once."""
+    yield _join(events, strip_usage)
+
+
+def _join(events: Sequence[str], strip_usage: bool) -> bytes:
+    """Events as the stream's bytes, the usage-only one left out when asked."""
+    kept = [e for e in events if not (strip_usage and _usage_only(e))]
+    return "".join(f"{event}\n\n" for event in kept).encode()
 
 
 def _asks_for_usage(body: dict[str, Any]) -> bool:
@@ -171,6 +175,8 @@ def _data(event: str) -> Iterator[Any]:
 
 def _usage_only(event: str) -> bool:
     """Whether an event is the chunk that only carries usage (no choices)."""
+    if "[]" not in event:  # cheap: most chunks have choices, so no empty list
+        return False
     return any(
         isinstance(d, dict) and d.get("choices") == [] and isinstance(d.get("usage"), dict)
         for d in _data(event)

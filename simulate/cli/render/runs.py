@@ -24,8 +24,11 @@ def print_estimate(config: RunConfig, estimate: dict[str, Any]) -> None:
         f"{estimate['scenarios']} scenarios × {config.trials} trials), "
         f"at most {config.max_turns} turns each"
     )
+    if config.agent_llm_proxy:
+        out.print("the agent's own calls through the model proxy: not estimated (it decides them)")
     if not estimate["models"]:
-        out.print("no model calls: this user and target run offline")
+        if not config.agent_llm_proxy:
+            out.print("no model calls: this user and target run offline")
         return
     for row in estimate["models"]:
         cost = row["cost_usd_max"]
