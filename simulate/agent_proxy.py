@@ -5,7 +5,7 @@ agent whose module makes its OpenAI client at import reads `OPENAI_BASE_URL` and
 `OPENAI_API_KEY` pointing at it: they are set in this process for the length of the run and put
 back afterwards. A `cmd:` agent gets them in its environment, its base URL naming its episode
 (one process per episode). An `http:` agent runs on its own: the address is given to the caller
-(printed, and written to the manifest) and the token is `SIMULATE_PROXY_TOKEN` when set.
+(printed, and written to the manifest), and its key is `SIMULATE_PROXY_TOKEN`, set by the user.
 
 Targets are watched: when the proxy could not answer an agent's call in a way that must stop the
 run (a replay miss, a spent budget), the episode that made it stops the run (exit 3) instead of
@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulate.errors import ConfigError
 from simulate.llm.pool import LLMPool
 from simulate.llm.proxy import ModelProxy
 from simulate.llm.usage import Sessions
@@ -35,8 +36,6 @@ class AgentProxy:
     """The proxy of a run, as its target sees it."""
 
     proxy: ModelProxy
-    token_given: bool
-    """The token came from SIMULATE_PROXY_TOKEN (the user knows it already)."""
     _raised: set[tuple[int, str | None]] = field(default_factory=set)
     """(stop, episode) pairs already raised: each suspect episode stops once per stop."""
 
@@ -93,21 +92,32 @@ class WatchedTarget:
 
 @contextlib.asynccontextmanager
 async def agent_proxy(
-    pool: LLMPool, sessions: Sessions, *, port: int = 0
+    pool: LLMPool, sessions: Sessions, *, port: int = 0, agent_elsewhere: bool = False
 ) -> AsyncIterator[AgentProxy]:
     """Serve the agent's model proxy for the block, with this process's environment pointed
     at it.
 
+    Args:
+        agent_elsewhere: the agent is not started by Simulate (`http:`), so its key must be
+            one the user knows: `SIMULATE_PROXY_TOKEN` (a made-up one is never printed).
+
     Raises:
-        ConfigError: the agent's upstream needs a key and has none, or the port is taken.
+        ConfigError: the agent's upstream needs a key and has none, the port is taken, or an
+            agent started elsewhere has no SIMULATE_PROXY_TOKEN to use.
     """
     upstream = pool.settings.for_role("agent")
     if not upstream.replay_only:
         upstream.client_key()  # no key for api.openai.com: say so before anything is played
     token = os.environ.get(TOKEN_VARIABLE) or None
+    if agent_elsewhere and token is None:
+        raise ConfigError(
+            f"--agent-llm-proxy with an http: agent: set {TOKEN_VARIABLE} to a key of your"
+            " choosing and start the agent with OPENAI_API_KEY set to it and OPENAI_BASE_URL="
+            "http://127.0.0.1:PORT/v1 (fix PORT with --agent-llm-proxy-port)"
+        )
     async with ModelProxy(pool, sessions, port=port, token=token) as proxy:
         with set_environ({"OPENAI_BASE_URL": proxy.base_url, "OPENAI_API_KEY": proxy.token}):
-            yield AgentProxy(proxy, token_given=token is not None)
+            yield AgentProxy(proxy)
 
 
 @contextlib.contextmanager

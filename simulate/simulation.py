@@ -205,7 +205,9 @@ async def run(
     from simulate.agent_proxy import agent_proxy
 
     sessions = Sessions()
-    async with agent_proxy(pool, sessions, port=config.agent_llm_proxy_port) as proxy:
+    elsewhere = config.target.startswith(("http:", "https:"))
+    port = config.agent_llm_proxy_port
+    async with agent_proxy(pool, sessions, port=port, agent_elsewhere=elsewhere) as proxy:
         if on_proxy:
             on_proxy(proxy)
         with sessions.tracking():

@@ -23,6 +23,7 @@ from click.testing import CliRunner, Result
 from fakes.openai_server import FakeOpenAIServer
 
 import simulate
+from simulate.card import render_run_card
 from simulate.cli import cli
 from simulate.llm.pool import LLMPool
 from simulate.llm.proxy import ModelProxy
@@ -285,8 +286,17 @@ def test_a_cmd_agent_s_calls_are_counted_per_episode_and_add_up_to_the_server_s_
     assert manifest["agent_calls_run_wide"] == 0
     assert "usage by role over the episodes: user" in result.output
     report = invoke(["report", str(tmp_path / "run"), "--json", "--no-html"], tmp_path / "cache")
+    shown = invoke(["report", str(tmp_path / "run")], tmp_path / "cache")  # and report.html
+    assert "usage by role over the episodes: user" in shown.output
     by_role = {r["role"]: r for r in json.loads(report.output)["usage_by_role"]}
-    assert by_role["agent"]["calls"] == sum(1 for m, _, _ in server.usage if m == AGENT_MODEL)
+    agent_calls = sum(1 for m, _, _ in server.usage if m == AGENT_MODEL)
+    assert by_role["agent"]["calls"] == agent_calls
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert re.search(
+        rf"<td>agent</td><td class=\"num\">2</td><td class=\"num\">{agent_calls}<", html
+    )
+    card = render_run_card(tmp_path / "run", {"episodes": {"train": "episodes/*.parquet"}})
+    assert f"agent: {agent_calls} calls" in card.card.text
 
 
 def test_an_http_agent_is_told_where_the_proxy_is(server: FakeOpenAIServer, tmp_path: Path) -> None:
@@ -301,6 +311,10 @@ def test_an_http_agent_is_told_where_the_proxy_is(server: FakeOpenAIServer, tmp_
     assert f"OPENAI_BASE_URL={proxy}" in result.stderr
     assert "OPENAI_API_KEY=$SIMULATE_PROXY_TOKEN" in result.stderr
     assert "my-own-token" not in result.stderr
+
+    unset = invoke(args, tmp_path / "cache", SIMULATE_PROXY_TOKEN=None)
+    assert unset.exit_code != 0
+    assert "set SIMULATE_PROXY_TOKEN to a key of your choosing" in str(unset.exception)
 
 
 # --- the proxy itself ----------------------------------------------------------------------------
@@ -508,7 +522,7 @@ def test_every_episode_that_may_have_made_a_failed_call_stops_once() -> None:
 
     unnamed = ProxyStop(CacheMiss("miss while a and b played"), frozenset({"a", "b"}))
     late = ProxyStop(CacheMiss("miss of c, after c had ended"), frozenset({"c"}))
-    watched = AgentProxy(SimpleNamespace(stops=[unnamed, late]), token_given=False)  # type: ignore[arg-type]
+    watched = AgentProxy(SimpleNamespace(stops=[unnamed, late]))  # type: ignore[arg-type]
 
     def raised(session: str | None) -> str | None:
         try:

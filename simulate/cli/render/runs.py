@@ -54,11 +54,10 @@ def print_proxy(proxy: AgentProxy, target: str) -> None:
     if not target.startswith(("http:", "https:")):
         err.print(f"agent model proxy: {proxy.base_url} (OPENAI_BASE_URL of the agent)")
         return
-    token = f"${TOKEN_VARIABLE}" if proxy.token_given else proxy.proxy.token
     err.print(
         f"agent model proxy: start the agent with OPENAI_BASE_URL={proxy.base_url} and "
-        f"OPENAI_API_KEY={token}; to count its calls per conversation, send the request's "
-        "session_id as the X-Simulate-Session header",
+        f"OPENAI_API_KEY=${TOKEN_VARIABLE}; to count its calls per conversation, send the "
+        "request's session_id as the X-Simulate-Session header",
         soft_wrap=True,
     )
 
