@@ -337,3 +337,19 @@ def test_a_killed_labeling_resumes_where_it_stopped(run, server):
     assert len(judge_labels(run)) == TOTAL
     assert "judge:gpt-4o-mini" in stdout and "right_tool" in stdout
     assert f"{kept + len(rules)} units already labeled" in stdout
+
+
+async def test_the_judge_has_its_own_endpoint_and_its_calls_go_on_the_run_s_cassette(
+    run, server, tmp_path
+):
+    from simulate.llm.cassette import call_keys, export_calls
+
+    judged = config(run, server, criteria=["resolved"], judge_base_url=server.base_url)
+    result = await label_run(judged.model_copy(update={"base_url": "http://127.0.0.1:9/v1"}))
+
+    assert result.written > 0 and server.count > 0  # nothing went to the shared (dead) endpoint
+    session = read_manifest(run)["labeling"][-1]
+    assert session["endpoints"] == {"judge": server.base_url.split("/")[2]}
+    assert len(call_keys(run)) == server.count
+    exported = export_calls(run, tmp_path / "judge.sqlite", tmp_path / "cache")
+    assert (exported.calls, exported.missing) == (server.count, 0)
