@@ -331,13 +331,28 @@ async def proxy(server: FakeOpenAIServer, tmp_path: Path) -> AsyncIterator[Model
     await pool.aclose()
 
 
-def client_of(proxy: ModelProxy, session: str | None = None) -> openai.AsyncOpenAI:
-    url = proxy.session_url(session) if session else proxy.base_url
-    return openai.AsyncOpenAI(base_url=url, api_key=proxy.token, max_retries=0)
+class Clients:
+    """The agent's openai clients of one test, closed when it ends."""
+
+    def __init__(self) -> None:
+        self.opened: list[openai.AsyncOpenAI] = []
+
+    def to(self, url: str, key: str) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0)
+        self.opened.append(client)
+        return client
+
+    def of(self, proxy: ModelProxy, session: str | None = None) -> openai.AsyncOpenAI:
+        """A client of the proxy (of one episode's path, with ``session``)."""
+        return self.to(proxy.session_url(session) if session else proxy.base_url, proxy.token)
 
 
-def direct(server: FakeOpenAIServer) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+@pytest.fixture
+async def clients() -> AsyncIterator[Clients]:
+    made = Clients()
+    yield made
+    for client in made.opened:
+        await client.close()
 
 
 def deltas(chunks: list[Any]) -> list[Any]:
@@ -357,7 +372,7 @@ async def stream_chat(client: openai.AsyncOpenAI, **extra: Any) -> list[Any]:
 
 
 async def test_streams_and_tool_calls_pass_through_as_the_server_sent_them(
-    server: FakeOpenAIServer, proxy: ModelProxy
+    server: FakeOpenAIServer, proxy: ModelProxy, clients: Clients
 ) -> None:
     server.supports_streaming = True
     server.reply_with(
@@ -369,8 +384,8 @@ async def test_streams_and_tool_calls_pass_through_as_the_server_sent_them(
         }
     )
 
-    relayed = await stream_chat(client_of(proxy))
-    served = await stream_chat(direct(server))
+    relayed = await stream_chat(clients.of(proxy))
+    served = await stream_chat(clients.to(server.base_url, "k"))
 
     assert deltas(relayed) == deltas(served)
     calls = [c.choices[0].delta.tool_calls for c in relayed if c.choices[0].delta.tool_calls]
@@ -384,14 +399,14 @@ async def test_streams_and_tool_calls_pass_through_as_the_server_sent_them(
     (usage,) = proxy.pool.meter.as_usage_list()
     assert (usage.role, usage.calls) == ("agent", 1) and usage.completion_tokens > 0
 
-    with_usage = await stream_chat(client_of(proxy), stream_options={"include_usage": True})
+    with_usage = await stream_chat(clients.of(proxy), stream_options={"include_usage": True})
     assert with_usage[-1].choices == [] and with_usage[-1].usage.completion_tokens > 0
 
-    again = await stream_chat(client_of(proxy))  # the same request: from the cache, as sent
+    again = await stream_chat(clients.of(proxy))  # the same request: from the cache, as sent
     assert [c.model_dump() for c in again] == [c.model_dump() for c in relayed]
     assert len(server.requests) == 3
 
-    plain = await client_of(proxy).chat.completions.create(
+    plain = await clients.of(proxy).chat.completions.create(
         model=AGENT_MODEL, messages=[{"role": "user", "content": "hi"}], tools=TOOLS
     )
     (call,) = plain.choices[0].message.tool_calls
@@ -403,11 +418,11 @@ async def test_streams_and_tool_calls_pass_through_as_the_server_sent_them(
 
 
 async def test_the_responses_api_and_models_are_served(
-    server: FakeOpenAIServer, proxy: ModelProxy
+    server: FakeOpenAIServer, proxy: ModelProxy, clients: Clients
 ) -> None:
     server.supports_streaming = True
     server.reply_with(None)  # echo
-    client = client_of(proxy)
+    client = clients.of(proxy)
 
     response = await client.responses.create(model=AGENT_MODEL, input="hello there")
     events = [
@@ -430,18 +445,18 @@ async def test_the_responses_api_and_models_are_served(
 
 
 async def test_calls_naming_a_session_count_toward_its_episode(
-    server: FakeOpenAIServer, proxy: ModelProxy
+    server: FakeOpenAIServer, proxy: ModelProxy, clients: Clients
 ) -> None:
     server.reply_with(None)  # echo
     sessions = proxy.sessions
     ask = {"model": AGENT_MODEL, "messages": [{"role": "user", "content": "one two three"}]}
     with sessions.tracking(), episode_usage("ep-1") as rows:
-        await client_of(proxy, "ep-1").chat.completions.create(**ask)
-        await client_of(proxy).chat.completions.create(
+        await clients.of(proxy, "ep-1").chat.completions.create(**ask)
+        await clients.of(proxy).chat.completions.create(
             **ask, extra_headers={"X-Simulate-Session": "ep-1"}
         )
-        await client_of(proxy).chat.completions.create(**ask)  # no session: the run's
-        await client_of(proxy, "not-playing").chat.completions.create(**ask)
+        await clients.of(proxy).chat.completions.create(**ask)  # no session: the run's
+        await clients.of(proxy, "not-playing").chat.completions.create(**ask)
 
     (row,) = rows
     assert (row.role, row.model, row.calls) == ("agent", AGENT_MODEL, 2)
@@ -493,15 +508,15 @@ def outward_address() -> str | None:
 
 
 async def test_a_spent_budget_or_a_replay_miss_is_kept_for_the_run_to_stop_on(
-    server: FakeOpenAIServer, tmp_path: Path
+    server: FakeOpenAIServer, tmp_path: Path, clients: Clients
 ) -> None:
     settings = LLMSettings(base_url=server.base_url, api_key=UPSTREAM_KEY, cache_dir=tmp_path)
     pool = LLMPool(settings, UsageMeter(max_calls=1))
     ask = {"model": AGENT_MODEL, "messages": [{"role": "user", "content": "hi"}]}
     async with ModelProxy(pool, Sessions()) as proxy:
-        await client_of(proxy, "ep-1").chat.completions.create(**ask)
+        await clients.of(proxy, "ep-1").chat.completions.create(**ask)
         with pytest.raises(openai.APIStatusError) as refused:
-            await client_of(proxy, "ep-1").chat.completions.create(
+            await clients.of(proxy, "ep-1").chat.completions.create(
                 **{**ask, "messages": [{"role": "user", "content": "again"}]}
             )
     await pool.aclose()
