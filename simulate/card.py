@@ -387,6 +387,25 @@ def _annotation_creators(labels: Sequence[Any]) -> list[str]:
     return sorted(creators) or ["no-annotation"]
 
 
+def _usage_lines(summary: dict[str, Any]) -> list[str]:
+    """The card's line on model calls, tokens and cost per role (the agent's share included)."""
+    rows = summary.get("usage_by_role") or []
+    if not rows:
+        return []
+    parts = []
+    for row in rows:
+        cost = "cost unknown" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
+        parts.append(
+            f"{row['role']}: {row['calls']} calls, {row['prompt_tokens']} prompt + "
+            f"{row['completion_tokens']} completion tokens, {cost}"
+        )
+    line = f"- **Model usage** (summed over the episodes, at list prices): {'; '.join(parts)}"
+    run_wide = summary.get("agent_calls_run_wide") or 0
+    if run_wide:
+        line += f"; plus {run_wide} agent calls not attributed to an episode"
+    return [line]
+
+
 def _run_prose(
     folder: RunFolder,
     table: pa.Table,
@@ -442,6 +461,7 @@ def _run_prose(
         f"- **Simulated user**: {_code(user)}"
         + (" (offline, scripted from the scenario's agenda)" if user == "agenda" else ""),
         f"- **Models**: {', '.join(models) if models else 'none (offline user, agent and checks)'}",
+        *_usage_lines(summary),
         f"- **Personas × scenarios**: {n_personas} personas × {n_scenarios} scenarios × "
         f"{config.trials or 1} trial(s) → {table.num_rows} episodes "
         f"(seed {config.seed or 0}, at most {config.max_turns or '?'} agent turns)",

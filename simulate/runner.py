@@ -133,7 +133,7 @@ async def play_episode(
     """Play one conversation to its end and return it as an Episode. Never raises for faults."""
     state = EpisodeState(spec=spec)
     started = time.perf_counter()
-    with episode_usage() as usage:
+    with episode_usage(spec.episode_id) as usage:  # the session id its target is made with
         outcome = await _converse(state, user, target, settings)
     if outcome.status not in NOT_AGENT_FAULT:
         outcome.failed_checks = failed_checks(spec.scenario.success, state.messages)

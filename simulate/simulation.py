@@ -12,16 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from simulate import prompts, targets, users
 from simulate.errors import ConfigError, RunStopped
 from simulate.llm import split_spec
+from simulate.llm.cassette import record_calls
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
-from simulate.llm.usage import estimate_cost
+from simulate.llm.usage import Sessions, estimate_cost
 from simulate.loader import load_personas, load_scenarios
 from simulate.plan import MAX_EPISODES, build_plan
 from simulate.runner import RunSettings, Tally, goal_rate, run_episodes
@@ -39,6 +40,9 @@ from simulate.schema import (
 )
 from simulate.store import DISCARDED, RunFolder, environment, now_iso
 from simulate.users.llm import read_prompt
+
+if TYPE_CHECKING:
+    from simulate.agent_proxy import AgentProxy
 
 
 class RunConfig(EndpointFlags):
@@ -78,6 +82,10 @@ class RunConfig(EndpointFlags):
     resimulate_faults: int = Field(0, ge=0)
     """Play an episode with simulator faults again with a new seed, up to this many times; the
     attempts set aside are kept in `out/discarded/`."""
+    agent_llm_proxy: bool = False
+    """Serve the agent a local model endpoint that forwards through the run's LLM layer."""
+    agent_llm_proxy_port: int = Field(0, ge=0, le=65535)
+    """The model proxy's port on 127.0.0.1; 0 picks a free one."""
 
     @property
     def run_id(self) -> str:
@@ -200,17 +208,42 @@ async def run(
     config: RunConfig,
     on_start: Callable[[Tally], Any] | None = None,
     on_episode: Callable[[Episode, Tally], Any] | None = None,
+    on_proxy: Callable[[AgentProxy], Any] | None = None,
 ) -> RunResult:
     """Play a run into ``config.out``; resumable, and safe to cancel (finished work is kept).
 
     Args:
         on_start: called once with the tally, after planning, before the first episode.
         on_episode: called with each finished episode and the tally so far.
+        on_proxy: called with the agent's model proxy once it serves (`agent_llm_proxy`).
     """
     prepared = prepare(config)
-    specs = prepared.specs
     uses_llm = users.needs_llm(config.user) or targets.needs_llm(config.target)
-    pool = LLMPool.from_config(config) if uses_llm else None
+    pool = LLMPool.from_config(config) if uses_llm or config.agent_llm_proxy else None
+    if pool is None or not config.agent_llm_proxy:
+        return await _play(config, prepared, pool, None, on_start, on_episode)
+    from simulate.agent_proxy import agent_proxy
+
+    sessions = Sessions()
+    elsewhere = config.target.startswith(("http:", "https:"))
+    port = config.agent_llm_proxy_port
+    async with agent_proxy(pool, sessions, port=port, agent_elsewhere=elsewhere) as proxy:
+        if on_proxy:
+            on_proxy(proxy)
+        with sessions.tracking():
+            return await _play(config, prepared, pool, proxy, on_start, on_episode)
+
+
+async def _play(
+    config: RunConfig,
+    prepared: Prepared,
+    pool: LLMPool | None,
+    proxy: AgentProxy | None,
+    on_start: Callable[[Tally], Any] | None,
+    on_episode: Callable[[Episode, Tally], Any] | None,
+) -> RunResult:
+    """`run` with its LLMs and the agent's model proxy (if any) ready."""
+    specs = prepared.specs
     get_llm = pool.get if pool else None
     make_user = users.load_user(
         config.user,
@@ -227,8 +260,11 @@ async def run(
             system_prompt=prepared.texts.get("system_prompt"),
             tools_file=config.tools,
             get_llm=get_llm,
+            agent_env=proxy.env_for if proxy else None,
         ),
     )
+    if proxy is not None:
+        make_target = proxy.watch(make_target)
     manifest = _new_manifest(config, prepared)
     with RunFolder(config.out).lock("episodes", "simulate run"):
         folder = RunFolder.create(config.out, manifest, resume=config.resume)
@@ -252,12 +288,15 @@ async def run(
             await run_episodes(
                 todo, make_user, make_target, writer, prepared.settings, record, discarded
             )
+            if proxy is not None:
+                proxy.raise_stop()  # an agent's call that failed after its episode had ended
             status = "complete"
         except RunStopped as exc:
             status, stopped = "stopped", str(exc)
         finally:
             if pool is not None:
                 await pool.aclose()
+                record_calls(folder.path, pool.used_keys())
             stored = folder.outcome_counts()
             stored.planned = len(specs)
             usage = pool.meter.as_usage_list() if pool else []
@@ -278,7 +317,7 @@ async def run(
                 written.counts = stored
                 written.last_session = session
                 if pool is not None:
-                    written.llm = _llm_manifest(pool, prepared)
+                    written.llm = _llm_manifest(pool, prepared, proxy)
 
             folder.update_manifest(finish)
     return RunResult(
@@ -286,11 +325,14 @@ async def run(
     )
 
 
-def _llm_manifest(pool: LLMPool, prepared: Prepared) -> LLMRecord:
-    """What the manifest says of the models: endpoint host, models, prompt hashes, totals."""
+def _llm_manifest(pool: LLMPool, prepared: Prepared, proxy: AgentProxy | None) -> LLMRecord:
+    """What the manifest says of the models: endpoint hosts, models, prompt hashes, totals."""
     totals = pool.meter.totals()
     return LLMRecord(
         endpoint=pool.settings.host,
+        endpoints=pool.endpoints(),
+        agent_proxy=proxy.base_url if proxy else None,
+        agent_calls_run_wide=proxy.proxy.run_wide_calls if proxy else 0,
         cache=pool.settings.use_cache,
         replay_only=pool.settings.replay_only,
         prompt_hashes=prepared.text_hashes(),
@@ -309,7 +351,12 @@ def _new_manifest(config: RunConfig, prepared: Prepared) -> Manifest:
         user=settings.user,
         target=settings.target,
         run_id=config.run_id,
-        base_url=redact(config.base_url) if config.base_url else None,
+        **{
+            flag: redact(url) if url else None
+            for flag, url in config.model_dump(
+                include={"base_url", "user_base_url", "agent_base_url", "judge_base_url"}
+            ).items()
+        },
     )
     return Manifest(
         schema_version=SCHEMA_VERSION,

@@ -358,3 +358,19 @@ def test_label_exits_1_when_the_judge_answered_no_unit(run, server):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 1, stderr
     assert "the judge answered none of the" in stderr
+
+
+async def test_the_judge_has_its_own_endpoint_and_its_calls_go_on_the_run_s_cassette(
+    run, server, tmp_path
+):
+    from simulate.llm.cassette import call_keys, export_calls
+
+    judged = config(run, server, criteria=["resolved"], judge_base_url=server.base_url)
+    result = await label_run(judged.model_copy(update={"base_url": "http://127.0.0.1:9/v1"}))
+
+    assert result.written > 0 and server.count > 0  # nothing went to the shared (dead) endpoint
+    session = read_manifest(run)["labeling"][-1]
+    assert session["endpoints"] == {"judge": server.base_url.split("/")[2]}
+    assert len(call_keys(run)) == server.count
+    exported = export_calls(run, tmp_path / "judge.sqlite", tmp_path / "cache")
+    assert (exported.calls, exported.missing) == (server.count, 0)

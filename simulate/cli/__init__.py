@@ -96,7 +96,7 @@ def cli() -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (one module per command family)."""
-    from simulate.cli import annotate, authoring, data, label, realism, report, run
+    from simulate.cli import annotate, authoring, cassette, data, label, realism, report, run
 
     for command in (
         run.run_command,
@@ -105,6 +105,7 @@ def _register() -> None:
         data.show_command,
         data.export_command,
         data.repair_command,
+        cassette.cassette_group,
         label.label_command,
         label.golden_command,
         label.agreement_command,

@@ -22,12 +22,25 @@ def llm_options(func: Any) -> Any:
             "--llm-config",
             type=click.Path(dir_okay=False),
             metavar="FILE",
-            help="YAML endpoint settings: base_url, api_key_env, limits, prices.",
+            help="YAML endpoint settings: base_url, api_key_env, limits, prices; a section per"
+            " role (user, agent, judge, generator).",
         ),
         click.option(
             "--base-url",
             metavar="URL",
             help="OpenAI-compatible endpoint (vLLM, Ollama...) [OPENAI_BASE_URL].",
+        ),
+        *(
+            click.option(
+                f"--{role}-base-url",
+                metavar="URL",
+                help=f"The {what}'s own endpoint, over --base-url and the config file.",
+            )
+            for role, what in (
+                ("user", "simulated user"),
+                ("agent", "agent (openai: target, --agent-llm-proxy)"),
+                ("judge", "judge"),
+            )
         ),
         click.option(
             "--no-cache",

@@ -15,7 +15,7 @@ from simulate.cli import run_async, stop
 from simulate.cli.options import run_options
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_calibration, print_report_headline
-from simulate.cli.render.runs import print_estimate, print_summary
+from simulate.cli.render.runs import print_estimate, print_proxy, print_summary
 from simulate.errors import RunStopped
 from simulate.report.summary import summarize_run
 from simulate.runner import Tally, goal_rate
@@ -58,6 +58,19 @@ RESUME_HINT = "continue with the same command plus --resume"
     type=click.Path(dir_okay=False),
     metavar="FILE",
     help="For --target openai:MODEL: YAML tools the model may call.",
+)
+@click.option(
+    "--agent-llm-proxy",
+    is_flag=True,
+    help="Serve the agent a local OpenAI-compatible endpoint (OPENAI_BASE_URL) that records,"
+    " meters and replays its own model calls.",
+)
+@click.option(
+    "--agent-llm-proxy-port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="The proxy's port on 127.0.0.1, for an http: agent started beforehand [any free].",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @run_options
@@ -154,7 +167,12 @@ def play(config: RunConfig, quiet: bool) -> RunResult:
     view = EpisodeProgress(quiet)
     with view.progress:
         return run_async(
-            run(config, on_start=view.started, on_episode=view.finished),
+            run(
+                config,
+                on_start=view.started,
+                on_episode=view.finished,
+                on_proxy=lambda proxy: print_proxy(proxy, config.target),
+            ),
             interrupted=f"finished episodes are stored in {config.out}; {RESUME_HINT}",
         )
 

@@ -32,6 +32,7 @@ from simulate.label.judges import (
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import RuleLabeler, RuleLimits, rule_criteria
 from simulate.llm import model_spec
+from simulate.llm.cassette import record_calls
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.runner import run_bounded
@@ -85,6 +86,8 @@ class LabelResult:
     stopped: str | None = None
     """Why the labeling stopped early (a spent budget, a replay miss), or None."""
     usage: list[Usage] = field(default_factory=list)
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """The judge's endpoint host."""
     summary: list[dict[str, Any]] = field(default_factory=list)
     """Per criterion and labeler over the whole folder: units, rated, passed, pass_rate."""
 
@@ -236,6 +239,8 @@ async def _label(
         if pool is not None:
             await pool.aclose()
             result.usage = pool.meter.as_usage_list()
+            result.endpoints = dict(pool.endpoints())
+            record_calls(folder.path, pool.used_keys())
         _record_session(folder, config, plan, result)
     labelers_used = {f"rule:{c.id}" for c in plan.rules}
     if judge_name is not None:
@@ -399,5 +404,6 @@ def _record_session(
             failed=len(result.failures),
             stopped_because=result.stopped,
             model_usage=result.usage,
+            endpoints=result.endpoints,
         )
     )

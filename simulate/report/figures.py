@@ -23,6 +23,7 @@ from scipy import stats as scipy_stats
 from simulate.checks import matched_at
 from simulate.errors import RunFolderError
 from simulate.report.health import simulator_health
+from simulate.report.summary import agent_calls_run_wide, usage_by_role
 from simulate.schema import NOT_AGENT_FAULT, Episode, Manifest, Status, Usage
 from simulate.stats import bootstrap_mean_interval, wilson_interval
 from simulate.store import LABELS, RunFolder
@@ -531,6 +532,8 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> dict[str, A
         "turn_counts": dict(
             sorted((int(k), int(v)) for k, v in frame.group_by("n_turns").len().iter_rows())
         ),
+        "usage_by_role": usage_by_role(folder),
+        "agent_calls_run_wide": agent_calls_run_wide(folder),
         "labels": _label_criteria(run_dir),
         "failure_kinds": failure_kinds,
         "simulator_faults": faults,

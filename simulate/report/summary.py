@@ -27,6 +27,8 @@ def summarize_run(run_dir: str | Path, max_failures: int = 10) -> dict[str, Any]
             "goal_rate": None,
             "per_persona": [],
             "failures": [],
+            "usage_by_role": [],
+            "agent_calls_run_wide": 0,
         }
     episodes = folder.scan_episodes()
     rated = episodes.filter(~pl.col("status").is_in([s.value for s in NOT_AGENT_FAULT]))
@@ -58,7 +60,53 @@ def summarize_run(run_dir: str | Path, max_failures: int = 10) -> dict[str, Any]
         "failure_kinds": _failure_kinds(failures),
         "failures": failures.head(max_failures).to_dicts(),
         "n_failures": failures.height,
+        "usage_by_role": usage_by_role(folder),
+        "agent_calls_run_wide": agent_calls_run_wide(folder),
     }
+
+
+ROLE_ORDER = ("user", "target", "agent", "judge", "generator")
+
+
+def usage_by_role(folder: RunFolder) -> list[dict[str, Any]]:
+    """Model calls, tokens and cost per role over the episodes' `usage` rows, users first.
+
+    Each row: role, episodes (that have a row of this role), calls, prompt_tokens,
+    completion_tokens, cost_usd (None when a model of the role has no price, or the run holds
+    no usage of it). An agent's calls through the model proxy that named no episode are in no
+    row: `agent_calls_run_wide`.
+    """
+    table = (
+        folder.scan_episodes()
+        .select("episode_id", "usage")
+        .explode("usage")
+        .drop_nulls("usage")
+        .unnest("usage")
+        .group_by("role")
+        .agg(
+            pl.col("episode_id").n_unique().alias("episodes"),
+            pl.col("calls").sum(),
+            pl.col("prompt_tokens").sum(),
+            pl.col("completion_tokens").sum(),
+            pl.col("cost_usd").sum(),
+            pl.col("cost_usd").is_null().any().alias("unpriced"),
+        )
+        .collect()
+    )
+    rows = []
+    for row in table.to_dicts():
+        unpriced = row.pop("unpriced")
+        row["cost_usd"] = None if unpriced else row["cost_usd"]
+        rows.append(row)
+    order = {role: i for i, role in enumerate(ROLE_ORDER)}
+    rows.sort(key=lambda r: (order.get(r["role"], len(order)), r["role"]))
+    return rows
+
+
+def agent_calls_run_wide(folder: RunFolder) -> int:
+    """The agent's calls through the model proxy that named no episode (in no episode's row)."""
+    llm = folder.manifest.llm
+    return llm.agent_calls_run_wide if llm is not None else 0
 
 
 def _failure_kinds(failures: pl.DataFrame) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ The agent never sees the persona or the scenario: only the conversation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +55,9 @@ class TargetOptions:
     """For `openai:` targets: a YAML file of tools the model may call (`--tools`)."""
     get_llm: Callable[[str, str], Any] | None = None
     """(model spec, role) -> the run's shared LLM, for model-backed targets."""
+    agent_env: Callable[[str], Mapping[str, str]] | None = None
+    """Session id -> environment variables for that episode's agent process (`cmd:`): the
+    model proxy's address and token (`--agent-llm-proxy`)."""
 
 
 def to_protocol(messages: Sequence[Message]) -> list[dict[str, Any]]:

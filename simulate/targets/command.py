@@ -7,6 +7,7 @@ The protocol, one subprocess per episode (started on its first turn):
     stdout  one JSON line back per turn: "text" or {"reply": "...", "tool_calls": [...],
             "context": [...], "end": false}
     stderr  free for logs; the last line is quoted when the agent fails
+    env     Simulate's own, plus the model proxy's address and token with --agent-llm-proxy
 
 The process should answer until stdin closes. Exiting early, closing stdout or writing a line
 that is not JSON ends the episode as `target_error`. When the episode ends the process gets
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shlex
 import shutil
 from collections.abc import Callable, Sequence
@@ -138,6 +140,8 @@ class CommandTarget:
         return parse_reply(data, self.source)
 
     async def _start(self) -> asyncio.subprocess.Process:
+        agent_env = self.options.agent_env
+        env = {**os.environ, **agent_env(self.session_id)} if agent_env else None
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -145,6 +149,7 @@ class CommandTarget:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 limit=_LINE_LIMIT,
+                env=env,
             )
         except OSError as exc:
             raise TargetError(f"cannot start {self.source}: {exc}") from exc

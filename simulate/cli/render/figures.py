@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from simulate.cli.render import out, pct_interval
+from simulate.cli.render.runs import role_usage_lines
 
 if TYPE_CHECKING:  # the statistics stack (scipy, statsmodels) loads only when a table needs it
     from simulate.report.calibrate import Calibration
@@ -78,6 +79,8 @@ def print_report(report: dict[str, Any]) -> None:
             f"(n={overall['cost_usd']['per_episode']['n']})"
         )
     out.print(line)
+    for usage in role_usage_lines(report["usage_by_role"], report["agent_calls_run_wide"]):
+        out.print(usage)
     out.print(report["notes"]["goal_rate"], style="dim")
     rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
     if rated:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from simulate.cli.render import out
+from simulate.cli.render import err, out
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, RunResult
+
+if TYPE_CHECKING:
+    from simulate.agent_proxy import AgentProxy
+    from simulate.llm.cassette import Exported
 
 
 def print_estimate(config: RunConfig, estimate: dict[str, Any]) -> None:
@@ -20,8 +24,11 @@ def print_estimate(config: RunConfig, estimate: dict[str, Any]) -> None:
         f"{estimate['scenarios']} scenarios × {config.trials} trials), "
         f"at most {config.max_turns} turns each"
     )
+    if config.agent_llm_proxy:
+        out.print("the agent's own calls through the model proxy: not estimated (it decides them)")
     if not estimate["models"]:
-        out.print("no model calls: this user and target run offline")
+        if not config.agent_llm_proxy:
+            out.print("no model calls: this user and target run offline")
         return
     for row in estimate["models"]:
         cost = row["cost_usd_max"]
@@ -38,6 +45,36 @@ def print_estimate(config: RunConfig, estimate: dict[str, Any]) -> None:
         "rough estimate: ~6 turns per conversation typical, every turn to --max-turns at "
         "most; tokens ~ prompt length + history; cached requests cost nothing"
     )
+
+
+def print_proxy(proxy: AgentProxy, target: str) -> None:
+    """Where the agent's model proxy listens; for an `http:` agent, how to point it there."""
+    from simulate.agent_proxy import TOKEN_VARIABLE
+
+    if not target.startswith(("http:", "https:")):
+        err.print(f"agent model proxy: {proxy.base_url} (OPENAI_BASE_URL of the agent)")
+        return
+    err.print(
+        f"agent model proxy: start the agent with OPENAI_BASE_URL={proxy.base_url} and "
+        f"OPENAI_API_KEY=${TOKEN_VARIABLE}; to count its calls per conversation, send the "
+        "request's session_id as the X-Simulate-Session header",
+        soft_wrap=True,
+    )
+
+
+def print_cassette_export(exported: Exported) -> None:
+    """`simulate cassette export`: what the cassette holds, and what the cache had lost."""
+    out.print(f"wrote {exported.calls} recorded model calls to {exported.path}")
+    if exported.missing:
+        err.print(
+            f"warning: {exported.missing} of the run's calls are no longer in the cache and are"
+            " not in the cassette: a --replay-only run will miss them"
+        )
+
+
+def print_cassette_import(calls: int, cache_dir: str) -> None:
+    """`simulate cassette import`: how many calls the cache got."""
+    out.print(f"imported {calls} recorded model calls into the cache in {cache_dir}")
 
 
 def print_summary(result: RunResult, summary: dict[str, Any], findings: bool = False) -> None:
@@ -64,6 +101,8 @@ def print_summary(result: RunResult, summary: dict[str, Any], findings: bool = F
         )
     if result.usage:
         print_usage(result)
+    for line in role_usage_lines(summary["usage_by_role"], summary["agent_calls_run_wide"]):
+        out.print(line)
     if findings:
         print_findings(summary)
     out.print(
@@ -80,6 +119,24 @@ def print_usage(result: RunResult) -> None:
             f"model {row.role} {row.model}: {row.calls} calls, {row.prompt_tokens} prompt + "
             f"{row.completion_tokens} completion tokens{cost}"
         )
+
+
+def role_usage_lines(rows: list[dict[str, Any]], run_wide: int) -> list[str]:
+    """Model usage per role over the episodes in the folder; the agent's unattributed calls."""
+    if not rows:
+        return []
+    parts = []
+    for row in rows:
+        cost = "" if row["cost_usd"] is None else f", ${row['cost_usd']:.4f}"
+        tokens = row["prompt_tokens"] + row["completion_tokens"]
+        parts.append(f"{row['role']} {row['calls']} calls, {tokens} tokens{cost}")
+    lines = ["usage by role over the episodes: " + " · ".join(parts)]
+    if run_wide:
+        lines.append(
+            f"the agent made {run_wide} calls through the model proxy that named no episode: in"
+            " the totals, in no episode (send X-Simulate-Session to attribute them)"
+        )
+    return lines
 
 
 def print_findings(summary: dict[str, Any]) -> None:
