@@ -73,7 +73,8 @@ class Settings:
 def open_socket(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: any free one), or a ConfigError."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, so uvicorn sets TCP_NODELAY (no 40 ms delayed-ACK stall per reply)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.bind((host, port))
     except OSError as exc:
