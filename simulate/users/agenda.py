@@ -2,19 +2,30 @@
 
 The user has an agenda: state the request, answer what the agent asks from `known_info` (heard
 in the agent's own words: `understanding.py`), say what it does not know, confirm when asked
-and wait for the result, push back as the scenario's `instructions` say and on a refusal
-(never thanking it), and stop when the success checks hold (goal reached) or when its patience
-runs out without progress (gave up) — never while a new question asking it to go ahead is
-open. It never sends the same message twice, and its templates are filled grammatically
-(`wording.py`). Persona traits shape the words; personas
-tagged `adversarial` insert attacks at seeded turns; a scenario tagged `attack:<kind>` sends
-that attack as the user's second message. Tags `behavior:<name>` (persona or scenario) switch
-on the stress behaviours: `long_messages` (the opening buried in a long story),
-`switch_language` (from the second message on, the persona's `traits.language`, else Spanish),
-`non_native` (non-native English). A scenario instruction "... change your mind: <new
-request>" makes the user drop its request for that one when the agent first asks to go ahead.
-Everything random comes from the episode's seed, so the same seed and the same agent give the
-same conversation.
+("Shall I go ahead?": yes, go ahead; "Is this order correct?": yes, it is) and wait for the
+result, push back as the scenario's `instructions` say and on a refusal (never thanking it),
+and stop when the success checks hold (goal reached) or when its patience runs out without
+progress (gave up) — never while a new question asking it to go ahead is open. It never sends
+the same message twice, and its templates are filled grammatically (`wording.py`).
+
+It speaks as people do rather than reciting its scenario: a written `opening` is said as
+written, but a description is asked for in a person's words ("I'd like to order a Latte that
+has Vanilla Sweetener." -> "can I get a latte with vanilla sweetener?", `requests.py`), its
+details said with it or, by a terse user, later. Instructions "Then: ..." are later steps,
+said in order when the agent asks nothing the user must answer first ("Then: I want to ask
+what kind of syrup you have." -> "What kind of syrup do you have?"). How a message is typed
+(greeting, please, full stops, commas, lower case, typos, a typo fixed with "*word") is the
+persona's voice (`voice.py`), drawn from its traits.
+
+Personas tagged `adversarial` insert attacks at seeded turns; a scenario tagged
+`attack:<kind>` sends that attack as the user's second message. Tags `behavior:<name>`
+(persona or scenario) switch on the stress behaviours: `long_messages` (the opening buried in
+a long story), `switch_language` (from the second message on, the persona's
+`traits.language`, else Spanish), `non_native` (non-native English). A scenario instruction
+"... change your mind: <new request>" makes the user drop its request for that one when the
+agent first asks to go ahead. Everything random comes from the episode's seed (the words from
+one stream, the typing from another), so the same seed and the same agent give the same
+conversation.
 
 Phrases live in `simulate/prompts/agenda.yaml` and `attacks.yaml`.
 """
@@ -50,8 +61,6 @@ from simulate.users.wording import (
     request_forms,
     usable,
 )
-
-__all__ = ["AgendaUser", "add_typos", "attacks", "domains", "phrases"]
 
 #: Turns without progress a user tolerates, by patience.
 PATIENCE = {"low": 2, "medium": 4, "high": 6}
@@ -199,7 +208,10 @@ class AgendaUser:
             for f in self.scenario.known_info.values()
             for w in re.findall(r"\w+", f.value)
         }
-        self.voice = voice_of(self.traits, self.rng)
+        self.hand = random.Random(f"{spec.seed}:voice")
+        """How this person types (voice.py) draws from its own stream: typing never moves
+        which words the user chooses, nor wording which letters it mistypes."""
+        self.voice = voice_of(self.traits, self.hand)
         self.said_anything = False
         self.progress_seen = False
         """Whether the agent has done anything for the goal yet (a check met, a tool called)."""
@@ -409,12 +421,15 @@ class AgendaUser:
         if (step := self._next_step()) is None:
             return self.untold.pop(0)
         self.steps.pop(0)
+        text = step.text
+        if text.endswith("?") and self.hand.random() < self.voice.please / 2:
+            text = add_please(text, self.hand)  # a question asked of the agent: a request
         if not step.no:
-            return step.text
+            return text
         no = self._say("say_no")
-        if not step.text:
+        if not text:
             return no
-        return f"{no} {step.text}" if no.endswith(".") else f"{no} {lower_first(step.text)}"
+        return f"{no} {text}" if no.endswith(".") else f"{no} {lower_first(text)}"
 
     def _confirm_step(self) -> None:
         """A confirmation given: a step that was to give one is done."""
@@ -536,18 +551,22 @@ class AgendaUser:
         fresh = [text for text in filled if text not in self.said]
         text = self.rng.choice(fresh or filled)
         self.said.add(text)
+        value = values.get("value", "")
+        if value and text.startswith(value[:1].upper() + value[1:]):
+            text = value + text[len(value) :]  # a fact keeps its case: "ana@example.com."
         return text
 
     def _opening(self) -> str:
         if self.written:
             text = self._say("opening")
             if self.traits.politeness == "polite" and not re.match(r"(?i)(hi|hello|good)", text):
-                text = f"{self._pick('greeting_polite')} {text}"
+                greeting = self._pick("greeting_polite")
+                text = f"{greeting} {lower_first(text) if greeting.endswith(',') else text}"
         else:
             text = self._ask_for_want()
             self.request = text
-            if self.rng.random() < self.voice.please and not self.want.greets:
-                text = add_please(text, self.rng)
+            if self.hand.random() < self.voice.please and not self.want.greets:
+                text = add_please(text, self.hand)
             if self.traits.verbosity == "terse":
                 self.untold = list(self.want.details)  # said when there is room for them
             elif self.want.details and self.rng.random() < JOIN_DETAILS_SHARE:
@@ -555,7 +574,7 @@ class AgendaUser:
                 text = f"{text[:-1]}, {lower_first(details)[:-1]}{text[-1]}"  # one sentence
             else:
                 text = " ".join([text, *(_sentence(d) for d in self.want.details)])
-            if self.rng.random() < self.voice.greets and not self.want.greets:
+            if self.hand.random() < self.voice.greets and not self.want.greets:
                 polite = self.traits.politeness == "polite"
                 greeting = self._pick("greeting_polite" if polite else "greeting")
                 text = f"{greeting} {lower_first(text) if greeting.endswith(',') else text}"
@@ -594,7 +613,7 @@ class AgendaUser:
             return self.want.said
         names = {w.lower() for w in self.persona.name.split()}
         short = phrases()["short_words"]
-        values = {k: casually(v, self.voice, self.rng, short, names) for k, v in values.items()}
+        values = {k: casually(v, self.voice, self.hand, short, names) for k, v in values.items()}
         if self.want.clause and self.rng.random() < DIRECT_QUESTION_SHARE:
             question = direct_question(self.want.clause)
             if question not in self.said:
@@ -617,7 +636,7 @@ class AgendaUser:
             text = self._say("nothing_else")
         else:
             text = self._say("closing", self.traits.politeness)
-        return dress(text, self.voice, self.rng, self.protected, warm=True)
+        return dress(text, self.voice, self.hand, self.protected, warm=True)
 
     def _finish(self, text: str, frustrated: bool = False, switching: bool = False) -> str:
         """Dress the message in the persona's style: verbosity, tone, politeness and typos."""
@@ -642,7 +661,7 @@ class AgendaUser:
                 text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
         opening = not self.said_anything
         self.said_anything = True
-        return dress(text, self.voice, self.rng, self.protected, opening=opening, warm=self.warm)
+        return dress(text, self.voice, self.hand, self.protected, opening=opening, warm=self.warm)
 
     def _finish_translated(self, text: str, switching: bool) -> str:
         """A message in the language switched to: the switch announced once, then typos."""
@@ -650,7 +669,7 @@ class AgendaUser:
             text = f"{self._pick('switch')} {text}"
         if self.traits.politeness == "polite" and self.rng.random() < 0.4 and not self.turned_down:
             text = f"{text} {self._pick('thanks')}"
-        return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
+        return add_typos(text, self.traits.typo_rate, self.hand, self.protected)
 
 
 def _names_a_thing(phrase: str) -> bool:

@@ -296,7 +296,8 @@ def _tidy_thing(thing: str) -> str:
         head = f"{match.group(2)} {match.group(1)}"
         return f"{article(head)} {head}"
     if match := _COMMA_NOUN.match(thing):
-        return f"{match.group(1)} with {match.group(2)}"
+        joiner = "and" if " with " in match.group(1) else "with"
+        return f"{match.group(1)} {joiner} {match.group(2)}"
     return thing
 
 

@@ -24,7 +24,7 @@ PLEASE = {"polite": 0.7, "neutral": 0.35, "rude": 0.0}
 #: Chance that a message keeps its closing full stop, by verbosity.
 FULL_STOP = {"terse": 0.45, "normal": 0.7, "verbose": 0.85}
 #: Chance that a reply (not the opening) starts in lower case, by verbosity.
-LOWER = {"terse": 0.25, "normal": 0.15, "verbose": 0.05}
+LOWER = {"terse": 0.3, "normal": 0.2, "verbose": 0.08}
 #: Chance that a warm message (a yes, a thanks) ends with "!", by tone.
 EXCLAIM = {"friendly": 0.3, "anxious": 0.05, "calm": 0.05, "frustrated": 0.0, "angry": 0.0}
 #: Chance that a message holds a typo its writer fixes ("lattte *latte"), by expertise.
@@ -88,13 +88,23 @@ def voice_of(traits: Traits, rng: random.Random) -> Voice:
 
 
 def add_typos(text: str, rate: float, rng: random.Random, protected: set[str]) -> str:
-    """Misspell about ``rate`` of the words, leaving the ``protected`` ones (facts) intact."""
+    """Misspell about ``rate`` of the words, leaving the ``protected`` ones (facts) intact.
+
+    Longer words are mistyped more often (each letter is a chance to slip): a word's chance is
+    ``rate`` times its length over the mean length of the message's words that may be
+    mistyped, so the share of misspelled words stays ``rate``."""
     if rate <= 0:
         return text
+    typable = [
+        len(w) for w in re.findall(r"[A-Za-z]+", text) if len(w) >= 4 and w.lower() not in protected
+    ]
+    if not typable:
+        return text
+    mean = sum(typable) / len(typable)
 
     def misspell(match: re.Match[str]) -> str:
         word = match.group(0)
-        if word.lower() in protected or len(word) < 4 or rng.random() >= rate:
+        if word.lower() in protected or len(word) < 4 or rng.random() >= rate * len(word) / mean:
             return word
         return _misspelled(word, rng)
 
@@ -164,8 +174,10 @@ def dress(
         text = text[:-1]
     if rng.random() >= voice.commas:
         text = _LEAD_COMMA.sub(r"\1", text)
+    first = re.match(r"\w+", text)
+    fact_first = first is not None and first.group(0).lower() in protected  # "A-55021" stays
     if not opening and rng.random() < voice.lower + (SHORT_SLACK / 2 if short else 0.0):
-        text = lower_first(text)
+        text = text if fact_first else lower_first(text)
     text = add_typos(text, voice.typo_rate, rng, protected)
     if rng.random() < voice.repair:
         text = _repaired(text, rng, protected)
