@@ -185,6 +185,8 @@ class AgendaUser:
         """Questions asking whether something is right that the user answered (as words)."""
         self.warm = False
         """Whether the message being written agrees or thanks (it may end with "!")."""
+        self.asked_last = False
+        """Whether the user's last reply asked the agent something."""
         self.refused = [m.group(1).strip() for m in self._scan(_REFUSE_THING)]
         self.insisted = [m.group(1).strip() for m in self._scan(_INSIST_THING)]
         self.attack_at = self._schedule_attacks(spec.max_turns)
@@ -213,8 +215,6 @@ class AgendaUser:
         which words the user chooses, nor wording which letters it mistypes."""
         self.voice = voice_of(self.traits, self.hand)
         self.said_anything = False
-        self.progress_seen = False
-        """Whether the agent has done anything for the goal yet (a check met, a tool called)."""
 
     def _scan(self, pattern: re.Pattern[str]) -> list[re.Match[str]]:
         return [m for text in self.scenario.instructions for m in pattern.finditer(text.lower())]
@@ -339,7 +339,6 @@ class AgendaUser:
         tools = called_tools(messages)
         moved = unmet < self.met_before or bool(tools - self.tools_before)
         self.met_before, self.tools_before = unmet, tools
-        self.progress_seen = self.progress_seen or moved
         return moved
 
     def _reply_to(self, agent: str) -> tuple[str, bool]:
@@ -402,6 +401,8 @@ class AgendaUser:
             parts += self._insist() if self.insisted else [self._say("refused")]
         elif not parts and _ANYTHING_ELSE.search(low) and self._has_all_it_asked():
             parts.append(self._say("nothing_else"))
+        elif not parts and not requests and self.asked_last:
+            parts.append(self._say("acknowledge"))  # the agent answered the user's question
         if not parts:
             open_question = any(_OPEN_QUESTION.search(r.lower()) for r in requests)
             if open_question and not self.written:
@@ -410,7 +411,9 @@ class AgendaUser:
                 parts.append(self._say("not_sure"))
             else:
                 parts.append(self._say("restate"))
-        return " ".join(parts), answered
+        text = " ".join(parts)
+        self.asked_last = text.rstrip().endswith("?")
+        return text, answered
 
     def _next_step(self) -> Step | None:
         """The next later step to say, when it is one with words (not a confirmation)."""
@@ -457,10 +460,10 @@ class AgendaUser:
         return self._say("confirm_check")
 
     def _has_all_it_asked(self) -> bool:
-        """Whether the user has nothing more to ask for: the agent did something for it and
-        only checks the user cannot see (tool calls) are left."""
+        """Whether the user has nothing more to ask for: it said all it meant to, and only
+        checks it cannot see (tool calls) are left."""
         visible = [c for c in self.unmet if not c.startswith("must_call_tools")]
-        return self.progress_seen and not visible and not self.steps and not self.untold
+        return not visible and not self.steps and not self.untold
 
     def _asked_facts(self, requests: list[str], agent: str) -> list[Asked]:
         """The known facts the agent's requests ask for, each once, in the order asked."""
