@@ -544,13 +544,18 @@ class AgendaUser:
             options = options[key]
         return usable(options, values)
 
-    def _say(self, bank: str, key: str | None = None, **values: str) -> str:
-        """A template of ``bank`` filled with ``values``, the request and the business; one
-        not said before in this conversation when the bank has one."""
+    def _say(
+        self, bank: str, key: str | None = None, extra: str | None = None, **values: str
+    ) -> str:
+        """A template of ``bank`` (and of an ``extra`` bank) filled with ``values``, the
+        request and the business; one not said before in this conversation when there is one."""
         values = {**request_forms(self.request), **values}
         if self.business:
             values.setdefault("business", self.business)
-        filled = [fill(t, values) for t in self._templates(bank, key, values)]
+        templates = self._templates(bank, key, values)
+        if extra is not None:
+            templates = templates + self._templates(extra, None, values)
+        filled = [fill(t, values) for t in templates]
         fresh = [text for text in filled if text not in self.said]
         text = self.rng.choice(fresh or filled)
         self.said.add(text)
@@ -598,7 +603,7 @@ class AgendaUser:
         """The bank that asks for what the user wants, and its values (None: say it as is)."""
         want = self.want
         if want.thing:
-            return "ask_for", {"want_thing": want.thing}
+            return "ask_for", {"want_thing": want.thing}  # and `order_for` when ordered
         if want.clause:
             return "ask_clause", {"want_clause": want.clause}
         if want.topic:
@@ -622,6 +627,8 @@ class AgendaUser:
             if question not in self.said:
                 self.said.add(question)
                 return question
+        if bank == "ask_for" and self.want.orders:
+            return self._say(bank, extra="order_for", **values)
         return self._say(bank, **values)
 
     def _bury(self, request: str) -> str:

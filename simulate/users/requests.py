@@ -117,11 +117,12 @@ _SUBJECTS = {"you", "i", "we", "they", "it", "he", "she"}
 
 @cache
 def want_words() -> dict[str, frozenset[str]]:
-    """Verbs that tell what a user wants (agenda.yaml): `get` a thing, `learn` something, and
-    the request verbs (`actions`) an imperative note starts with."""
+    """Verbs that tell what a user wants (agenda.yaml): `get` a thing (`order` it), `learn`
+    something, and the request verbs (`actions`) an imperative note starts with."""
     data = prompts.data("agenda.yaml")
     return {
         "get": frozenset(data["wants"]["get"]),
+        "order": frozenset(data["wants"]["order"]),
         "learn": frozenset(data["wants"]["learn"]),
         "actions": frozenset(data["actions"]),
     }
@@ -145,6 +146,8 @@ class Want:
     """Later sentences of the note: said with the request or when there is room."""
     greets: bool = False
     """Whether all the user means to open with is a hello ("start with a polite hello")."""
+    orders: bool = False
+    """Whether the thing is ordered or bought (not "the details of my booking")."""
 
 
 def clean(note: str) -> str:
@@ -223,7 +226,7 @@ def read_want(note: str) -> Want:
     verb, _, obj = rest.partition(" ")
     verb = verb.lower()
     if verb in words["get"] and obj:
-        return _thing_want(first, obj, details)
+        return _thing_want(first, obj, details, orders=verb in words["order"])
     if verb in words["learn"] and obj:
         obj = re.sub(r"^(?:out|you|from you)\s+", "", obj)
         if obj.lower().startswith("about "):
@@ -235,7 +238,7 @@ def read_want(note: str) -> Want:
     return Want(said=first, verb_phrase=_first_person(rest), details=details)
 
 
-def _thing_want(said: str, thing: str, details: tuple[str, ...]) -> Want:
+def _thing_want(said: str, thing: str, details: tuple[str, ...], orders: bool = False) -> Want:
     """A want to get a thing, with the details that describe it folded in: "the Espresso" and
     "It's a double and I want whole milk" -> "a double Espresso with whole milk"."""
     thing = _tidy_thing(_article_for(thing))
@@ -255,7 +258,7 @@ def _thing_want(said: str, thing: str, details: tuple[str, ...]) -> Want:
             rest.append(_each(match))
         else:
             rest.append(detail)
-    return Want(said=said, thing=thing, details=tuple(rest))
+    return Want(said=said, thing=thing, details=tuple(rest), orders=orders)
 
 
 def _each(match: re.Match[str]) -> str:
