@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,13 +37,8 @@ _ID_RULE = "letters, digits and '_', '.', ':', '-', starting with a letter or di
 
 
 def load_personas(paths: Sequence[str | Path] | str | Path) -> list[Persona]:
-    """Read personas from files and folders.
-
-    Args:
-        paths: YAML or JSON files, or folders searched recursively for them.
-
-    Returns:
-        The personas, in file order (folders sorted by path).
+    """Read personas from YAML or JSON files, or folders searched recursively for them, in
+    file order (folders sorted by path).
 
     Raises:
         ConfigError: a path, file or persona is wrong; the message names file, line and field.
@@ -52,17 +47,7 @@ def load_personas(paths: Sequence[str | Path] | str | Path) -> list[Persona]:
 
 
 def load_scenarios(paths: Sequence[str | Path] | str | Path) -> list[Scenario]:
-    """Read scenarios from files and folders.
-
-    Args:
-        paths: YAML or JSON files, or folders searched recursively for them.
-
-    Returns:
-        The scenarios, in file order (folders sorted by path).
-
-    Raises:
-        ConfigError: a path, file or scenario is wrong; the message names file, line and field.
-    """
+    """Read scenarios from files and folders, as `load_personas` reads personas."""
     return _load(paths, Scenario)
 
 
@@ -86,7 +71,7 @@ def split_by_kind(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
 
 
 def _guess_kind(path: Path, shown: str) -> type[BaseModel]:
-    text = _read_text(path, shown)
+    text = read_text(path, shown)
     is_json = path.suffix.lower() == ".json"
     documents = _json_documents(text, shown) if is_json else _yaml_documents(text, shown)
     scenario_only = set(Scenario.model_fields) - set(Persona.model_fields)
@@ -169,8 +154,13 @@ def _files(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
     return found
 
 
-def _read_text(path: Path, shown: str) -> str:
-    """Return a file's text, or raise a ConfigError for unreadable or non-UTF-8 files."""
+def read_text(path: Path, shown: str, *, folder: str = "a folder; give the file") -> str:
+    """A file's text, or a one-line ConfigError naming it (``shown``) and the line of a byte
+    that is not UTF-8; ``folder`` is what to say when the path is a folder."""
+    if not path.exists():
+        raise ConfigError(f"no such file: {shown!r}")
+    if path.is_dir():
+        raise ConfigError(f"{shown}: {folder}")
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -184,9 +174,25 @@ def _read_text(path: Path, shown: str) -> str:
         ) from None
 
 
+def json_lines(
+    text: str, shown: str, expected: str, problem: str = "not valid JSON"
+) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of JSON Lines text; a line that is not
+    JSON is a ConfigError naming ``shown``, the line, the ``problem`` and what is ``expected``."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(
+                f"{shown}:{number}: {problem} ({err.msg}, column {err.colno}); {expected}"
+            ) from None
+
+
 def _items(path: Path, shown: str, model: type[BaseModel]) -> list[_Item]:
     """Split a file's documents into items: mappings, lists of them, or a `personas:` list."""
-    text = _read_text(path, shown)
+    text = read_text(path, shown)
     if path.suffix.lower() == ".json":
         documents = _json_documents(text, shown)
     else:

@@ -1,18 +1,18 @@
 """SIGKILL at random points of `run`, `label`, `golden` and `export`: nothing lost or doubled.
 
-Each kill lands on a child forked from this process (so it needs no interpreter start of its
-own) after a seeded random delay; after every kill the folder must read cleanly, hold each
-episode and each label slot at most once, and every file must be whole or absent. The last
-pass of each command runs to its end and must leave exactly what one clean run leaves.
+Each kill lands on a child (forked from a server that imported Simulate once, so it needs no
+interpreter start of its own) after a seeded random delay; after every kill the folder must
+read cleanly, hold each episode and each label slot at most once, and every file must be whole
+or absent. The last pass of each command runs to its end and must leave exactly what one clean
+run leaves.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
-import signal
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,43 +26,37 @@ PLANNED = 36  # 3 personas x 2 scenarios x 6 trials
 SEED = 20261206
 
 
-def _fork_cli(args: Sequence[str]) -> int:
-    """Run `simulate ARGS` in a forked child (its output to /dev/null); its pid."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            from simulate.cli import main
-
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            code = 99
-        os._exit(code)
-    return pid
+def _forkserver() -> multiprocessing.context.BaseContext:
+    """Children forked from a clean, single-threaded server that imported Simulate once: fast
+    to start, and safe (forking this test process, with its servers' threads, could deadlock)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["simulate.cli"])
+    return context
 
 
-def _kill_at(pid: int, delay: float) -> bool:
-    """SIGKILL ``pid`` after ``delay`` seconds; whether it was still running then."""
-    deadline = time.monotonic() + delay
-    while time.monotonic() < deadline:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False
-        time.sleep(0.005)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+def _start(args: Sequence[str]) -> multiprocessing.process.BaseProcess:
+    """Run `simulate ARGS` in a child process."""
+    from simulate.cli import main
+
+    child = _forkserver().Process(target=main, args=(list(args),), daemon=True)
+    child.start()
+    return child
+
+
+def _kill_at(child: multiprocessing.process.BaseProcess, delay: float) -> bool:
+    """SIGKILL ``child`` after ``delay`` seconds; whether it was still running then."""
+    child.join(delay)
+    if not child.is_alive():
+        return False
+    child.kill()
+    child.join()
     return True
 
 
-def _finish(args: Sequence[str]) -> int:
-    pid = _fork_cli(args)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+def _finish(args: Sequence[str]) -> int | None:
+    child = _start(args)
+    child.join(300)
+    return child.exitcode
 
 
 def _raw_ids(folder: Path, kind: str, columns: Sequence[str]) -> list[tuple]:
@@ -103,7 +97,7 @@ def test_random_kills_lose_nothing_and_double_nothing(tmp_path, slow_agent_env):
     # run: killed again and again, each time resumed, then finished
     for _ in range(18):
         args = run if not (out / "manifest.json").is_file() else [*run, "--resume"]
-        kills += _kill_at(_fork_cli(args), rng.uniform(0.05, 1.2))
+        kills += _kill_at(_start(args), rng.uniform(0.05, 1.2))
         _check_run_folder(out)
     assert _finish([*run, "--resume"] if (out / "manifest.json").is_file() else run) == 0
     _check_run_folder(out)
@@ -113,7 +107,7 @@ def test_random_kills_lose_nothing_and_double_nothing(tmp_path, slow_agent_env):
     label = ["label", str(out), "--rules-only", "-q"]
     key = ["episode_id", "criterion", "turn_index", "tool_call_index", "labeler", "rubric"]
     for _ in range(16):
-        kills += _kill_at(_fork_cli(label), rng.uniform(0.05, 0.8))
+        kills += _kill_at(_start(label), rng.uniform(0.05, 0.8))
         _check_run_folder(out)
         slots = _raw_ids(out, "labels", key)
         assert len(slots) == len(set(slots)), "a label slot was filled twice"
@@ -125,7 +119,7 @@ def test_random_kills_lose_nothing_and_double_nothing(tmp_path, slow_agent_env):
     # golden: the set is whole or absent, never half-written
     golden = ["golden", str(out)]
     for seed in range(14):
-        kills += _kill_at(_fork_cli([*golden, "--seed", str(seed)]), rng.uniform(0.05, 2.0))
+        kills += _kill_at(_start([*golden, "--seed", str(seed)]), rng.uniform(0.05, 2.0))
         if (out / "golden").exists():
             splits = sorted((out / "golden" / "data").glob("*.parquet"))
             assert (out / "golden" / "README.md").is_file() and len(splits) == 3
@@ -137,7 +131,7 @@ def test_random_kills_lose_nothing_and_double_nothing(tmp_path, slow_agent_env):
     target = tmp_path / "episodes.jsonl"
     export = ["export", str(out), "--format", "jsonl", "--out", str(target), "--force"]
     for _ in range(14):
-        kills += _kill_at(_fork_cli(export), rng.uniform(0.05, 0.6))
+        kills += _kill_at(_start(export), rng.uniform(0.05, 0.6))
         if target.exists():
             lines = target.read_text().splitlines()
             assert len(lines) == PLANNED and all(json.loads(line) for line in lines)

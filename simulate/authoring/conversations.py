@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from simulate.errors import ConfigError, RunFolderError
+from simulate.loader import json_lines, read_text
 from simulate.schema import (
     SCHEMA_VERSION,
     Episode,
@@ -105,7 +106,7 @@ def detect_format(path: str | Path) -> ConversationFormat:
     file = Path(path)
     if file.is_dir():
         return "run"
-    text = read_text_file(file, str(path))
+    text = _read(file, str(path))
     if text.lstrip().startswith("["):
         return "taskmaster"
     return "openai"
@@ -146,21 +147,13 @@ def read_openai_jsonl(path: str | Path) -> list[RealConversation]:
     else its line does.
     """
     shown = str(path)
-    text = read_text_file(Path(path), shown)
+    text = _read(Path(path), shown)
     expected = 'expected one {"messages": [...]} object per line (OpenAI chat JSONL)'
+    if text.lstrip().startswith("["):
+        expected = "a JSON array? Taskmaster files are read with --format taskmaster; " + expected
     conversations = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, row in json_lines(text, shown, expected):
         where = f"{shown}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            hint = " (a JSON array? Taskmaster files are read with --format taskmaster)"
-            hint = hint if number == 1 and line.lstrip().startswith("[") else ""
-            raise ConfigError(
-                f"{where}: not valid JSON ({err.msg}, column {err.colno}){hint}; {expected}"
-            ) from None
         if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
             got = (
                 f"keys {', '.join(repr(k) for k in list(row)[:5])}"
@@ -230,20 +223,6 @@ def read_run_conversations(path: str | Path) -> list[RealConversation]:
             RealConversation(episode.episode_id, list(episode.messages), task=task)
         )
     return conversations
-
-
-def read_text_file(path: Path, shown: str) -> str:
-    """The UTF-8 text of a file, or a one-line ConfigError naming it (``shown``)."""
-    if not path.exists():
-        raise ConfigError(f"no such file: {shown!r}")
-    if path.is_dir():
-        raise ConfigError(f"{shown}: a folder without {MANIFEST}; give a file or a run folder")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise ConfigError(f"{shown}: cannot read file: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{shown}: not UTF-8 text ({err.reason})") from None
 
 
 # --- PII -----------------------------------------------------------------------------------------
@@ -486,3 +465,10 @@ def reference_source(
 def user_texts(messages: Iterable[Message]) -> list[str]:
     """The user's messages' texts, in order."""
     return [m.content for m in messages if m.role == "user"]
+
+
+def _read(path: Path, shown: str) -> str:
+    """A conversations file's text; a folder must be a run folder (it has a manifest)."""
+    return read_text(
+        path, shown, folder=f"a folder without {MANIFEST}; give a file or a run folder"
+    )

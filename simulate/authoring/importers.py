@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from simulate.authoring.personas import check_locales, contact_details
 from simulate.errors import ConfigError, did_you_mean
+from simulate.loader import json_lines, read_text
 from simulate.schema import Persona, Scenario, Traits
 
 TAU2_SOURCE = "tau2-bench (https://github.com/sierra-research/tau2-bench)"
@@ -100,7 +101,7 @@ def import_tau2(
     """
     file = Path(path)
     shown = str(path)
-    text = _read(file, shown)
+    text = read_text(file, shown)
     tasks = _tau2_tasks(text, shown)
     if split is not None:
         tasks = _tasks_in_split(tasks, file, shown, split)
@@ -179,7 +180,7 @@ def _tasks_in_split(
     if not split_file.is_file():
         raise ConfigError(f"--split {split!r}: no split_tasks.json beside {shown}")
     try:
-        splits = json.loads(_read(split_file, str(split_file)))
+        splits = json.loads(read_text(split_file, str(split_file)))
     except json.JSONDecodeError as err:
         raise ConfigError(f"{split_file}:{err.lineno}: not valid JSON ({err.msg})") from None
     if not isinstance(splits, dict):
@@ -404,7 +405,7 @@ def import_personahub(
     """
     shown = str(path)
     locales = check_locales(locale)
-    rows = _personahub_rows(_read(Path(path), shown), shown)
+    rows = _personahub_rows(read_text(Path(path), shown), shown)
     if not 1 <= n <= len(rows):
         raise ConfigError(
             f"--n must be between 1 and {len(rows)} (the personas in {shown}), got {n}"
@@ -439,16 +440,7 @@ def _personahub_rows(text: str, shown: str) -> list[tuple[int, str]]:
                 f'{shown}: {what}; expected JSON Lines, one {{"persona": text}} object per line'
             )
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ConfigError(
-                f"{shown}:{number}: not valid JSON ({err.msg}, column {err.colno}); expected "
-                f'one {{"persona": text}} object per line'
-            ) from None
+    for number, row in json_lines(text, shown, 'expected one {"persona": text} object per line'):
         persona = row.get("persona") if isinstance(row, dict) else None
         if not isinstance(persona, str) or not persona.strip():
             got = (
@@ -484,16 +476,3 @@ def _hub_persona(line: int, text: str, fake: Any, rng: random.Random, locale: st
         source=PERSONAHUB_SOURCE,
         license=PERSONAHUB_LICENSE,
     )
-
-
-def _read(path: Path, shown: str) -> str:
-    if not path.exists():
-        raise ConfigError(f"no such file: {shown!r}")
-    if path.is_dir():
-        raise ConfigError(f"{shown}: a folder; give the file")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise ConfigError(f"{shown}: cannot read file: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{shown}: not UTF-8 text ({err.reason})") from None

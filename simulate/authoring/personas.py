@@ -77,13 +77,13 @@ def read_traits(path: str | Path) -> dict[str, list[str]]:
         ConfigError: one line naming the file, line and axis: unknown built-in level, empty
             or duplicate levels, wrong types, a reserved or misspelt axis name.
     """
-    from simulate.loader import _read_text, _yaml_documents
+    from simulate.loader import _yaml_documents, read_text
 
     shown = str(path)
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"--traits: no such file: {shown!r}")
-    documents = _yaml_documents(_read_text(file, shown), shown)
+    documents = _yaml_documents(read_text(file, shown), shown)
     node = documents[0][1] if documents else None
     expected = "expected `axes:` mapping each trait axis to a list of levels"
     if not isinstance(node, yaml.MappingNode):

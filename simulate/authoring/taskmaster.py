@@ -20,8 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from simulate.authoring.conversations import TASK_FROM_WRITER, RealConversation, read_text_file
+from simulate.authoring.conversations import TASK_FROM_WRITER, RealConversation
 from simulate.errors import ConfigError
+from simulate.loader import read_text
 from simulate.schema import Message, Scenario, ToolCall
 
 _TEMPLATE_CALL = re.compile(r"^(call|response) (\S+) (?:request|response) (.*?)\s*$", re.M)
@@ -67,7 +68,7 @@ def read_taskmaster(path: str | Path) -> list[RealConversation]:
             line where that dialog starts).
     """
     shown = str(path)
-    text = read_text_file(Path(path), shown)
+    text = read_text(Path(path), shown, folder="a folder; give a Taskmaster JSON file")
     conversations = []
     for line, item in _array_items(text, shown):
         where = f"{shown}:{line}"

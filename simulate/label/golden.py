@@ -35,6 +35,7 @@ from simulate.store import (
     RunFolder,
     check_replaceable,
     episode_features,
+    label_features,
     replace_folder,
     write_parquet,
 )
@@ -45,17 +46,19 @@ DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 DEFAULT_PRECEDENCE: tuple[LabelerKind, ...] = ("adjudicator", "human", "judge", "rule")
 
 _str = datasets.Value("string")
-LABEL_STRUCT = {
-    "criterion": _str,
-    "turn_index": datasets.Value("int32"),
-    "tool_call_index": datasets.Value("int32"),
-    "value": _str,
-    "score": datasets.Value("float64"),
-    "passed": datasets.Value("bool"),
-    "kind": _str,
-    "source": datasets.List(_str),
-    "disputed": datasets.Value("bool"),
-}
+
+
+def label_struct() -> dict[str, Any]:
+    """The features of one merged label in a golden row: the label's own, and where it came
+    from (`MergedLabel`)."""
+    own = label_features()
+    shared = ["criterion", "turn_index", "tool_call_index", "value", "score", "passed"]
+    return {
+        **{name: own[name] for name in shared},
+        "kind": _str,
+        "source": datasets.List(_str),
+        "disputed": datasets.Value("bool"),
+    }
 
 
 @dataclass
@@ -243,7 +246,7 @@ def golden_features(episode_criteria: Iterable[str]) -> datasets.Features:
     return datasets.Features(
         {
             **episode_features(),
-            "labels": datasets.List(LABEL_STRUCT),
+            "labels": datasets.List(label_struct()),
             **{f"passed_{c}": datasets.Value("bool") for c in sorted(episode_criteria)},
         }
     )

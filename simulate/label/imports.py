@@ -10,7 +10,6 @@ line; nothing is written unless every row is good.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from simulate.errors import ConfigError, did_you_mean
 from simulate.label import Unit, make_label, normalize_value
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import rule_criteria
+from simulate.loader import json_lines
 from simulate.schema import Criterion, Label, LabelingRecord
 from simulate.store import LABELS, RunFolder
 
@@ -146,13 +146,7 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
 
 def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: not JSON: {exc.msg}") from None
+    for number, row in json_lines(text, str(path), "one JSON object per line", "not JSON"):
         if not isinstance(row, dict):
             raise ConfigError(f"{path}:{number}: expected a JSON object, one per line")
         _check_columns(list(row), f"{path}:{number}")

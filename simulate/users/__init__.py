@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from simulate import prompts
 from simulate.errors import ConfigError, unknown_choice
 from simulate.llm import LLM, model_spec
 from simulate.schema import EpisodeSpec, Message
@@ -123,3 +124,14 @@ def load_user(spec: str, options: UserOptions | None = None) -> UserFactory:
     factory."""
     kind, arg = parse_user(spec)
     return USERS[kind](arg, options or UserOptions())
+
+
+def attack_kinds() -> dict[str, dict[str, Any]]:
+    """Every attack kind simulated users know (`prompts/attacks.yaml`): what it is, whether an
+    `adversarial` persona that names none draws from it, and the offline user's messages."""
+    return prompts.data("attacks.yaml")
+
+
+def default_attacks() -> list[str]:
+    """The kinds an `adversarial` persona tries when its tags name none."""
+    return [kind for kind, spec in attack_kinds().items() if spec.get("default")]

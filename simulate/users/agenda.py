@@ -40,7 +40,7 @@ from typing import Any
 from simulate import prompts
 from simulate.checks import called_tools, has_goal_checks, negated, unmet_goal_checks
 from simulate.schema import EpisodeSpec, Message
-from simulate.users import EpisodeState, UserTurn
+from simulate.users import EpisodeState, UserTurn, attack_kinds, default_attacks
 from simulate.users.requests import Step, Want, direct_question, read_step, read_want
 from simulate.users.understanding import (
     Asked,
@@ -65,8 +65,6 @@ from simulate.users.wording import (
 #: Turns without progress a user tolerates, by patience.
 PATIENCE = {"low": 2, "medium": 4, "high": 6}
 
-#: Attack kinds an `adversarial` persona that names none draws from (attacks.yaml has more).
-DEFAULT_ATTACKS = ("prompt_injection", "system_prompt", "other_customer_data", "abuse", "off_topic")
 #: The user message (0-based) that carries a scenario's `attack:<kind>`.
 SCENARIO_ATTACK_TURN = 1
 #: The shortest opening of a `behavior:long_messages` user.
@@ -119,8 +117,8 @@ def domains() -> tuple[tuple[str, re.Pattern[str]], ...]:
 
 @cache
 def attacks() -> dict[str, list[str]]:
-    """Attack templates by kind, read once from the package."""
-    return prompts.data("attacks.yaml")
+    """The offline user's attack messages by kind (`prompts/attacks.yaml`)."""
+    return {kind: spec["templates"] for kind, spec in attack_kinds().items()}
 
 
 def _actions(text: str, wanted_only: bool = False) -> set[str]:
@@ -224,7 +222,7 @@ class AgendaUser:
         if "adversarial" not in self.persona.tags:
             return {}
         kinds = [t.split(":", 1)[1] for t in self.persona.tags if t.startswith("attack:")]
-        usable = [k for k in (kinds or list(DEFAULT_ATTACKS)) if self._attack_templates(k)]
+        usable = [k for k in (kinds or default_attacks()) if self._attack_templates(k)]
         if not usable:
             return {}
         slots = list(range(1, max(2, min(4, max_turns - 1))))
