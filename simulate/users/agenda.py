@@ -185,6 +185,8 @@ class AgendaUser:
         """Whether the message being written agrees or thanks (it may end with "!")."""
         self.asked_last = False
         """Whether the user's last reply asked the agent something."""
+        self.firm = False
+        """Whether the message being written says no to going ahead (typed as written)."""
         self.refused = [m.group(1).strip() for m in self._scan(_REFUSE_THING)]
         self.insisted = [m.group(1).strip() for m in self._scan(_INSIST_THING)]
         self.attack_at = self._schedule_attacks(spec.max_turns)
@@ -255,6 +257,7 @@ class AgendaUser:
     async def next_turn(self, state: EpisodeState) -> UserTurn:
         """The next user message, or the end of the conversation."""
         sent = sum(1 for m in state.messages if m.role == "user")
+        self.warm = self.firm = False  # set by the reply that agrees, or says no
         if sent < len(self.scenario.script):
             return UserTurn(self.scenario.script[sent])
         if sent == 0:
@@ -346,7 +349,6 @@ class AgendaUser:
         parts: list[str] = []
         answered = False
         self.turned_down = False
-        self.warm = False
         for asked in self._asked_facts(requests, agent):
             name = asked.field
             value = self.scenario.known_info[name].value
@@ -376,6 +378,7 @@ class AgendaUser:
             parts += self._insist()
         elif self._confirmation_asked(requests) and self._asks_for_dropped(low):
             parts.append(self._say("confirm_no", pushback=self.request))
+            self.firm = True
             self._answer_go_ahead(agent)
         elif not parts and (self._next_step() or self.untold):
             parts.append(self._take_step())  # what the user meant to say next
@@ -669,7 +672,15 @@ class AgendaUser:
                 text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
         opening = not self.said_anything
         self.said_anything = True
-        return dress(text, self.voice, self.hand, self.protected, opening=opening, warm=self.warm)
+        return dress(
+            text,
+            self.voice,
+            self.hand,
+            self.protected,
+            opening=opening,
+            warm=self.warm,
+            firm=self.firm,
+        )
 
     def _finish_translated(self, text: str, switching: bool) -> str:
         """A message in the language switched to: the switch announced once, then typos."""

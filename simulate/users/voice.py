@@ -163,20 +163,24 @@ def dress(
     *,
     opening: bool = False,
     warm: bool = False,
+    firm: bool = False,
 ) -> str:
     """One message in the person's voice: its closing full stop kept or dropped, "!" on a warm
-    one, a lower-case start (not on the opening), typos and, rarely, one fixed with "*word"."""
+    one, the comma after a first "Yes" dropped and a lower-case start (neither on the opening
+    nor on a ``firm`` message, a no to going ahead: "No, don't do that."), typos and, rarely,
+    one fixed with "*word"."""
     if warm and text.endswith(".") and rng.random() < voice.exclaim:
         text = text[:-1] + "!"
     short = len(text.split()) <= SHORT_WORDS  # "Yes", "yes it is": typed fast
     full_stop = voice.full_stop - (SHORT_SLACK if short else 0.0)
     if text.endswith(".") and not text.endswith("..") and rng.random() >= full_stop:
         text = text[:-1]
-    if rng.random() >= voice.commas:
+    if rng.random() >= voice.commas and not firm:
         text = _LEAD_COMMA.sub(r"\1", text)
     first = re.match(r"\w+", text)
     fact_first = first is not None and first.group(0).lower() in protected  # "A-55021" stays
-    if not opening and rng.random() < voice.lower + (SHORT_SLACK / 2 if short else 0.0):
+    keep = opening or firm
+    if not keep and rng.random() < voice.lower + (SHORT_SLACK / 2 if short else 0.0):
         text = text if fact_first else lower_first(text)
     text = add_typos(text, voice.typo_rate, rng, protected)
     if rng.random() < voice.repair:
