@@ -286,6 +286,9 @@ class Episode(Model):
     """The agent's spec, e.g. `python:agent.py:respond`."""
     created_at: str
     """When the episode finished, ISO 8601 UTC."""
+    error_traceback: str | None = None
+    """The traceback of the exception that ended the episode (an agent's crash), credentials
+    redacted; None when no exception did. The one-line reason is in `outcome.reason`."""
 
 
 # --- labels and rubrics -----------------------------------------------------------------------

@@ -5,27 +5,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
 from simulate import prompts, targets, users
-from simulate.errors import ConfigError, RunStopped
+from simulate.errors import ConfigError, RunAborted, RunStopped
 from simulate.llm import split_spec
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import estimate_cost
 from simulate.loader import load_personas, load_scenarios
 from simulate.plan import build_plan
-from simulate.runner import RunSettings, Tally, goal_rate, run_episodes
+from simulate.runner import RunSettings, Tally, goal_rate, preflight, run_episodes
 from simulate.schema import (
+    NOT_AGENT_FAULT,
     SCHEMA_VERSION,
     Episode,
     EpisodeSpec,
@@ -37,8 +38,12 @@ from simulate.schema import (
     SessionRecord,
     Usage,
 )
-from simulate.store import RunFolder, environment, now_iso
+from simulate.stats import wilson_interval
+from simulate.store import RunFolder, environment, now_iso, redact
+from simulate.targets.http import parse_headers
 from simulate.users.llm import read_prompt
+
+T = TypeVar("T")
 
 
 class RunConfig(EndpointFlags):
@@ -73,6 +78,19 @@ class RunConfig(EndpointFlags):
     """The `openai:` target's tools file."""
     resume: bool = False
     """Continue the run already in `out`, skipping stored episodes."""
+    headers: list[str] = Field(default_factory=list)
+    """`Name: value` headers for `http:` targets, `${VAR}` read from the environment; only
+    their names are recorded."""
+    target_retries: int = Field(2, ge=0, le=10)
+    """Retries of an HTTP target's request after a connection error, 429 or 503."""
+    max_reply_chars: int = Field(100_000, ge=1)
+    """A longer agent reply ends its episode as `target_error`."""
+    preflight: bool = True
+    """Send the target one opening turn before any episode; stop the run if it fails."""
+    stop_after_errors: int = Field(5, ge=0)
+    """Stop when this many first episodes all end in target or simulator errors (0: never)."""
+    fail_under: float | None = Field(None, ge=0, le=1)
+    """A CI gate: `verdict()` fails the run when the goal rate's upper 95% bound is below."""
 
     @property
     def run_id(self) -> str:
@@ -92,6 +110,47 @@ class RunResult:
     """Why the run stopped before its end (a spent budget, a replay miss), or None."""
     usage: list[Usage] = field(default_factory=list)
     """Model usage of this session, per role and model."""
+    aborted: bool = False
+    """The stop was a RunAborted: the first episodes all ended in errors (exit 1, not 3)."""
+
+    @property
+    def rated(self) -> int:
+        """Episodes in the folder that count toward the goal rate (errors left out)."""
+        errors = sum(self.stored.by_status.get(s.value, 0) for s in NOT_AGENT_FAULT)
+        return self.stored.stored - errors
+
+    @property
+    def goal_rate(self) -> float | None:
+        """Successes over rated episodes in the folder, or None when none is rated."""
+        return self.stored.successes / self.rated if self.rated else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The goal rate's 95% Wilson interval, or None when no episode is rated."""
+        return wilson_interval(self.stored.successes, self.rated) if self.rated else None
+
+    def verdict(self, fail_under: float | None = None) -> str | None:
+        """Why this run should fail a CI gate, in one line, or None when it passes.
+
+        It fails when no episode counts toward the goal rate (all ended in target or
+        simulator errors: nothing was measured), and, with ``fail_under``, when the goal
+        rate's upper 95% bound is below it: the data then show, with 95% confidence, that the
+        agent is under the bar. The upper bound, not the rate itself, so a small run fails on
+        evidence rather than on noise; play more episodes for a stricter gate.
+        """
+        if self.stored.stored and not self.rated:
+            first = f" (first: {self.tally.first_error})" if self.tally.first_error else ""
+            return (
+                f"no episode counts toward the goal rate: all {self.stored.stored} ended in "
+                f"target_error or simulator_error{first}"
+            )
+        interval = self.interval
+        if fail_under is not None and interval is not None and interval[1] < fail_under:
+            return (
+                f"goal rate {self.goal_rate:.0%} ({interval[0]:.0%}-{interval[1]:.0%}, "
+                f"n={self.rated}): its upper 95% bound is below --fail-under {fail_under:g}"
+            )
+        return None
 
 
 @dataclass
@@ -102,19 +161,12 @@ class Prepared:
     settings: RunSettings
     texts: dict[str, str]
     """`user_prompt`, `system_prompt`, `tools`: what was read from those files."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """The HTTP target's headers, expanded from the environment (never recorded)."""
 
     def text_hashes(self) -> dict[str, str]:
         """Short hashes of the prompt files, for the manifest and the plan fingerprint."""
         return {k: prompts.digest(v) for k, v in self.texts.items()}
-
-
-_URL_SECRET = re.compile(r"(?<=://)[^/@\s]+@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret)=)[^&\s]+")
-
-
-def redact(spec: str) -> str:
-    """A spec with credentials (URL user:password, key= query values) replaced by ***."""
-    return _QUERY_SECRET.sub(r"\1***", _URL_SECRET.sub("***@", spec))
 
 
 def plan_fingerprint(prepared: Prepared) -> str:
@@ -149,12 +201,16 @@ def prepare(config: RunConfig) -> Prepared:
             raise ConfigError(
                 f"--user scripted needs a `script` in every scenario; none in: {', '.join(missing)}"
             )
+    header_set = parse_headers(config.headers)
     settings = RunSettings(
         user=redact(config.user),
         target=redact(config.target),
         concurrency=config.concurrency,
         turn_timeout_s=config.turn_timeout_s,
         stateful=config.stateful,
+        max_reply_chars=config.max_reply_chars,
+        stop_after_errors=config.stop_after_errors,
+        secrets=header_set.secrets,
     )
     texts = {}
     if users.needs_llm(config.user):
@@ -164,7 +220,7 @@ def prepare(config: RunConfig) -> Prepared:
             texts[name] = _read(path, f"--{name.replace('_', '-')}")
     if targets.needs_llm(config.target) and "system_prompt" not in texts:
         raise ConfigError("--target openai:MODEL needs --system-prompt FILE (the agent's prompt)")
-    return Prepared(specs=specs, settings=settings, texts=texts)
+    return Prepared(specs=specs, settings=settings, texts=texts, headers=header_set.headers)
 
 
 def _read(path: str, flag: str) -> str:
@@ -207,13 +263,24 @@ async def run(
             system_prompt=prepared.texts.get("system_prompt"),
             tools_file=config.tools,
             get_llm=get_llm,
+            concurrency=config.concurrency,
+            headers=prepared.headers,
+            secrets=prepared.settings.secrets,
+            retries=config.target_retries,
+            max_reply_chars=config.max_reply_chars,
         ),
     )
     manifest = _new_manifest(config, prepared)
     with RunFolder(config.out).lock("episodes", "simulate run"):
-        folder = RunFolder.create(config.out, manifest, resume=config.resume)
-        done = folder.episode_ids() if config.resume else set()
+        done = RunFolder(config.out).episode_ids() if config.resume else set()
         todo = [spec for spec in specs if spec.episode_id not in done]
+        if config.preflight and todo:
+            try:
+                await preflight(todo[0], make_target, prepared.settings)
+            except BaseException:
+                await _close_all(make_target, pool)
+                raise
+        folder = RunFolder.create(config.out, manifest, resume=config.resume)
         tally = Tally(planned=len(specs), skipped=len(specs) - len(todo))
         if on_start:
             on_start(tally)
@@ -224,13 +291,13 @@ async def run(
                 on_episode(episode, tally)
 
         started = time.perf_counter()
-        status, stopped = "interrupted", None
+        status, stopped, aborted = "interrupted", None, False
         try:
             writer = folder.writer()
             await run_episodes(todo, make_user, make_target, writer, prepared.settings, record)
             status = "complete"
         except RunStopped as exc:
-            status, stopped = "stopped", str(exc)
+            status, stopped, aborted = "stopped", str(exc), isinstance(exc, RunAborted)
         finally:
             if pool is not None:
                 await pool.aclose()
@@ -256,8 +323,52 @@ async def run(
 
             folder.update_manifest(finish)
     return RunResult(
-        run_dir=Path(config.out), tally=tally, stored=stored, stopped=stopped, usage=usage
+        run_dir=Path(config.out),
+        tally=tally,
+        stored=stored,
+        stopped=stopped,
+        usage=usage,
+        aborted=aborted,
     )
+
+
+async def _close_all(make_target: Any, pool: LLMPool | None) -> None:
+    close = getattr(make_target, "aclose", None)
+    if close is not None:
+        await close()
+    if pool is not None:
+        await pool.aclose()
+
+
+def run_sync(
+    config: RunConfig,
+    on_start: Callable[[Tally], Any] | None = None,
+    on_episode: Callable[[Episode, Tally], Any] | None = None,
+) -> RunResult:
+    """`run()` for scripts: plays in the process's one event loop (see `in_loop`), so agents
+    that keep an async client at module level work across several calls.
+
+    Raises:
+        RuntimeError: called from inside a running event loop (there, `await run(...)`).
+    """
+    return in_loop(run(config, on_start=on_start, on_episode=on_episode))
+
+
+_runner: asyncio.Runner | None = None
+
+
+def in_loop(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end in this process's one event loop, made on first use and kept.
+
+    One loop for every run, repeat and command of a process: an agent's module-level async
+    client (OpenAI's, an Agents SDK's, LangChain's) binds to the first loop it is used in,
+    and a second `asyncio.run` would leave it with a closed one ("Event loop is closed").
+    Ctrl-C cancels ``work`` and raises KeyboardInterrupt, as with `asyncio.run`.
+    """
+    global _runner
+    if _runner is None:
+        _runner = asyncio.Runner()
+    return _runner.run(work)
 
 
 def _llm_manifest(pool: LLMPool, prepared: Prepared) -> LLMRecord:
@@ -278,8 +389,9 @@ def _llm_manifest(pool: LLMPool, prepared: Prepared) -> LLMRecord:
 
 def _new_manifest(config: RunConfig, prepared: Prepared) -> Manifest:
     settings = prepared.settings
-    recorded = config.model_dump(exclude={"resume"})
+    recorded = config.model_dump(exclude={"resume", "headers"})
     recorded.update(
+        headers=[text.partition(":")[0].strip() for text in config.headers],
         user=settings.user,
         target=settings.target,
         run_id=config.run_id,

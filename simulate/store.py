@@ -25,6 +25,7 @@ import functools
 import json
 import os
 import platform
+import re
 import secrets
 import time
 import warnings
@@ -113,6 +114,7 @@ def episode_features() -> datasets.Features:
             "user": _str,
             "target": _str,
             "created_at": _str,
+            "error_traceback": _str,
         }
     )
 
@@ -147,6 +149,46 @@ def label_features() -> datasets.Features:
 def arrow_schema(kind: ShardKind = EPISODES) -> pa.Schema:
     """The fixed Arrow schema of episode or label shards, with the features as metadata."""
     return (episode_features() if kind == EPISODES else label_features()).arrow_schema
+
+
+# --- redaction ----------------------------------------------------------------------------------
+
+_SECRET_NAME = (
+    r"(?:[a-z0-9]+[-_.])*(?:api[-_]?key|apikey|key|token|access[-_]?token|secret|"
+    r"client[-_]?secret|password|passwd|pwd|auth|sig|signature|credentials?)"
+)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_QUERY_SECRET = re.compile(rf"(?i)([?&;]{_SECRET_NAME}=)[^&#\s'\"]+")
+_FLAG_SECRET = re.compile(
+    rf"(?i)((?<![\w-])--?{_SECRET_NAME}(?:=|\s+))(?!-)[^\s'\"]+|"
+    rf"((?<![\w-])--?{_SECRET_NAME}(?:=|\s+))(['\"])[^'\"]*\3"
+)
+_ENV_SECRET = re.compile(r"(?i)((?<!\S)[a-z0-9_]*(?:key|token|secret|password)=)[^\s'\"]+")
+_BEARER = re.compile(r"(?i)\b((?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=-]{8,}")
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk|hf|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{8,}")
+REDACTED = "***"
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with credentials replaced by ***: URL user:password, secret-looking query
+    values (`?api_key=`, `&token=`), command-line flags (`--api-key X`, `--token=X`),
+    `NAME_KEY=value` settings, bearer tokens and key-shaped strings (`sk-...`), and every
+    value in ``secrets`` (header values read from the environment).
+
+    The one redaction every spec, outcome reason, traceback and error message that Simulate
+    writes or prints goes through.
+    """
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    text = _URL_USERINFO.sub(f"{REDACTED}@", text)
+    text = _QUERY_SECRET.sub(rf"\1{REDACTED}", text)
+    text = _FLAG_SECRET.sub(
+        lambda m: (m[1] or m[2]) + (f"{m[3]}{REDACTED}{m[3]}" if m[3] else REDACTED), text
+    )
+    text = _ENV_SECRET.sub(rf"\1{REDACTED}", text)
+    text = _BEARER.sub(rf"\1{REDACTED}", text)
+    return _KEY_LIKE.sub(REDACTED, text)
 
 
 def now_iso() -> str:
