@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from agents import FunctionTarget, ScriptTarget
 
 from simulate.runner import RunSettings, play_episode
 from simulate.schema import Episode, Persona, Scenario
 from simulate.users.agenda import AgendaUser, add_typos, fact_phrases
 from tests.conftest import make_spec
+from tests.toy_agents import FunctionTarget, ScriptTarget
 
 SETTINGS = RunSettings()
 

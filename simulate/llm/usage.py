@@ -223,6 +223,19 @@ def episode_usage() -> Iterator[list[Usage]]:
         counted += sorted(rows.values(), key=lambda u: (_ROLE_ORDER.index(u.role), u.model))
 
 
+def count_episode_usage(
+    role: LLMRole, model: str, calls: int, prompt_tokens: int, completion_tokens: int
+) -> None:
+    """Add tokens to the episode being played (no-op outside `episode_usage()`): what a
+    `MeteredLLM` counts, and what framework adapters report of an agent's own model calls."""
+    rows = _episode.get()
+    if rows is not None:
+        row = rows.setdefault((role, model), Usage(role=role, model=model))
+        row.calls += calls
+        row.prompt_tokens += prompt_tokens
+        row.completion_tokens += completion_tokens
+
+
 class MeteredLLM:
     """An LLM whose completions count toward the episode being played (as one role)."""
 
@@ -234,12 +247,9 @@ class MeteredLLM:
     async def complete(self, messages: Sequence[Message], **options: Any) -> Completion:
         """The wrapped LLM's completion, counted for the episode (cached ones too)."""
         completion = await self.llm.complete(messages, **options)
-        rows = _episode.get()
-        if rows is not None:
-            row = rows.setdefault((self.role, self.model), Usage(role=self.role, model=self.model))
-            row.calls += 1
-            row.prompt_tokens += completion.prompt_tokens
-            row.completion_tokens += completion.completion_tokens
+        count_episode_usage(
+            self.role, self.model, 1, completion.prompt_tokens, completion.completion_tokens
+        )
         return completion
 
     def __getattr__(self, name: str) -> Any:

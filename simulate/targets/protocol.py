@@ -212,7 +212,7 @@ def _attach_result(calls: list[ToolCall], message: dict[str, Any], where: str, s
     call_id = message.get("tool_call_id")
     for index, call in enumerate(calls):
         if call.id == call_id:
-            calls[index] = call.model_copy(update={"result": _json_or_text(message.get("content"))})
+            calls[index] = call.model_copy(update={"result": json_or_text(message.get("content"))})
             return
     raise _out_of_protocol(source, f"{where}: a tool result for unknown call {call_id!r}")
 
@@ -224,7 +224,8 @@ def _text(content: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _json_or_text(content: Any) -> Any:
+def json_or_text(content: Any) -> Any:
+    """A tool result sent as text: the JSON it holds, or the text itself."""
     text = _text(content)
     try:
         return json.loads(text)
