@@ -14,7 +14,7 @@ from simulate.schema import Message
 from simulate.targets import load_target
 from simulate.users.agenda import AgendaUser
 from tests.conftest import make_spec
-from tests.fakes.openai_server import Fault, FakeOpenAIServer
+from tests.fakes.openai_server import FakeOpenAIServer, Fault
 
 APPS = Path(__file__).parent / "data" / "frameworks"
 SPECS = {
@@ -22,6 +22,9 @@ SPECS = {
     "pydantic-ai": f"pydantic-ai:{APPS / 'pydantic_ai_app.py'}:agent",
     "langgraph": f"langgraph:{APPS / 'langgraph_app.py'}:graph",
 }
+# One loop for the module: frameworks keep async clients across agents (LangChain caches its
+# httpx client process-wide), which a loop per test would leave bound to a closed loop.
+one_loop = pytest.mark.asyncio(loop_scope="module")
 LOOKUP = {"tool_calls": [{"name": "lookup_order", "arguments": {"order_number": "A1"}}]}
 
 
@@ -39,6 +42,7 @@ def model(server, monkeypatch):
     return server
 
 
+@one_loop
 @pytest.mark.parametrize("kind", SPECS)
 async def test_adapter_records_tool_calls_and_results_and_keeps_the_history(kind, model):
     target = load_target(SPECS[kind])("episode-1")
@@ -72,10 +76,11 @@ FAILURES = {
         ("ModelBehaviorError",),
     ),
     "pydantic-ai": (Fault.server_error(400), ("ModelHTTPError", "ModelRequestRejectedError")),
-    "langgraph": (Fault.server_error(400), ("BadRequestError",)),
+    "langgraph": (Fault.server_error(400), ("BadRequestError", "OpenAIInvalidRequestError")),
 }
 
 
+@one_loop
 @pytest.mark.parametrize("kind", SPECS)
 async def test_a_framework_exception_is_a_target_error_with_its_traceback(
     kind, model, persona, scenario
