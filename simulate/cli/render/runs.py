@@ -99,7 +99,8 @@ def print_findings(summary: dict[str, Any]) -> None:
         out.print("read one: simulate show RUN --episode ID")
 
 
-def print_transcript(episode: Episode) -> None:
+def print_transcript(episode: Episode, with_traceback: bool = False) -> None:
+    """One conversation and how it ended; ``with_traceback``: the agent's crash in full."""
     outcome = episode.outcome
     color = "green" if episode.success else "red"
     out.rule(
@@ -118,3 +119,7 @@ def print_transcript(episode: Episode) -> None:
         f" · failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""
     )
     out.print(f"[{color}]{outcome.status}[/] {escape(outcome.reason + checks)}\n", markup=True)
+    if episode.error_traceback and with_traceback:
+        out.print(episode.error_traceback.rstrip() + "\n", markup=False, soft_wrap=True)
+    elif episode.error_traceback:
+        out.print(f"traceback: simulate show RUN --episode {episode.episode_id}\n", style="dim")
