@@ -39,7 +39,7 @@ from simulate.schema import (
     Usage,
 )
 from simulate.stats import wilson_interval
-from simulate.store import RunFolder, environment, now_iso, redact
+from simulate.store import RunFolder, environment, find_secrets, now_iso, redact
 from simulate.targets.http import parse_headers
 from simulate.users.llm import read_prompt
 
@@ -210,7 +210,7 @@ def prepare(config: RunConfig) -> Prepared:
         stateful=config.stateful,
         max_reply_chars=config.max_reply_chars,
         stop_after_errors=config.stop_after_errors,
-        secrets=header_set.secrets,
+        secrets=(*header_set.secrets, *find_secrets(config.target), *find_secrets(config.user)),
     )
     texts = {}
     if users.needs_llm(config.user):

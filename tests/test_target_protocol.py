@@ -187,7 +187,7 @@ def test_the_history_is_openai_messages_with_tool_calls_and_results() -> None:
         {"role": "user", "content": "Where is A1?"},
         {
             "role": "assistant",
-            "content": None,
+            "content": "",
             "tool_calls": [
                 {
                     "id": "call_2_0",

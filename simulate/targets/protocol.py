@@ -3,13 +3,14 @@
 Sent (the history, OpenAI chat format, so an agent can hand it to a model as it is):
 
     {"role": "user", "content": "..."}
-    {"role": "assistant", "content": null, "tool_calls": [{"id", "type": "function",
-                                                         "function": {"name", "arguments"}}]}
+    {"role": "assistant", "content": "", "tool_calls": [{"id", "type": "function",
+                                                       "function": {"name", "arguments"}}]}
     {"role": "tool", "tool_call_id": "...", "content": "<the result, JSON unless a string>"}
     {"role": "assistant", "content": "the reply the user saw"}
 
 An earlier reply with tool calls is sent as those three steps, so an agent that rebuilds its
-state from the list sees what it did and what its tools returned.
+state from the list sees what it did and what its tools returned. Every `content` is a string
+(empty beside tool calls), so code that joins the contents keeps working.
 
 Accepted back, all normalised into one `Reply`:
 
@@ -87,7 +88,11 @@ def to_protocol(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """The conversation as OpenAI chat messages, tool calls and their results included."""
     from simulate.llm.openai import to_openai_message
 
-    return [to_openai_message(m, i) for i, m in enumerate(expand_tool_turns(messages))]
+    wire = [to_openai_message(m, i) for i, m in enumerate(expand_tool_turns(messages))]
+    for message in wire:
+        if message["content"] is None:
+            message["content"] = ""
+    return wire
 
 
 # --- what the agent sends back ------------------------------------------------------------------
