@@ -236,12 +236,16 @@ async def run(
     config: RunConfig,
     on_start: Callable[[Tally], Any] | None = None,
     on_episode: Callable[[Episode, Tally], Any] | None = None,
+    *,
+    make_target: targets.TargetFactory | None = None,
 ) -> RunResult:
     """Play a run into ``config.out``; resumable, and safe to cancel (finished work is kept).
 
     Args:
         on_start: called once with the tally, after planning, before the first episode.
         on_episode: called with each finished episode and the tally so far.
+        make_target: the agent as a factory (`targets.target_from_object`), used instead of
+            loading ``config.target``, which then only names it in the records.
     """
     prepared = prepare(config)
     specs = prepared.specs
@@ -256,7 +260,7 @@ async def run(
             temperature=config.temperature,
         ),
     )
-    make_target = targets.load_target(
+    make_target = make_target or targets.load_target(
         config.target,
         targets.TargetOptions(
             turn_timeout_s=config.turn_timeout_s,

@@ -29,6 +29,7 @@ __all__ = [
     "TargetOptions",
     "load_target",
     "parse_reply",
+    "target_from_object",
     "to_protocol",
 ]
 
@@ -125,6 +126,18 @@ TARGETS: dict[str, Callable[[str, TargetOptions], TargetFactory]] = {
     "pydantic-ai": _adapter("pydantic-ai"),
     "langgraph": _adapter("langgraph"),
 }
+
+
+def target_from_object(obj: Any, options: TargetOptions | None = None) -> TargetFactory:
+    """A factory for an agent given as a Python object rather than a spec: a framework's agent
+    or graph (when its framework is imported), a function, a class, or an object with
+    `respond()`."""
+    from simulate.targets.frameworks import adapter_for
+    from simulate.targets.python import python_factory
+
+    options = options or TargetOptions()
+    source = getattr(obj, "__qualname__", None) or type(obj).__name__
+    return adapter_for(obj) or python_factory(obj, f"python:{source}", options)
 
 
 def needs_llm(spec: str) -> bool:

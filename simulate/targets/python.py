@@ -142,7 +142,19 @@ def load_python_target(arg: str, options: TargetOptions) -> TargetFactory:
     flag = f"--target python:{arg}"
     obj = import_callable(arg, flag)
     where, _, name = arg.rpartition(":")
-    source = f"{Path(where).name}:{name}"
+    return python_factory(obj, f"{Path(where).name}:{name}", options, flag)
+
+
+def python_factory(
+    obj: Any, source: str, options: TargetOptions, flag: str = "target"
+) -> TargetFactory:
+    """A factory of PythonTargets for a function or an object with `respond()` (shared by
+    every episode) or a class (one instance per episode).
+
+    Raises:
+        ConfigError: ``obj`` is none of those (the message starts with ``flag``).
+    """
+    name = source.rpartition(":")[2]
     if isinstance(obj, type):
         if not (callable(getattr(obj, "respond", None)) or "__call__" in dir(obj)):
             raise ConfigError(f"{flag}: class {name} has no respond() method")

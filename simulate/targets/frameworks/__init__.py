@@ -73,6 +73,20 @@ def load_adapter(kind: str, arg: str, options: TargetOptions) -> TargetFactory:
     return lambda session_id: make(obj, session_id, f"{kind}:{name}")
 
 
+def adapter_for(obj: Any) -> TargetFactory | None:
+    """A factory for ``obj`` when it is an agent of a framework already imported, else None."""
+    import sys
+
+    for kind, adapter in ADAPTERS.items():
+        if sys.modules.get(adapter.requires) is None:
+            continue  # not imported, so obj cannot be one of its agents
+        module = importlib.import_module(f"simulate.targets.frameworks.{adapter.module}")
+        if module.accepts(obj):
+            source = f"{kind}:{type(obj).__name__}"
+            return lambda session_id: module.make_target(obj, session_id, source)
+    return None
+
+
 def newest_user_text(messages: Sequence[Message], source: str) -> str:
     """The user's newest message: all an adapter sends, since it keeps the conversation."""
     for message in reversed(messages):
