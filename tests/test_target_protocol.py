@@ -360,3 +360,27 @@ def test_threads_of_sync_agents_are_daemons() -> None:
 
     assert asyncio.run(in_thread(work)) == '"ok"'
     assert names == [("simulate-agent", True)]
+
+
+def test_report_html_embeds_at_most_a_slice_of_a_huge_reply(tmp_path: Path) -> None:
+    from simulate.report.figures import build_report
+    from simulate.report.html import render_report
+    from simulate.simulation import RunConfig, run_sync
+
+    agent = tmp_path / "verbose.py"
+    agent.write_text("def respond(messages):\n    return 'blah ' * 40_000\n")
+    shop = Path(__file__).parent / "data" / "shop"
+    config = RunConfig(
+        personas=[str(shop / "personas.yaml")],
+        scenarios=[str(shop / "scenarios.yaml")],
+        target=f"python:{agent}:respond",
+        max_turns=1,
+        max_reply_chars=1_000_000,
+        out=str(tmp_path / "run"),
+    )
+    run_sync(config)
+    stored = next(RunFolder(tmp_path / "run").episodes())
+    assert len(stored.messages[1].content) == 200_000  # the run keeps it all
+    html = render_report(build_report(tmp_path / "run"))
+    assert "[195,000 more characters: simulate show RUN --episode ID]" in html
+    assert len(html) < 6 * 5_000 * 3 + 200_000  # six episodes, a clipped reply each

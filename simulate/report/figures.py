@@ -42,6 +42,8 @@ WORST_FIRST_NOTE = (
     "slices are sorted by the upper end of the goal rate's interval, lowest first: a slice comes "
     "first when the data say it is bad, not when a few episodes happened to fail"
 )
+MAX_MESSAGE_CHARS = 5_000
+"""Characters of one message the report (and report.html) embeds; the run keeps them all."""
 _MAX_RESULT_CHARS = 2000
 
 
@@ -290,12 +292,12 @@ def _transcript(episode: Episode) -> dict[str, Any]:
             {
                 "index": i,
                 "role": m.role,
-                "content": m.content,
+                "content": clip_message(m.content),
                 "latency_ms": m.latency_ms,
                 "tool_calls": [
                     {
                         "name": call.name,
-                        "arguments": json.dumps(call.arguments, ensure_ascii=False),
+                        "arguments": _clip(json.dumps(call.arguments, ensure_ascii=False)),
                         "result": None
                         if call.result is None
                         else _clip(json.dumps(call.result, ensure_ascii=False, default=str)),
@@ -306,6 +308,14 @@ def _transcript(episode: Episode) -> dict[str, Any]:
             for i, m in enumerate(episode.messages)
         ],
     }
+
+
+def clip_message(text: str) -> str:
+    """A message as the report embeds it: at most `MAX_MESSAGE_CHARS`, saying what was cut."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    cut = len(text) - MAX_MESSAGE_CHARS
+    return f"{text[:MAX_MESSAGE_CHARS]} … [{cut:,} more characters: simulate show RUN --episode ID]"
 
 
 def _clip(text: str) -> str:
