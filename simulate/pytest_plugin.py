@@ -134,7 +134,7 @@ class SimulateRun:
         if not isinstance(target, str):
             make_target = target_from_object(
                 target,
-                TargetOptions(turn_timeout_s=config.turn_timeout_s, concurrency=config.concurrency),
+                TargetOptions(turn_timeout_s=config.turn_timeout_s),
             )
         return config, make_target
 

@@ -267,7 +267,6 @@ async def run(
             system_prompt=prepared.texts.get("system_prompt"),
             tools_file=config.tools,
             get_llm=get_llm,
-            concurrency=config.concurrency,
             headers=prepared.headers,
             secrets=prepared.settings.secrets,
             retries=config.target_retries,

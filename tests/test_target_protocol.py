@@ -15,7 +15,7 @@ from simulate.errors import TargetError
 from simulate.runner import RunSettings, play_episode, run_episodes
 from simulate.schema import Message, ToolCall
 from simulate.store import RunFolder, ShardWriter
-from simulate.targets import TargetOptions, load_target, parse_reply, to_protocol
+from simulate.targets import load_target, parse_reply, to_protocol
 from simulate.users.agenda import AgendaUser
 from tests.conftest import make_spec
 
@@ -289,7 +289,7 @@ async def test_sync_agents_run_as_many_at_once_as_the_concurrency(
 
     agent = tmp_path / "counting.py"
     agent.write_text(COUNTING_AGENT)
-    factory = load_target(f"python:{agent}:respond", TargetOptions(concurrency=32))
+    factory = load_target(f"python:{agent}:respond")
     specs = build_plan([persona], [scenario], run_id="t", trials=32, max_turns=1)
     settings = RunSettings(concurrency=32, stop_after_errors=0)
     started = time.perf_counter()

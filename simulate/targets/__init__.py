@@ -56,8 +56,6 @@ class TargetOptions:
     """For `openai:` targets: a YAML file of tools the model may call (`--tools`)."""
     get_llm: Callable[[str, str], Any] | None = None
     """(model spec, role) -> the run's shared LLM, for model-backed targets."""
-    concurrency: int = 8
-    """Conversations played at once (`--concurrency`): sync agents get as many threads."""
     headers: tuple[tuple[str, str], ...] = ()
     """For `http:` targets: headers sent with every request (`--header`, already expanded)."""
     secrets: tuple[str, ...] = ()
