@@ -215,11 +215,17 @@ def _from_openai_messages(messages: list[Any], source: str) -> Reply:
 
 def _attach_result(calls: list[ToolCall], message: dict[str, Any], where: str, source: str) -> None:
     call_id = message.get("tool_call_id")
+    if not attach_result(calls, call_id, json_or_text(message.get("content"))):
+        raise _out_of_protocol(source, f"{where}: a tool result for unknown call {call_id!r}")
+
+
+def attach_result(calls: list[ToolCall], call_id: Any, result: Any) -> bool:
+    """Give the call with id ``call_id`` its result (in place); False when there is none."""
     for index, call in enumerate(calls):
         if call.id == call_id:
-            calls[index] = call.model_copy(update={"result": json_or_text(message.get("content"))})
-            return
-    raise _out_of_protocol(source, f"{where}: a tool result for unknown call {call_id!r}")
+            calls[index] = call.model_copy(update={"result": result})
+            return True
+    return False
 
 
 def _text(content: Any) -> str:

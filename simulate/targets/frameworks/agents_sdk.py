@@ -14,7 +14,7 @@ from simulate.llm.usage import count_episode_usage
 from simulate.schema import Message, ToolCall
 from simulate.targets import Reply
 from simulate.targets.frameworks import newest_user_text, text_of
-from simulate.targets.protocol import normalize_tool_calls
+from simulate.targets.protocol import attach_result, normalize_tool_calls
 
 
 def accepts(obj: Any) -> bool:
@@ -68,9 +68,7 @@ class AgentsSdkTarget:
                 calls.append(call)
             elif isinstance(item, ToolCallOutputItem):
                 call_id = raw.get("call_id") if isinstance(raw, dict) else None
-                for index, call in enumerate(calls):
-                    if call.id == call_id:
-                        calls[index] = call.model_copy(update={"result": item.output})
+                attach_result(calls, call_id, item.output)
         return calls
 
 

@@ -16,7 +16,7 @@ from simulate.llm.usage import count_episode_usage
 from simulate.schema import Message, ToolCall
 from simulate.targets import Reply
 from simulate.targets.frameworks import newest_user_text
-from simulate.targets.protocol import json_or_text, normalize_tool_calls
+from simulate.targets.protocol import attach_result, json_or_text, normalize_tool_calls
 
 
 def accepts(obj: Any) -> bool:
@@ -79,11 +79,7 @@ class LangGraphTarget:
                     self.source,
                 )
             elif isinstance(message, ToolMessage):
-                for index, call in enumerate(calls):
-                    if call.id == message.tool_call_id:
-                        calls[index] = call.model_copy(
-                            update={"result": json_or_text(message.content)}
-                        )
+                attach_result(calls, message.tool_call_id, json_or_text(message.content))
         return calls
 
 

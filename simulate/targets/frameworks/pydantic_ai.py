@@ -14,7 +14,7 @@ from simulate.llm.usage import count_episode_usage
 from simulate.schema import Message, ToolCall
 from simulate.targets import Reply
 from simulate.targets.frameworks import newest_user_text, text_of
-from simulate.targets.protocol import normalize_tool_calls
+from simulate.targets.protocol import attach_result, normalize_tool_calls
 
 
 def accepts(obj: Any) -> bool:
@@ -67,9 +67,7 @@ class PydanticAITarget:
                     )
                     calls.append(call)
                 elif isinstance(part, ToolReturnPart):
-                    for index, call in enumerate(calls):
-                        if call.id == part.tool_call_id:
-                            calls[index] = call.model_copy(update={"result": part.content})
+                    attach_result(calls, part.tool_call_id, part.content)
         return calls
 
 
