@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -86,7 +87,8 @@ class RunConfig(EndpointFlags):
     max_reply_chars: int = Field(100_000, ge=1)
     """A longer agent reply ends its episode as `target_error`."""
     preflight: bool = True
-    """Send the target one opening turn before any episode; stop the run if it fails."""
+    """Send the target one opening turn before any episode (not with `replay_only`); stop the
+    run if it fails."""
     stop_after_errors: int = Field(5, ge=0)
     """Stop when this many first episodes all end in target or simulator errors (0: never)."""
     fail_under: float | None = Field(None, ge=0, le=1)
@@ -277,7 +279,7 @@ async def run(
     with RunFolder(config.out).lock("episodes", "simulate run"):
         done = RunFolder(config.out).episode_ids() if config.resume else set()
         todo = [spec for spec in specs if spec.episode_id not in done]
-        if config.preflight and todo:
+        if config.preflight and todo and not config.replay_only:  # replays ask nothing new
             try:
                 await preflight(todo[0], make_target, prepared.settings)
             except BaseException:
@@ -357,21 +359,22 @@ def run_sync(
     return in_loop(run(config, on_start=on_start, on_episode=on_episode))
 
 
-_runner: asyncio.Runner | None = None
+_runners = threading.local()
 
 
 def in_loop(work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work`` to its end in this process's one event loop, made on first use and kept.
+    """Run ``work`` to its end in this process's one event loop (one per thread), made on
+    first use and kept.
 
     One loop for every run, repeat and command of a process: an agent's module-level async
     client (OpenAI's, an Agents SDK's, LangChain's) binds to the first loop it is used in,
     and a second `asyncio.run` would leave it with a closed one ("Event loop is closed").
     Ctrl-C cancels ``work`` and raises KeyboardInterrupt, as with `asyncio.run`.
     """
-    global _runner
-    if _runner is None:
-        _runner = asyncio.Runner()
-    return _runner.run(work)
+    runner = getattr(_runners, "runner", None)
+    if runner is None:
+        runner = _runners.runner = asyncio.Runner()
+    return runner.run(work)
 
 
 def _llm_manifest(pool: LLMPool, prepared: Prepared) -> LLMRecord:
