@@ -20,8 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 2
-"""Version of the run folder's contracts; 2 types the manifest (1 was the same data untyped)."""
+SCHEMA_VERSION = 3
+"""Version of the run folder's contracts; 2 types the manifest (1 was the same data untyped);
+3 adds episodes' `error_traceback` (older shards read with it empty)."""
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 

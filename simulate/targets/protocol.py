@@ -126,7 +126,7 @@ def parse_reply(raw: Any, source: str) -> Reply:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "reply"
-        raise _out_of_protocol(source, f"{where}: {first['msg']}") from exc
+        raise _out_of_protocol(source, f"{where}: {first['msg']}") from None
 
 
 def normalize_tool_calls(calls: Any, source: str) -> list[ToolCall]:
@@ -166,7 +166,7 @@ def _tool_call(raw: Any, where: str, source: str) -> ToolCall:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise _out_of_protocol(source, f"{where}.{field}: {first['msg']}") from exc
+        raise _out_of_protocol(source, f"{where}.{field}: {first['msg']}") from None
 
 
 def _arguments(value: Any, where: str, source: str) -> dict[str, Any]:
@@ -179,7 +179,7 @@ def _arguments(value: Any, where: str, source: str) -> dict[str, Any]:
         except ValueError as exc:
             raise _out_of_protocol(
                 source, f"{where}: not valid JSON ({exc.msg}): {value[:80]!r}"
-            ) from exc
+            ) from None
     if not isinstance(value, dict):
         raise _out_of_protocol(
             source, f"{where}: expected an object of arguments, got {type(value).__name__}"
