@@ -44,7 +44,8 @@ RESUME_HINT = "continue with the same command plus --resume"
     "--target",
     required=True,
     metavar="SPEC",
-    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND, openai:MODEL, demo.",
+    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND, openai:MODEL, demo, "
+    "agents:FILE:AGENT, pydantic-ai:FILE:AGENT, langgraph:FILE:GRAPH.",
 )
 @click.option("--stateful", is_flag=True, help="Send the target only the newest user message.")
 @click.option(
@@ -79,7 +80,7 @@ RESUME_HINT = "continue with the same command plus --resume"
     "--fail-under",
     type=click.FloatRange(0, 1),
     metavar="RATE",
-    help="Exit 1 when the goal rate's upper 95%% bound is below RATE (a CI gate).",
+    help="Exit 1 when the goal rate's upper 95% bound is below RATE (a CI gate).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @run_options
