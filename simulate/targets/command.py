@@ -109,9 +109,9 @@ class CommandTarget:
             raise TargetError(f"{self.source}: the session is closed")
         if self._broken:
             raise TargetError(f"{self.source}: {self._broken}")
-        proc = self._proc or await self._start()
         request = {"session_id": self.session_id, "messages": to_protocol(messages)}
         try:
+            proc = self._proc or await self._start()  # a turn cut short while starting breaks too
             return await self._exchange(proc, json.dumps(request) + "\n")
         except asyncio.CancelledError:
             # A reply may still arrive and would be read as the next turn's: stop trusting it.
