@@ -369,12 +369,25 @@ def in_loop(work: Coroutine[Any, Any, T]) -> T:
     One loop for every run, repeat and command of a process: an agent's module-level async
     client (OpenAI's, an Agents SDK's, LangChain's) binds to the first loop it is used in,
     and a second `asyncio.run` would leave it with a closed one ("Event loop is closed").
-    Ctrl-C cancels ``work`` and raises KeyboardInterrupt, as with `asyncio.run`.
+    Ctrl-C cancels ``work`` and raises KeyboardInterrupt, as with `asyncio.run`; and as there,
+    tasks ``work`` left behind are cancelled (and their `finally` blocks run) when it ends.
     """
     runner = getattr(_runners, "runner", None)
     if runner is None:
         runner = _runners.runner = asyncio.Runner()
-    return runner.run(work)
+    try:
+        return runner.run(work)
+    finally:
+        runner.run(_cancel_leftovers())
+
+
+async def _cancel_leftovers() -> None:
+    """Cancel every other task of the loop and wait for them to finish."""
+    current = asyncio.current_task()
+    leftovers = [t for t in asyncio.all_tasks() if t is not current]
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)
 
 
 def _llm_manifest(pool: LLMPool, prepared: Prepared) -> LLMRecord:
