@@ -366,9 +366,10 @@ def in_loop(work: Coroutine[Any, Any, T]) -> T:
     """Run ``work`` to its end in this process's one event loop (one per thread), made on
     first use and kept.
 
-    One loop for every run, repeat and command of a process: an agent's module-level async
-    client (OpenAI's, an Agents SDK's, LangChain's) binds to the first loop it is used in,
-    and a second `asyncio.run` would leave it with a closed one ("Event loop is closed").
+    One loop for every `run_sync` (and `simulate_run.sync`) of a thread: an agent's
+    module-level async client (OpenAI's, an Agents SDK's, LangChain's) binds to the first
+    loop it is used in, and a second `asyncio.run` would leave it with a closed one ("Event
+    loop is closed"). A CLI command is one coroutine, so it needs no kept loop.
     Ctrl-C cancels ``work`` and raises KeyboardInterrupt, as with `asyncio.run`; and as there,
     tasks ``work`` left behind are cancelled (and their `finally` blocks run) when it ends.
     """

@@ -10,6 +10,7 @@ event loop: each command that plays or labels runs its whole work in one loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -43,9 +44,9 @@ def serve(work: Coroutine[Any, Any, Any]) -> None:
 
 
 def _loop(work: Coroutine[Any, Any, T]) -> T:
-    from simulate.simulation import in_loop
-
-    return in_loop(work)  # the CLI's only event loop entry: the process's one loop
+    # The CLI's only event loop entry. A command is one coroutine, so one loop per process:
+    # `calibrate` plays all its repeats inside it (scripts use `simulation.in_loop`, kept).
+    return asyncio.run(work)
 
 
 def stop(code: int, message: str) -> NoReturn:
