@@ -380,6 +380,7 @@ def in_loop(work: Coroutine[Any, Any, T]) -> T:
         return runner.run(work)
     finally:
         runner.run(_cancel_leftovers())
+        asyncio.set_event_loop(None)  # idle in between, as `asyncio.run` leaves a thread
 
 
 async def _cancel_leftovers() -> None:
