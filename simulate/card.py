@@ -418,8 +418,8 @@ def _run_prose(
     agreement: Sequence[str],
 ) -> str:
     from simulate.report.summary import summarize_run
-    from simulate.simulation import redact
     from simulate.stats import wilson_interval
+    from simulate.store import redact
 
     manifest = folder.manifest
     config = manifest.config

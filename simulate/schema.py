@@ -24,8 +24,8 @@ from pydantic import (
 SCHEMA_VERSION = 3
 """Version of the run folder's contracts. 2: a typed manifest, `simulator_faults` on episodes,
 `must_match` checks, adjudicator labels and imported reference rows; 3: usage rows of role
-`agent` (the agent's own calls) with a cost per episode, and each role's endpoint host in the
-manifest."""
+`agent` (the agent's own calls) with a cost per episode, each role's endpoint host in the
+manifest, and episodes' `error_traceback` (older shards read with it empty)."""
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
@@ -334,6 +334,10 @@ class Episode(Model):
     @classmethod
     def _no_faults_recorded(cls, value: Any) -> Any:
         return [] if value is None else value
+
+    error_traceback: str | None = None
+    """The traceback of the exception that ended the episode (an agent's crash), credentials
+    redacted; None when no exception did. The one-line reason is in `outcome.reason`."""
 
 
 # --- labels and rubrics -----------------------------------------------------------------------

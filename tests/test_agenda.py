@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from agents import FunctionTarget, ScriptTarget
 
 from simulate.runner import RunSettings, play_episode
 from simulate.schema import Episode, Message, Persona, Scenario, SuccessChecks
 from simulate.users import EpisodeState
 from simulate.users.agenda import AgendaUser, add_typos
 from tests.conftest import make_spec
+from tests.toy_agents import FunctionTarget, ScriptTarget
 
 SETTINGS = RunSettings()
 

@@ -115,6 +115,7 @@ def shop_run(out: Path, target: str, *extra: str) -> list[str]:
         "--target",
         target,
         "--agent-llm-proxy",
+        "--no-preflight",  # the server counts exactly the episodes' calls
         "--max-turns",
         "4",
         "--name",

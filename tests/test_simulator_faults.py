@@ -13,7 +13,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from agents import ScriptTarget
 from click.testing import CliRunner
 from fakes.openai_server import FakeOpenAIServer
 
@@ -31,6 +30,7 @@ from simulate.users import UserTurn
 from simulate.users.faults import detect_faults
 from simulate.users.llm import LLMUser, default_prompt
 from tests.conftest import make_spec
+from tests.toy_agents import ScriptTarget
 
 DEMO = resources.files("simulate.demo")
 

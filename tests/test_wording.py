@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from itertools import product
 
 import pytest
-from agents import FunctionTarget
 
 from simulate.runner import RunSettings, play_episode
 from simulate.schema import Persona, Scenario
@@ -29,6 +28,7 @@ from simulate.users.wording import (
     usable,
 )
 from tests.conftest import make_spec
+from tests.toy_agents import FunctionTarget
 
 #: Fact names as scenario writers write them: keys, articles, possessives, plurals, initials.
 NAMES = [

@@ -169,6 +169,37 @@ def run_options(func: Any) -> Any:
     return func
 
 
+def target_check_options(func: Any) -> Any:
+    """How `run` guards against a broken agent: preflight, early stop, reply size."""
+    options = [
+        click.option(
+            "--no-preflight",
+            is_flag=True,
+            help="Do not send the target one opening turn before the run (which stops the run "
+            "at once when it fails).",
+        ),
+        click.option(
+            "--stop-after-errors",
+            default=5,
+            show_default=True,
+            type=click.IntRange(0),
+            metavar="K",
+            help="Stop the run (exit 1) when the first K episodes all end in target or "
+            "simulator errors; 0 never stops.",
+        ),
+        click.option(
+            "--max-reply-chars",
+            default=100_000,
+            show_default=True,
+            type=click.IntRange(1),
+            help="A longer agent reply ends its episode as target_error.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def rule_limit_options(func: Any) -> Any:
     """`--max-turns`, `--reply-chars`, `--latency-ms`: thresholds of the limit rules."""
     from simulate.label.rules import RuleLimits

@@ -12,7 +12,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from simulate.cli import run_async, stop
-from simulate.cli.options import run_options
+from simulate.cli.options import run_options, target_check_options
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_calibration, print_report_headline
 from simulate.cli.render.runs import print_estimate, print_proxy, print_summary
@@ -44,7 +44,8 @@ RESUME_HINT = "continue with the same command plus --resume"
     "--target",
     required=True,
     metavar="SPEC",
-    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND, openai:MODEL, demo.",
+    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND, openai:MODEL, demo, "
+    "agents:FILE:AGENT, pydantic-ai:FILE:AGENT, langgraph:FILE:GRAPH.",
 )
 @click.option("--stateful", is_flag=True, help="Send the target only the newest user message.")
 @click.option(
@@ -72,6 +73,28 @@ RESUME_HINT = "continue with the same command plus --resume"
     metavar="PORT",
     help="The proxy's port on 127.0.0.1, for an http: agent started beforehand [any free].",
 )
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="For http targets: a header for every request, ${VAR} read from the environment "
+    "(repeatable; never recorded).",
+)
+@click.option(
+    "--target-retries",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 10),
+    help="For http targets: retries after a connection error, 429 or 503 (with backoff).",
+)
+@target_check_options
+@click.option(
+    "--fail-under",
+    type=click.FloatRange(0, 1),
+    metavar="RATE",
+    help="Exit 1 when the goal rate's upper 95% bound is below RATE (a CI gate).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @run_options
 def run_command(quiet: bool, dry_run: bool, **options: Any) -> None:
@@ -83,6 +106,9 @@ def run_command(quiet: bool, dry_run: bool, **options: Any) -> None:
     result = play(config, quiet)
     print_summary(result, summarize_run(result.run_dir))
     stop_if_stopped(result)
+    verdict = result.verdict(config.fail_under)
+    if verdict:
+        stop(1, f"error: {verdict}")
 
 
 @click.command("demo")
@@ -126,11 +152,16 @@ def run_config(options: dict[str, Any]) -> RunConfig:
     """The `RunConfig` of `run`'s options (flag names mapped to its fields)."""
     options["turn_timeout_s"] = options.pop("turn_timeout")
     options["use_cache"] = not options.pop("no_cache")
+    if "no_preflight" in options:
+        options["preflight"] = not options.pop("no_preflight")
     return RunConfig.model_validate(options)
 
 
 def stop_if_stopped(result: RunResult) -> None:
-    """Exit 3 when a budget or a replay miss cut the run short (after its summary)."""
+    """Exit 3 when a budget or a replay miss cut the run short, 1 when the first episodes all
+    ended in errors (after its summary)."""
+    if result.aborted:
+        stop(1, f"error: {result.stopped}; finished episodes are kept")
     if result.stopped:
         stop(3, f"stopped early: {result.stopped}; finished episodes are kept; {RESUME_HINT}")
 
@@ -194,10 +225,11 @@ def label_demo(run_dir: Path) -> None:
     )
 
 
-# `calibrate` takes the options of `run` (but --out, --name, --resume), so they never drift apart.
+# `calibrate` takes the options of `run` (but --out, --name, --resume, --fail-under), so they
+# never drift apart.
 @click.command(
     "calibrate",
-    params=[p for p in run_command.params if p.name not in ("out", "name", "resume")],
+    params=[p for p in run_command.params if p.name not in ("out", "name", "resume", "fail_under")],
 )
 @click.option(
     "--repeats",

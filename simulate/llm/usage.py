@@ -266,14 +266,15 @@ def add_call(
     prompt_tokens: int,
     completion_tokens: int,
     cost_usd: float | None,
+    calls: int = 1,
 ) -> None:
-    """Add one call to an episode's rows; the row's cost stays None once a call has no price."""
+    """Add calls to an episode's rows; the row's cost stays None once a call has no price."""
     row = rows.get((role, model))
     if row is None:
         row = rows[(role, model)] = Usage(
             role=role, model=model, cost_usd=None if cost_usd is None else 0.0
         )
-    row.calls += 1
+    row.calls += calls
     row.prompt_tokens += prompt_tokens
     row.completion_tokens += completion_tokens
     if row.cost_usd is not None:
@@ -300,6 +301,16 @@ def episode_usage(session_id: str | None = None) -> Iterator[list[Usage]]:
         if sessions is not None and session_id:
             sessions._rows.pop(session_id, None)
         counted += sorted(rows.values(), key=lambda u: (_ROLE_ORDER.index(u.role), u.model))
+
+
+def count_episode_usage(
+    role: LLMRole, model: str, calls: int, prompt_tokens: int, completion_tokens: int
+) -> None:
+    """Add an agent's own calls to the episode being played (no-op outside `episode_usage()`),
+    as framework adapters report them: tokens, no price (the framework's model is not ours)."""
+    rows = _episode.get()
+    if rows is not None:
+        add_call(rows, role, model, prompt_tokens, completion_tokens, None, calls=calls)
 
 
 class MeteredLLM:

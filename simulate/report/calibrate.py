@@ -24,7 +24,7 @@ from scipy.optimize import brentq
 from scipy.stats import binom, norm
 from statsmodels.stats.power import NormalIndPower
 
-from simulate.errors import ConfigError, RunFolderError, RunStopped
+from simulate.errors import ConfigError, RunAborted, RunFolderError, RunStopped
 from simulate.report.compare import NOT_RATED, check_options, compare_runs, load_outcomes
 from simulate.runner import Tally
 from simulate.schema import Episode
@@ -330,7 +330,7 @@ async def calibrate(
             on_repeat(index, repeat)
         result = await run(repeat, on_start=on_start, on_episode=on_episode)
         if result.stopped:
-            raise RunStopped(
+            raise (RunAborted if result.aborted else RunStopped)(
                 f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept"
             )
     return measure_noise(config.out, repeats, alpha=alpha, correction=correction)

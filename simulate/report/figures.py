@@ -49,6 +49,8 @@ FAULTS_NOTE = (
     "it was not given, revealing the success checks, repeating itself, ending at a "
     "confirmation question; the goal rate without them leaves those episodes out"
 )
+MAX_MESSAGE_CHARS = 5_000
+"""Characters of one message the report (and report.html) embeds; the run keeps them all."""
 _MAX_RESULT_CHARS = 2000
 
 
@@ -351,12 +353,12 @@ def _transcript(episode: Episode) -> dict[str, Any]:
             {
                 "index": i,
                 "role": m.role,
-                "content": m.content,
+                "content": clip_message(m.content),
                 "latency_ms": m.latency_ms,
                 "tool_calls": [
                     {
                         "name": call.name,
-                        "arguments": json.dumps(call.arguments, ensure_ascii=False),
+                        "arguments": _clip(json.dumps(call.arguments, ensure_ascii=False)),
                         "result": None
                         if call.result is None
                         else _clip(json.dumps(call.result, ensure_ascii=False, default=str)),
@@ -367,6 +369,14 @@ def _transcript(episode: Episode) -> dict[str, Any]:
             for i, m in enumerate(episode.messages)
         ],
     }
+
+
+def clip_message(text: str) -> str:
+    """A message as the report embeds it: at most `MAX_MESSAGE_CHARS`, saying what was cut."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    cut = len(text) - MAX_MESSAGE_CHARS
+    return f"{text[:MAX_MESSAGE_CHARS]} … [{cut:,} more characters: simulate show RUN --episode ID]"
 
 
 def _clip(text: str) -> str:

@@ -156,7 +156,8 @@ def print_findings(summary: dict[str, Any]) -> None:
         out.print("read one: simulate show RUN --episode ID")
 
 
-def print_transcript(episode: Episode) -> None:
+def print_transcript(episode: Episode, with_traceback: bool = False) -> None:
+    """One conversation and how it ended; ``with_traceback``: the agent's crash in full."""
     outcome = episode.outcome
     color = "green" if episode.success else "red"
     out.rule(
@@ -181,3 +182,7 @@ def print_transcript(episode: Episode) -> None:
     out.print(
         f"[{color}]{outcome.status}[/] {escape(outcome.reason + checks + faults)}\n", markup=True
     )
+    if episode.error_traceback and with_traceback:
+        out.print(episode.error_traceback.rstrip() + "\n", markup=False, soft_wrap=True)
+    elif episode.error_traceback:
+        out.print(f"traceback: simulate show RUN --episode {episode.episode_id}\n", style="dim")
