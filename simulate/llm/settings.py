@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from simulate.errors import ConfigError, did_you_mean
 from simulate.llm import LLMRole
 from simulate.llm.usage import Price, builtin_prices
+from simulate.loader import read_yaml
 
 OPENAI_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"
@@ -250,14 +251,12 @@ def _read_config(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     """A config file's settings as `LLMSettings` values, the keys read from `api_key_env`."""
     try:
         text = path.read_text("utf-8")
-        data = yaml.safe_load(text)
-        lines = _key_lines(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config file as UTF-8") from None
+    data = read_yaml(text, str(path))  # the one safe reader: aliases bounded, lines named
+    lines = _key_lines(text)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from simulate.errors import ConfigError, TargetError
 from simulate.llm import LLM
+from simulate.loader import read_yaml
 from simulate.schema import Message, Model, ToolCall
 from simulate.targets import Reply, TargetFactory, TargetOptions
 from simulate.targets.protocol import expand_tool_turns, tool_message
@@ -62,15 +62,12 @@ class ToolSpec(Model):
 def load_tools(path: str) -> list[ToolSpec]:
     """Read a tools file (`tools:` list, or a bare list); ConfigError names file and tool."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--tools {path!r}: cannot read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(
-            f"{path}{line}: YAML syntax error: {getattr(exc, 'problem', exc)}"
-        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--tools {path!r}: not UTF-8 text") from exc
+    data = read_yaml(text, path)  # the one safe reader: aliases bounded, lines named
     items = data.get("tools") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{path}: expected a `tools:` list of tools")
