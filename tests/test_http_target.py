@@ -111,7 +111,18 @@ def run_args(out: Path, target: str, *extra: str) -> list[str]:
 
 
 def files_containing(root: Path, secret: str) -> list[str]:
-    return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    """Files under ``root`` holding ``secret``: raw bytes, and parquet files' decoded values
+    (their pages are compressed, so bytes alone could hide it)."""
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret in _readable(p)]
+
+
+def _readable(path: Path) -> str:
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        text += json.dumps(pq.read_table(path).to_pylist(), default=str)
+    return text
 
 
 def test_the_auth_header_reaches_the_agent_and_no_file_of_the_run(
@@ -176,3 +187,22 @@ def test_credentials_in_the_target_never_reach_the_data_or_the_terminal(
         assert reasons and all(where in r for r in reasons), reasons
     assert files_containing(tmp_path, canary) == []
     assert not [o for o in outputs if canary in o]
+    # and the Hub push: every file it commits (episodes, labels, the card)
+    from simulate.hub import push_to_hub
+    from tests.fakes.hub_server import FakeHubServer
+
+    with FakeHubServer() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", "hf_CanaryTestToken")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        for run in (http_run, cmd_run):
+            push_to_hub(run, f"acme/{run.name}")
+        committed = [data for repo in hub.repos.values() for data in repo.files.values()]
+    leaked = []
+    for index, data in enumerate(committed):
+        (tmp_path / "pushed").mkdir(exist_ok=True)
+        copy = tmp_path / "pushed" / f"{index}.parquet"
+        copy.write_bytes(data)
+        if canary in (_readable(copy) if data[:4] == b"PAR1" else data.decode(errors="replace")):
+            leaked.append(index)
+    assert committed and leaked == []
