@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     import datasets
     from huggingface_hub import DatasetCard
 
+    from simulate.label.agreement import AgreementReport
+    from simulate.report.summary import RunSummary
+
 #: The licence a card gets when the user names none and no persona source restricts it.
 DEFAULT_LICENSE = "cc-by-4.0"
 
@@ -129,37 +132,40 @@ def non_commercial_licences(personas: Sequence[dict[str, Any]]) -> list[str]:
     )
 
 
-def agreement_lines(report: Mapping[str, Any]) -> list[str]:
+def agreement_lines(report: AgreementReport) -> list[str]:
     """An agreement report (`simulate.label.agreement`) as markdown lines for a card."""
     lines = []
-    for section in report.get("criteria", []):
-        figures = section.get("agreement") or {}
-        named = [
-            ("Cohen's kappa", figures.get("cohen_kappa")),
-            ("Fleiss' kappa", figures.get("fleiss_kappa")),
-            *(
-                (f"Krippendorff's alpha ({level})", value)
-                for level, value in (figures.get("krippendorff_alpha") or {}).items()
-            ),
-        ]
+    for section in report.criteria:
+        named: list[tuple[str, Any]] = []
+        if section.agreement:
+            figures = section.agreement
+            named = [
+                ("Cohen's kappa", figures.cohen_kappa),
+                ("Fleiss' kappa", figures.fleiss_kappa),
+                *(
+                    (f"Krippendorff's alpha ({level})", value)
+                    for level, value in figures.krippendorff_alpha.items()
+                ),
+            ]
         parts = [f"{name} {_figure(value)}" for name, value in named if value]
         parts += [
-            f"`{row['labeler']}` vs people: accuracy {_figure(row.get('accuracy'))}, "
-            f"true-positive rate {_figure(row.get('tpr'))}, "
-            f"true-negative rate {_figure(row.get('tnr'))}"
-            for row in section.get("vs_people", [])
+            f"`{row.labeler}` vs people: accuracy {_figure(row.accuracy)}, "
+            f"true-positive rate {_figure(row.tpr)}, "
+            f"true-negative rate {_figure(row.tnr)}"
+            for row in section.vs_people
         ]
         if parts:
-            lines.append(f"- `{section['criterion']}`: " + "; ".join(parts))
+            lines.append(f"- `{section.criterion}`: " + "; ".join(parts))
     return lines
 
 
-def _figure(value: dict[str, Any] | None) -> str:
-    """`0.72 [0.55, 0.89] (n=40)`, or `n/a (n=0)`."""
-    if not value or value.get("value") is None:
-        return f"n/a (n={(value or {}).get('n', 0)})"
-    interval = f" [{value['low']:.2f}, {value['high']:.2f}]" if value.get("low") is not None else ""
-    return f"{value['value']:.2f}{interval} (n={value['n']})"
+def _figure(value: Any) -> str:
+    """A figure with `value`, `low`, `high` and `n`: `0.72 [0.55, 0.89] (n=40)`, or
+    `n/a (n=0)`."""
+    if value is None or value.value is None:
+        return f"n/a (n={value.n if value is not None else 0})"
+    interval = f" [{value.low:.2f}, {value.high:.2f}]" if value.low is not None else ""
+    return f"{value.value:.2f}{interval} (n={value.n})"
 
 
 def realism_lines(run_dir: str | Path) -> list[str]:
@@ -180,16 +186,16 @@ def realism_lines(run_dir: str | Path) -> list[str]:
         f"Measured with `simulate realism` ({report.mode}) against {reference.conversations} "
         f"human conversations{origin}. A classifier trained to tell the simulated users' turns "
         f"from people's (TF-IDF n-grams, logistic regression, folds grouped by conversation) "
-        f"reaches ROC AUC **{_figure(auc.model_dump())}** on {auc.n} user turns "
+        f"reaches ROC AUC **{_figure(auc)}** on {auc.n} user turns "
         "(0.5: indistinguishable; 1.0: always told apart).",
         "",
         "| measure | simulated | people | distance |",
         "|---|---|---|---|",
     ]
     for m in report.measures:
-        sides = [_figure(f.model_dump()) if f else "" for f in (m.simulated, m.human)]
+        sides = [_figure(f) if f else "" for f in (m.simulated, m.human)]
         distance = (
-            f"{(m.distance_kind or '').replace('_', ' ')} {_figure(m.distance.model_dump())}"
+            f"{(m.distance_kind or '').replace('_', ' ')} {_figure(m.distance)}"
             if m.distance
             else ""
         )
@@ -400,7 +406,6 @@ def _run_prose(
 ) -> str:
     from simulate.report.summary import summarize_run
     from simulate.simulation import redact
-    from simulate.stats import wilson_interval
 
     manifest = folder.manifest
     config = manifest.config
@@ -455,7 +460,7 @@ def _run_prose(
         "",
         "## Outcomes",
         "",
-        *_outcome_lines(summary, wilson_interval),
+        *_outcome_lines(summary),
         "",
     ]
     realism = realism_lines(folder.path)
@@ -525,24 +530,23 @@ def _run_prose(
     return "\n".join(lines)
 
 
-def _outcome_lines(summary: dict[str, Any], wilson: Any) -> list[str]:
-    rated, successes = summary["rated"], summary["successes"]
+def _outcome_lines(summary: RunSummary) -> list[str]:
+    rate = summary.rate
     lines = ["| outcome | episodes |", "|---|---|"]
-    lines += [f"| {status} | {n} |" for status, n in summary["by_status"].items()]
+    lines += [f"| {status} | {n} |" for status, n in summary.by_status.items()]
     lines.append("")
-    if rated:
-        low, high = wilson(successes, rated)
+    if rate.value is not None and rate.interval:
+        low, high = rate.interval
         excluded = ", ".join(s.value for s in NOT_AGENT_FAULT)
         lines.append(
-            f"Success rate: **{successes / rated:.1%}** ({successes} of {rated}; 95% Wilson "
+            f"Success rate: **{rate.value:.1%}** ({rate.count} of {rate.n}; 95% Wilson "
             f"interval {low:.1%}–{high:.1%}), leaving out episodes that ended in {excluded} "
             "(not the agent's fault)."
         )
-    if summary["per_persona"]:
+    if summary.per_persona:
         lines += ["", "| persona | episodes | success rate |", "|---|---|---|"]
         lines += [
-            f"| `{row['persona_id']}` | {row['n']} | {row['goal_rate']:.0%} |"
-            for row in summary["per_persona"]
+            f"| `{row.persona_id}` | {row.n} | {row.goal_rate:.0%} |" for row in summary.per_persona
         ]
     return lines
 

@@ -22,13 +22,13 @@ from simulate.checks import failed_checks
 from simulate.errors import RunStopped
 from simulate.llm.usage import episode_usage
 from simulate.schema import (
-    NOT_AGENT_FAULT,
     Episode,
     EpisodeSpec,
     Message,
     Outcome,
     Status,
     Usage,
+    is_rated,
 )
 from simulate.store import ShardWriter, now_iso
 from simulate.targets import Reply, Target, TargetFactory
@@ -97,7 +97,7 @@ class Tally:
     @property
     def errors(self) -> int:
         """Episodes that ended in a target or simulator error."""
-        return sum(self.statuses[s] for s in NOT_AGENT_FAULT)
+        return sum(n for status, n in self.statuses.items() if not is_rated(status))
 
     @property
     def rated(self) -> int:
@@ -135,7 +135,7 @@ async def play_episode(
     started = time.perf_counter()
     with episode_usage() as usage:
         outcome = await _converse(state, user, target, settings)
-    if outcome.status not in NOT_AGENT_FAULT:
+    if is_rated(outcome.status):
         outcome.failed_checks = failed_checks(spec.scenario.success, state.messages)
     episode = _record(spec, settings, outcome, state, usage, time.perf_counter() - started)
     episode.simulator_faults = detect_faults(spec, state.messages, outcome)

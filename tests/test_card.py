@@ -83,7 +83,7 @@ def test_card_metadata_has_configs_licence_tags_and_size(run: Path) -> None:
 
 def test_card_prose_has_counts_rates_labels_and_loading(run: Path) -> None:
     text = render_run_card(run, ALL, repo_id="acme/sim").card.text
-    summary = summarize_run(run)
+    summary = summarize_run(run).model_dump()
     rate = summary["successes"] / summary["rated"]
 
     assert f"**{rate:.1%}** ({summary['successes']} of {summary['rated']}" in text

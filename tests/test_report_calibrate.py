@@ -78,7 +78,7 @@ def test_repeats_play_with_consecutive_seeds(calibrated: Path) -> None:
 
 def test_calibration_figures(calibrated: Path) -> None:
     figures = json.loads((calibrated / CALIBRATION).read_text())
-    summaries = [summarize_run(repeat_folder(calibrated, i)) for i in (1, 2, 3)]
+    summaries = [summarize_run(repeat_folder(calibrated, i)).model_dump() for i in (1, 2, 3)]
     rates = [s["goal_rate"] for s in summaries]
     assert [r["goal_rate"] for r in figures["repeats"]] == pytest.approx(rates)
     assert [r["seed"] for r in figures["repeats"]] == [5, 6, 7]

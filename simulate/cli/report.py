@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from simulate.cli import stop
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_comparison, print_report
+
+if TYPE_CHECKING:
+    from simulate.report.figures import RunReport
 
 
 @click.command("report")
@@ -41,7 +44,7 @@ def report_command(run_dir: str, as_json: bool, no_html: bool, examples: int) ->
         out.print(f"\nreport: {html}  ·  figures as JSON: simulate report {run_dir} --json")
 
 
-def write_html(report: dict[str, Any], run_dir: str | Path) -> Path:
+def write_html(report: RunReport, run_dir: str | Path) -> Path:
     """Write RUN/report.html and return its path."""
     from simulate.report.html import REPORT_FILE, write_report_html
 

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import model_serializer
 
 from simulate.card import agreement_lines
 from simulate.errors import SimulateError, unknown_choice
-from simulate.schema import Label
+from simulate.schema import Label, Model
+from simulate.stats import Estimate, Rate
 from simulate.store import RunFolder
 
 UnitKey = tuple[str, int | None, int | None]
@@ -46,8 +48,82 @@ HOW_TO_ADD_RATERS = (
 )
 
 
-def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> dict[str, Any]:
-    """Agreement figures for every criterion of a run (or one), as plain JSON-able data.
+class CorrectedRate(Estimate):
+    """A machine's pass rate corrected for its error rates against people."""
+
+    n_positives: int
+    """Units people passed, among those both rated."""
+    n_negatives: int
+    replicates: int | None = None
+    """Bootstrap replicates the interval rests on."""
+
+
+class Rater(Model):
+    labeler: str
+    kind: str
+    units: int
+
+
+class InterRater(Model):
+    """Agreement between every labeler of a criterion: Cohen's kappa (two) or Fleiss' (more),
+    and Krippendorff's alpha per level."""
+
+    raters: list[str]
+    cohen_kappa: Estimate | None = None
+    fleiss_kappa: Estimate | None = None
+    krippendorff_alpha: dict[str, Estimate]
+
+    @model_serializer(mode="wrap")
+    def _only_the_kappa_computed(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in _KAPPAS}
+
+
+_KAPPAS = ("cohen_kappa", "fleiss_kappa")
+
+
+class VsPeople(Model):
+    """A judge or rule against the people's majority on ``passed``."""
+
+    labeler: str
+    kind: str
+    people: list[str]
+    n: int
+    """Units both the labeler and people decided."""
+    accuracy: Rate
+    tpr: Rate
+    tnr: Rate
+    pass_rate: Rate
+    """The labeler's raw pass rate over every unit it labeled."""
+    corrected_pass_rate: CorrectedRate
+    ties_left_out: int
+
+
+class CriterionAgreement(Model):
+    """One criterion: its raters, inter-rater agreement, and each machine against people."""
+
+    criterion: str
+    kind: str
+    """`binary`, `scale` or `category`."""
+    units: int
+    raters: list[Rater]
+    agreement: InterRater | None
+    vs_people: list[VsPeople]
+
+
+class AgreementReport(Model):
+    """Agreement figures for every criterion of a run (`agreement_report`); `--json` is its
+    dump."""
+
+    run_dir: str
+    run_id: str | None
+    labels: int
+    confidence: float
+    criteria: list[CriterionAgreement]
+
+
+def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> AgreementReport:
+    """Agreement figures for every criterion of a run (or one).
 
     Raises:
         RunFolderError: ``run_dir`` is not a run folder.
@@ -67,21 +143,21 @@ def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> di
         raise unknown_choice("criterion", criterion, by_criterion)
     names = [criterion] if criterion is not None else sorted(by_criterion)
     sections = [criterion_report(name, by_criterion[name]) for name in names]
-    if not any(s["agreement"] for s in sections):
-        only = "; ".join(f"{s['criterion']}: {s['raters'][0]['labeler']}" for s in sections[:3])
+    if not any(s.agreement for s in sections):
+        only = "; ".join(f"{s.criterion}: {s.raters[0].labeler}" for s in sections[:3])
         only += "; ..." if len(sections) > 3 else ""
         scope = f"criterion {criterion!r} has" if criterion else "every criterion has"
         raise SimulateError(
             f"{scope} labels from one labeler only ({only}); agreement needs two or more: "
             f"{HOW_TO_ADD_RATERS}"
         )
-    return {
-        "run_dir": str(run_dir),
-        "run_id": folder.manifest.run_id,
-        "labels": len(labels),
-        "confidence": 1 - ALPHA,
-        "criteria": sections,
-    }
+    return AgreementReport(
+        run_dir=str(run_dir),
+        run_id=folder.manifest.run_id,
+        labels=len(labels),
+        confidence=1 - ALPHA,
+        criteria=sections,
+    )
 
 
 def agreement_for_card(run_dir: str | Path) -> list[str]:
@@ -115,26 +191,22 @@ def group_ratings(labels: list[Label]) -> dict[str, Ratings]:
     }
 
 
-def criterion_report(criterion: str, ratings: Ratings) -> dict[str, Any]:
+def criterion_report(criterion: str, ratings: Ratings) -> CriterionAgreement:
     """One criterion: its raters, inter-rater agreement, and each machine against people."""
     kind = infer_kind([label.value for by_unit in ratings.values() for label in by_unit.values()])
     units = set().union(*(by_unit.keys() for by_unit in ratings.values()))
     raters = [
-        {
-            "labeler": labeler,
-            "kind": _kind(by_unit),
-            "units": len(by_unit),
-        }
+        Rater(labeler=labeler, kind=_kind(by_unit), units=len(by_unit))
         for labeler, by_unit in sorted(ratings.items())
     ]
-    return {
-        "criterion": criterion,
-        "kind": kind,
-        "units": len(units),
-        "raters": raters,
-        "agreement": inter_rater(ratings, kind) if len(ratings) >= 2 else None,
-        "vs_people": against_people(ratings),
-    }
+    return CriterionAgreement(
+        criterion=criterion,
+        kind=kind,
+        units=len(units),
+        raters=raters,
+        agreement=inter_rater(ratings, kind) if len(ratings) >= 2 else None,
+        vs_people=against_people(ratings),
+    )
 
 
 def infer_kind(values: list[str]) -> str:
@@ -176,21 +248,20 @@ def rating_matrix(ratings: Ratings, kind: str) -> tuple[list[str], list[UnitKey]
     return raters, units, matrix
 
 
-def inter_rater(ratings: Ratings, kind: str) -> dict[str, Any]:
+def inter_rater(ratings: Ratings, kind: str) -> InterRater:
     """Cohen's kappa (two raters) or Fleiss' kappa (more), and Krippendorff's alpha."""
     raters, _, matrix = rating_matrix(ratings, kind)
-    result: dict[str, Any] = {"raters": raters}
-    if len(raters) == 2:
-        result["cohen_kappa"] = cohen_kappa(matrix)
-    else:
-        result["fleiss_kappa"] = fleiss_kappa(matrix)
     levels: list[Level] = ["nominal", "ordinal", "interval"] if kind == "scale" else ["nominal"]
-    result["krippendorff_alpha"] = {level: krippendorff_alpha(matrix, level) for level in levels}
-    return result
+    return InterRater(
+        raters=raters,
+        cohen_kappa=cohen_kappa(matrix) if len(raters) == 2 else None,
+        fleiss_kappa=fleiss_kappa(matrix) if len(raters) != 2 else None,
+        krippendorff_alpha={level: krippendorff_alpha(matrix, level) for level in levels},
+    )
 
 
-def _undefined(n: int, reason: str) -> dict[str, Any]:
-    return {"value": None, "n": n, "reason": reason}
+def _undefined(n: int, reason: str) -> Estimate:
+    return Estimate(value=None, n=n, reason=reason)
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -199,7 +270,7 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.reshape(values.shape), len(categories)
 
 
-def cohen_kappa(matrix: np.ndarray) -> dict[str, Any]:
+def cohen_kappa(matrix: np.ndarray) -> Estimate:
     """Cohen's kappa of a 2 x units matrix over the units both raters answered, with its CI."""
     from statsmodels.stats.inter_rater import cohens_kappa
 
@@ -213,15 +284,18 @@ def cohen_kappa(matrix: np.ndarray) -> dict[str, Any]:
     table = np.zeros((k, k))
     np.add.at(table, (codes[0], codes[1]), 1)
     fit = cohens_kappa(table)  # its interval is the asymptotic 95% one
-    return {
-        "value": float(fit["kappa"]),
-        "low": float(fit["kappa_low"]),
-        "high": float(fit["kappa_upp"]),
-        "n": n,
-    }
+    low, high = float(fit["kappa_low"]), float(fit["kappa_upp"])
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Estimate(
+            value=float(fit["kappa"]),
+            n=n,
+            method="asymptotic",
+            reason="no interval: its standard error is undefined (a rater gave one answer)",
+        )
+    return Estimate(value=float(fit["kappa"]), low=low, high=high, n=n, method="asymptotic")
 
 
-def fleiss_kappa(matrix: np.ndarray) -> dict[str, Any]:
+def fleiss_kappa(matrix: np.ndarray) -> Estimate:
     """Fleiss' kappa of a raters x units matrix over the units every rater answered."""
     from statsmodels.stats.inter_rater import aggregate_raters
     from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
@@ -234,10 +308,10 @@ def fleiss_kappa(matrix: np.ndarray) -> dict[str, Any]:
     if k < 2:
         return _undefined(n, "undefined: every unit got the same answer")
     counts, _ = aggregate_raters(codes.T, n_cat=k)
-    return {"value": float(statsmodels_fleiss(counts, method="fleiss")), "n": n}
+    return Estimate(value=float(statsmodels_fleiss(counts, method="fleiss")), n=n)
 
 
-def krippendorff_alpha(matrix: np.ndarray, level: Level) -> dict[str, Any]:
+def krippendorff_alpha(matrix: np.ndarray, level: Level) -> Estimate:
     """Krippendorff's alpha at ``level``; n counts the units with two or more answers."""
     import krippendorff
 
@@ -249,7 +323,7 @@ def krippendorff_alpha(matrix: np.ndarray, level: Level) -> dict[str, Any]:
     if len(np.unique(pairable[~np.isnan(pairable)])) < 2:
         return _undefined(n, "undefined: every unit got the same answer")
     value = krippendorff.alpha(reliability_data=pairable, level_of_measurement=level)
-    return {"value": float(value), "n": n}
+    return Estimate(value=float(value), n=n)
 
 
 # --- judges and rules against people ----------------------------------------------------------
@@ -266,7 +340,7 @@ def people_verdicts(ratings: Ratings) -> tuple[dict[UnitKey, bool], int]:
     return verdicts, len(votes) - len(verdicts)
 
 
-def against_people(ratings: Ratings) -> list[dict[str, Any]]:
+def against_people(ratings: Ratings) -> list[VsPeople]:
     """Each judge or rule labeler of the criterion against the people's verdicts."""
     people = sorted(r for r, by_unit in ratings.items() if _kind(by_unit) == "human")
     if not people:
@@ -280,8 +354,9 @@ def against_people(ratings: Ratings) -> list[dict[str, Any]]:
         if not verdicts:
             continue
         row = judge_vs_people(verdicts, truth)
-        rows.append({"labeler": labeler, "kind": _kind(by_unit), "people": people, **row})
-        rows[-1]["ties_left_out"] = ties
+        rows.append(
+            VsPeople(labeler=labeler, kind=_kind(by_unit), people=people, ties_left_out=ties, **row)
+        )
     return rows
 
 
@@ -313,14 +388,9 @@ def judge_vs_people(verdicts: dict[UnitKey, bool], truth: dict[UnitKey, bool]) -
     }
 
 
-def wilson(successes: int, n: int) -> dict[str, Any]:
+def wilson(successes: int, n: int) -> Rate:
     """A proportion with its Wilson score interval (statsmodels), and its n."""
-    from statsmodels.stats.proportion import proportion_confint
-
-    if n == 0:
-        return _undefined(0, "no units")
-    low, high = proportion_confint(successes, n, alpha=ALPHA, method="wilson")
-    return {"value": successes / n, "low": float(low), "high": float(high), "n": n}
+    return Rate.wilson(successes, n, 1 - ALPHA, empty="no units")
 
 
 def rogan_gladen(observed: float, sensitivity: float, specificity: float) -> float | None:
@@ -345,7 +415,7 @@ def corrected_pass_rate(
     *,
     replicates: int = BOOTSTRAP_REPLICATES,
     seed: int = BOOTSTRAP_SEED,
-) -> dict[str, Any]:
+) -> CorrectedRate:
     """The Rogan–Gladen pass rate with a percentile-bootstrap interval.
 
     Resampling n yes/no answers with replacement draws their count from Binomial(n, k/n), so
@@ -361,14 +431,14 @@ def corrected_pass_rate(
     }
     if positives == 0 or negatives == 0:
         missing = "passes" if positives == 0 else "failures"
-        return {**figure, "value": None, "reason": f"not estimable: people gave no {missing}"}
+        return CorrectedRate(
+            **figure, value=None, reason=f"not estimable: people gave no {missing}"
+        )
     value = rogan_gladen(passes / n, tp / positives, tn / negatives)
     if value is None:
-        return {
-            **figure,
-            "value": None,
-            "reason": "not estimable: sensitivity + specificity - 1 <= 0",
-        }
+        return CorrectedRate(
+            **figure, value=None, reason="not estimable: sensitivity + specificity - 1 <= 0"
+        )
     rng = np.random.default_rng(seed)
     observed = rng.binomial(n, passes / n, replicates) / n
     sensitivity = rng.binomial(positives, tp / positives, replicates) / positives
@@ -380,7 +450,7 @@ def corrected_pass_rate(
     if usable.mean() < 0.95:
         chance = f"{1 - usable.mean():.0%}"
         reason = f"interval not estimable: no better than chance in {chance} of replicates"
-        return {**figure, "low": None, "high": None, "reason": reason}
+        return CorrectedRate(**figure, reason=reason)
     tail = ALPHA / 2 * 100
     low, high = np.percentile(estimates, [tail, 100 - tail])
-    return {**figure, "low": float(low), "high": float(high)}
+    return CorrectedRate(**figure, low=float(low), high=float(high))

@@ -25,11 +25,11 @@ from scipy.stats import binom, norm
 from statsmodels.stats.power import NormalIndPower
 
 from simulate.errors import ConfigError, RunFolderError, RunStopped
-from simulate.report.compare import NOT_RATED, check_options, compare_runs, load_outcomes
+from simulate.report.compare import check_options, compare_runs, load_outcomes
 from simulate.runner import Tally
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, run
-from simulate.store import MANIFEST, write_atomic
+from simulate.store import MANIFEST, rated, write_atomic
 
 CALIBRATION = "calibration.json"
 POWER = 0.8
@@ -220,15 +220,15 @@ def minimum_detectable_drop_paired(
 
 def _repeat_rate(path: Path) -> RepeatRate:
     manifest, frame = load_outcomes(path)
-    rated = frame.filter(~frame["status"].is_in(NOT_RATED))
-    successes = int(rated["success"].sum())
+    rated_frame = frame.filter(rated())
+    successes = int(rated_frame["success"].sum())
     return RepeatRate(
         path=str(path),
         seed=manifest.config.seed,
         episodes=frame.height,
-        rated=rated.height,
+        rated=rated_frame.height,
         successes=successes,
-        goal_rate=successes / rated.height if rated.height else None,
+        goal_rate=successes / rated_frame.height if rated_frame.height else None,
     )
 
 

@@ -28,7 +28,7 @@ import polars as pl
 from statsmodels.stats.contingency_tables import mcnemar
 
 from simulate.errors import ConfigError, RunFolderError, unknown_choice
-from simulate.schema import NOT_AGENT_FAULT, Manifest
+from simulate.schema import NOT_RATED, Manifest
 from simulate.stats import PADJUST_METHODS, adjust_pvalues, compare_proportions
 from simulate.store import LABELS, RunFolder
 
@@ -38,7 +38,6 @@ KEY = ["persona_id", "scenario_id", "trial"]
 SliceKind = Literal["overall", "persona", "scenario", "tag", "criterion"]
 
 _TAGS = pl.Struct({"tags": pl.List(pl.String)})
-NOT_RATED = [s.value for s in NOT_AGENT_FAULT]
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,133 @@
-"""The end-of-run summary: outcome counts, goal rates overall and per persona, the failures.
+"""The end-of-run summary: outcome counts, goal rates overall and per persona, the failures; and
+the one table of failure kinds that both the summary and the report are built from.
 
 Computed with polars lazily over the run's shards, so it costs little however big the run.
-Goal rates leave out episodes that ended in target or simulator errors (not the agent's fault).
+Goal rates leave out episodes that ended in target or simulator errors (`store.rated`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict
 
-from simulate.schema import NOT_AGENT_FAULT
-from simulate.store import RunFolder
+from simulate.schema import Status
+from simulate.stats import Rate
+from simulate.store import RunFolder, rated
 
 
-def summarize_run(run_dir: str | Path, max_failures: int = 10) -> dict[str, Any]:
-    """Headline figures of a run folder, as plain data (printed by the CLI, or as JSON)."""
+class PersonaRate(BaseModel):
+    """One persona's goal rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    persona_id: str
+    n: int
+    """Rated episodes of the persona."""
+    successes: int
+    goal_rate: float
+
+
+class FailureKindCount(BaseModel):
+    """How many failing episodes failed one way, and one of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    n: int
+    example: str
+    """An episode id."""
+
+
+class FailureRow(BaseModel):
+    """One failing episode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    episode_id: str
+    persona_id: str
+    scenario_id: str
+    trial: int
+    status: str
+    reason: str | None
+    failed_checks: list[str] | None
+
+
+class RunSummary(BaseModel):
+    """Headline figures of a run folder (`summarize_run`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    episodes: int
+    by_status: dict[str, int]
+    rated: int
+    """Episodes not ended by a target or simulator error: the goal rate's denominator."""
+    successes: int
+    goal_rate: float | None
+    rate: Rate
+    """The goal rate with its Wilson interval."""
+    per_persona: list[PersonaRate]
+    """Lowest goal rate first."""
+    failure_kinds: list[FailureKindCount]
+    failures: list[FailureRow]
+    """The first failing episodes, by persona, scenario and trial."""
+    n_failures: int
+
+
+def failure_kinds(failures: pl.DataFrame) -> pl.DataFrame:
+    """Failing episodes by what went wrong, one row per (kind, episode): how they ended (when
+    not at the goal), each forbidden phrase said or expression matched, and, for episodes that
+    ended at the goal, each unmet check. An episode that gave up and also leaked a forbidden
+    phrase counts under both.
+
+    ``failures`` needs `episode_id`, `persona_id`, `scenario_id`, `trial`, `status` and
+    `failed_checks`; the result has `kind` and those ids, sorted by kind, persona, scenario, trial.
+    """
+    ids = ["episode_id", "persona_id", "scenario_id", "trial"]
+    ended = failures.filter(pl.col("status") != Status.GOAL_REACHED.value).select(
+        pl.col("status").alias("kind"), *ids
+    )
+    checks = failures.explode("failed_checks").filter(pl.col("failed_checks").is_not_null())
+    checks = checks.filter(
+        pl.col("failed_checks").str.starts_with("must_not_")
+        | (pl.col("status") == Status.GOAL_REACHED.value)
+    ).select(pl.col("failed_checks").alias("kind"), *ids)
+    return pl.concat([ended, checks]).sort("kind", "persona_id", "scenario_id", "trial")
+
+
+def count_failure_kinds(failures: pl.DataFrame, examples: int = 1) -> pl.DataFrame:
+    """`failure_kinds` counted: `kind`, `n` and the first ``examples`` episode ids, most
+    common first."""
+    return (
+        failure_kinds(failures)
+        .group_by("kind", maintain_order=True)
+        .agg(pl.len().alias("n"), pl.col("episode_id").head(examples).alias("examples"))
+        .sort(["n", "kind"], descending=[True, False])
+    )
+
+
+def summarize_run(run_dir: str | Path, max_failures: int = 10) -> RunSummary:
+    """Headline figures of a run folder (printed by the CLI, or as JSON)."""
     folder = RunFolder(run_dir)
     if not folder.has():
-        return {
-            "episodes": 0,
-            "by_status": {},
-            "rated": 0,
-            "successes": 0,
-            "goal_rate": None,
-            "per_persona": [],
-            "failures": [],
-        }
+        return RunSummary(
+            episodes=0,
+            by_status={},
+            rated=0,
+            successes=0,
+            goal_rate=None,
+            rate=Rate.wilson(0, 0, empty="no episodes"),
+            per_persona=[],
+            failure_kinds=[],
+            failures=[],
+            n_failures=0,
+        )
     episodes = folder.scan_episodes()
-    rated = episodes.filter(~pl.col("status").is_in([s.value for s in NOT_AGENT_FAULT]))
     by_status = episodes.group_by("status").len().collect()
     per_persona = (
-        rated.group_by("persona_id")
+        episodes.filter(rated())
+        .group_by("persona_id")
         .agg(pl.len().alias("n"), pl.col("success").sum().alias("successes"))
         .with_columns((pl.col("successes") / pl.col("n")).alias("goal_rate"))
         .sort(["goal_rate", "persona_id"])
@@ -48,43 +143,19 @@ def summarize_run(run_dir: str | Path, max_failures: int = 10) -> dict[str, Any]
     )
     n_rated = int(per_persona["n"].sum())
     successes = int(per_persona["successes"].sum())
-    return {
-        "episodes": int(by_status["len"].sum()),
-        "by_status": dict(sorted(zip(by_status["status"], by_status["len"], strict=True))),
-        "rated": n_rated,
-        "successes": successes,
-        "goal_rate": successes / n_rated if n_rated else None,
-        "per_persona": per_persona.to_dicts(),
-        "failure_kinds": _failure_kinds(failures),
-        "failures": failures.head(max_failures).to_dicts(),
-        "n_failures": failures.height,
-    }
-
-
-def _failure_kinds(failures: pl.DataFrame) -> list[dict[str, Any]]:
-    """Failures grouped by what went wrong: how the episode ended, and each leak-type check.
-
-    An episode that gave up and also leaked a forbidden phrase counts under both.
-    """
-    ended = failures.filter(pl.col("status") != "goal_reached").select(
-        pl.col("status").alias("kind"), "episode_id"
+    kinds = count_failure_kinds(failures)
+    return RunSummary(
+        episodes=int(by_status["len"].sum()),
+        by_status=dict(sorted(zip(by_status["status"], by_status["len"], strict=True))),
+        rated=n_rated,
+        successes=successes,
+        goal_rate=successes / n_rated if n_rated else None,
+        rate=Rate.wilson(successes, n_rated, empty="every episode ended in an error"),
+        per_persona=[PersonaRate(**row) for row in per_persona.to_dicts()],
+        failure_kinds=[
+            FailureKindCount(kind=row["kind"], n=row["n"], example=row["examples"][0])
+            for row in kinds.to_dicts()
+        ],
+        failures=[FailureRow(**row) for row in failures.head(max_failures).to_dicts()],
+        n_failures=failures.height,
     )
-    violated = (
-        failures.explode("failed_checks")
-        .filter(pl.col("failed_checks").str.starts_with("must_not_"))
-        .select(pl.col("failed_checks").alias("kind"), "episode_id")
-    )
-    unmet = failures.filter(
-        (pl.col("status") == "goal_reached")
-        & pl.col("failed_checks")
-        .list.eval(pl.element().str.starts_with("must_not"))
-        .list.all()
-        .not_()
-    ).select(pl.lit("goal_reached, checks unmet").alias("kind"), "episode_id")
-    kinds = (
-        pl.concat([ended, violated, unmet])
-        .group_by("kind")
-        .agg(pl.len().alias("n"), pl.col("episode_id").first().alias("example"))
-        .sort(["n", "kind"], descending=[True, False])
-    )
-    return kinds.to_dicts()

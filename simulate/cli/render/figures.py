@@ -14,137 +14,160 @@ from simulate.cli.render import out, pct_interval
 if TYPE_CHECKING:  # the statistics stack (scipy, statsmodels) loads only when a table needs it
     from simulate.report.calibrate import Calibration
     from simulate.report.compare import Comparison
+    from simulate.report.figures import RunReport, Slice
+    from simulate.stats import Rate
 
 
-def print_report_headline(report: dict[str, Any]) -> None:
+def _interval(rate: Rate) -> str:
+    interval = rate.interval
+    return "—" if interval is None else f"{interval[0]:.0%}–{interval[1]:.0%}"
+
+
+def _share(rate: Rate) -> str:
+    return f"{rate.count}/{rate.n}"
+
+
+def interval_line(figures: Slice) -> str:
+    """The goal rate's two labelled intervals, or why one is missing."""
+
+    def shown(rate: Rate) -> str:
+        return _interval(rate) if rate.interval else f"n/a ({rate.reason})"
+
+    return (
+        f"suite 95% {shown(figures.goal_rate_suite)} (the same personas and scenarios again) · "
+        f"population 95% {shown(figures.goal_rate_population)} (similar users and tasks)"
+    )
+
+
+def print_report_headline(report: RunReport) -> None:
     """The report's headline figures: goal rate, pass^k, the worst slice, simulator health."""
-    overall = report["overall"]
-    out.print(f"[bold]goal rate {pct_interval(overall['goal_rate'])}[/]", markup=True)
+    overall = report.overall
+    out.print(f"[bold]goal rate {pct_interval(overall.goal_rate)}[/]", markup=True)
+    out.print(f"  {interval_line(overall)}")
     print_fault_line(report)
     from simulate.report.figures import pass_k_highlights
 
-    curve = pass_k_highlights(overall["pass_hat_k"]["values"])
+    curve = pass_k_highlights(overall.pass_hat_k.values)
     if curve:
         values = ", ".join(f"pass^{k} {v:.0%}" for k, v in curve.items())
-        out.print(f"{values}  (over {overall['pass_hat_k']['cells']} persona × scenario cells)")
-    rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
+        out.print(f"{values}  (over {overall.pass_hat_k.cells} persona × scenario cells)")
+    if overall.pass_hat_k.stops_because:
+        out.print(overall.pass_hat_k.stops_because, style="dim")
+    rated = [s for s in report.slices if s.goal_rate.n]
     if rated:
         worst = rated[0]
         out.print(
-            f"worst slice: {worst['dimension']} {worst['value']} {pct_interval(worst['goal_rate'])}"
+            f"worst slice: {worst.dimension} {worst.value} {pct_interval(worst.goal_rate)}; "
+            f"population {_interval(worst.ranking_rate)}"
         )
-    health = report["health"]["overall"]
-    flagged = [r["persona_id"] for r in report["health"]["per_persona"] if r["flags"]]
-
-    def share(figure: dict[str, Any]) -> str:
-        return f"{figure['count']}/{figure['n']}"
-
+    health = report.health.overall
+    flagged = [r.persona_id for r in report.health.per_persona if r.flags]
     out.print(
-        f"simulator health: repeats {share(health['repeat_rate'])} and assistant-like "
-        f"{share(health['assistant_like_rate'])} user messages; simulator errors "
-        f"{share(health['simulator_error_share'])} episodes"
+        f"simulator health: repeats {_share(health.repeat_rate)} and assistant-like "
+        f"{_share(health.assistant_like_rate)} user messages; simulator errors "
+        f"{_share(health.simulator_error_share)} episodes"
         + (f"; flagged: {', '.join(flagged)}" if flagged else "")
     )
 
 
-def print_report(report: dict[str, Any]) -> None:
+def print_report(report: RunReport) -> None:
     """`simulate report`: the figures as a few short tables."""
-    run, overall = report["run"], report["overall"]
+    run, overall = report.run, report.overall
     out.print(
-        f"[bold]Report[/] {escape(str(run['path']))}  ({run['episodes']} episodes; "
-        f"user {escape(run['user'] or '?')}, target {escape(run['target'] or '?')})",
+        f"[bold]Report[/] {escape(run.path)}  ({run.episodes} episodes; "
+        f"user {escape(run.user or '?')}, target {escape(run.target or '?')})",
         markup=True,
     )
-    planned = run.get("planned")
-    if planned and run["episodes"] < planned:
+    if run.planned and run.episodes < run.planned:
         out.print(
-            f"incomplete run: {run['episodes']} of {planned} planned episodes; "
-            f"`simulate run ... --out {run['path']} --resume` plays the rest",
+            f"incomplete run: {run.episodes} of {run.planned} planned episodes; "
+            f"`simulate run ... --out {run.path} --resume` plays the rest",
             style="yellow",
         )
-    outcomes = ", ".join(f"{k} {v}" for k, v in overall["outcomes"].items())
+    outcomes = ", ".join(f"{k} {v}" for k, v in overall.outcomes.items())
     out.print(f"outcomes: {outcomes}")
     print_report_headline(report)
-    turns, latency = overall["turns"], overall["latency_ms"]
-    line = f"turns {turns['value']:.1f} per episode (n={turns['n']})"
-    if latency["value"] is not None:
-        line += f"  ·  reply latency {latency['value']:.0f} ms (n={latency['n']})"
-    if overall["tokens"]["value"] is not None:
-        tokens = overall["tokens"]
-        line += f"  ·  {tokens['value']:.0f} tokens per episode (n={tokens['n']})"
-    if overall["cost_usd"]["total"] is not None:
-        line += (
-            f"  ·  cost ${overall['cost_usd']['total']:.4f} "
-            f"(n={overall['cost_usd']['per_episode']['n']})"
-        )
+    turns, latency, tokens = overall.turns, overall.latency_ms, overall.tokens
+    line = f"turns {turns.value or 0:.1f} per episode (n={turns.n})"
+    if latency.value is not None:
+        line += f"  ·  reply latency {latency.value:.0f} ms (n={latency.n})"
+    if tokens.value is not None:
+        line += f"  ·  {tokens.value:.0f} tokens per episode (n={tokens.n})"
+    if overall.cost_usd.total is not None:
+        line += f"  ·  cost ${overall.cost_usd.total:.4f} (n={overall.cost_usd.per_episode.n})"
     out.print(line)
-    out.print(report["notes"]["goal_rate"], style="dim")
-    rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
+    for note in (report.notes.goal_rate, report.notes.suite, report.notes.population):
+        out.print(note, style="dim")
+    rated = [s for s in report.slices if s.goal_rate.n]
     if rated:
-        slices = Table(title="worst slices (by the interval's upper end)", title_justify="left")
-        for column in ("slice", "value", "goal rate", "95% interval", "n"):
+        slices = Table(
+            title="worst slices (by the population interval's upper end)", title_justify="left"
+        )
+        for column in ("slice", "value", "goal rate", "95% interval", "n", "suite", "population"):
             slices.add_column(column, justify="left" if column in ("slice", "value") else "right")
         for s in rated[:10]:
-            rate = s["goal_rate"]
+            rate = s.goal_rate
+            value = s.value + (f" (= {', '.join(s.same_as)})" if s.same_as else "")
             slices.add_row(
-                s["dimension"],
-                s["value"],
-                f"{rate['value']:.0%}",
-                f"{rate['low']:.0%}–{rate['high']:.0%}",
-                str(rate["n"]),
+                s.dimension,
+                value,
+                f"{rate.value or 0:.0%}",
+                _interval(rate),
+                str(rate.n),
+                _interval(s.goal_rate_suite),
+                _interval(s.goal_rate_population),
             )
         out.print(slices)
-    if report["labels"]:
+    if report.labels:
         labels = Table(title="label criteria (worst first)", title_justify="left")
         for column in ("criterion", "labeler", "pass rate", "95% interval", "n"):
             labels.add_column(
                 column, justify="left" if column in ("criterion", "labeler") else "right"
             )
-        for row in report["labels"]:
-            rate = row["pass_rate"]
+        for row in report.labels:
+            rate = row.pass_rate
             labels.add_row(
-                row["criterion"],
-                row["labeler_kind"],
-                "n/a" if rate["value"] is None else f"{rate['value']:.0%}",
-                f"{rate['low']:.0%}–{rate['high']:.0%}",
-                str(rate["n"]),
+                row.criterion,
+                row.labeler_kind,
+                "n/a" if rate.value is None else f"{rate.value:.0%}",
+                _interval(rate),
+                str(rate.n),
             )
         out.print(labels)
-    if report["failure_kinds"]:
+    if report.failure_kinds:
         kinds = Table(title="what failed, with the turn where it went wrong", title_justify="left")
         for column in ("failure", "episodes", "example episode", "turn", "why"):
             kinds.add_column(column)
-        for row in report["failure_kinds"]:
-            example = row["examples"][0] if row["examples"] else None
+        for kind in report.failure_kinds:
+            example = kind.examples[0] if kind.examples else None
             kinds.add_row(
-                row["kind"],
-                str(row["n"]),
-                example["episode_id"] if example else "",
-                "" if not example or example["turn_index"] is None else str(example["turn_index"]),
-                example["why"] if example else "",
+                kind.kind,
+                str(kind.n),
+                example.episode_id if example else "",
+                "" if not example or example.turn_index is None else str(example.turn_index),
+                example.why if example else "",
             )
         out.print(kinds)
     health = Table(title="simulator health per persona", title_justify="left")
     for column in ("persona", "words", "distinct-2", "repeats", "assistant-like", "sim errors"):
         health.add_column(column, justify="left" if column == "persona" else "right")
-    for row in [report["health"]["overall"], *report["health"]["per_persona"]]:
-        words, distinct = row["words"], row["distinct_2"]["value"]
+    for row in [report.health.overall, *report.health.per_persona]:
+        words, distinct = row.words, row.distinct_2.value
         health.add_row(
-            Text(row["persona_id"]).append(
-                f" ({', '.join(row['flags'])})" if row["flags"] else "", style="red"
+            Text(row.persona_id).append(
+                f" ({', '.join(row.flags)})" if row.flags else "", style="red"
             ),
-            "n/a" if words["mean"] is None else f"{words['mean']:.1f} ± {words['sd'] or 0:.1f}",
+            "n/a" if words.mean is None else f"{words.mean:.1f} ± {words.sd or 0:.1f}",
             "n/a" if distinct is None else f"{distinct:.2f}",
-            f"{row['repeat_rate']['count']}/{row['repeat_rate']['n']}",
-            f"{row['assistant_like_rate']['count']}/{row['assistant_like_rate']['n']}",
-            f"{row['simulator_error_share']['count']}/{row['simulator_error_share']['n']}",
+            _share(row.repeat_rate),
+            _share(row.assistant_like_rate),
+            _share(row.simulator_error_share),
         )
     out.print(health)
-    if report.get("realism"):
+    if report.realism:
         from simulate.cli.render.realism import print_realism_headline
-        from simulate.report.realism import RealismReport
 
-        print_realism_headline(RealismReport.model_validate(report["realism"]))
+        print_realism_headline(report.realism)
 
 
 def _points(value: float) -> str:
@@ -333,15 +356,14 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
     console.print(f"figures: {Path(c.folder) / CALIBRATION}")
 
 
-def print_fault_line(report: dict[str, Any]) -> None:
+def print_fault_line(report: RunReport) -> None:
     """The goal rate without the episodes the simulated user got wrong, and their kinds."""
-    faults = report["simulator_faults"]
-    if not faults["checked"]:
+    faults = report.simulator_faults
+    if not faults.checked:
         out.print("simulator faults: not recorded in this run (made before they were checked)")
         return
-    kinds = ", ".join(f"{k['kind']} {k['episodes']}" for k in faults["kinds"])
+    kinds = ", ".join(f"{k.kind} {k.episodes}" for k in faults.kinds)
     out.print(
-        f"without simulator faults {pct_interval(report['overall']['goal_rate_without_faults'])}"
-        f"; faulted episodes {faults['episodes']}/{faults['checked']}"
-        + (f" ({kinds})" if kinds else "")
+        f"without simulator faults {pct_interval(report.overall.goal_rate_without_faults)}"
+        f"; faulted episodes {faults.episodes}/{faults.checked}" + (f" ({kinds})" if kinds else "")
     )

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulate.cli.render import out
+from simulate.report.summary import RunSummary
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, RunResult
 
@@ -40,25 +41,25 @@ def print_estimate(config: RunConfig, estimate: dict[str, Any]) -> None:
     )
 
 
-def print_summary(result: RunResult, summary: dict[str, Any], findings: bool = False) -> None:
+def print_summary(result: RunResult, summary: RunSummary, findings: bool = False) -> None:
     """The end of `run` and `demo`: outcomes, the goal rate, model usage, where the data is."""
     tally = result.tally
     out.print(
         f"\n[bold]Run[/] {escape(str(result.run_dir))}  ({tally.done} played, "
-        f"{tally.skipped} already stored, {summary['episodes']} in the folder)",
+        f"{tally.skipped} already stored, {summary.episodes} in the folder)",
         markup=True,
     )
-    statuses = ", ".join(f"{k} {v}" for k, v in summary["by_status"].items())
+    statuses = ", ".join(f"{k} {v}" for k, v in summary.by_status.items())
     out.print(f"outcomes: {statuses}")
-    rate = summary["goal_rate"]
-    if rate is None and summary["episodes"]:
+    rate = summary.goal_rate
+    if rate is None and summary.episodes:
         out.print(
             "[bold]goal rate n/a[/]: every episode ended in a target or simulator error",
             markup=True,
         )
     if rate is not None:
         out.print(
-            f"[bold]goal rate {rate:.0%}[/] ({summary['successes']}/{summary['rated']} "
+            f"[bold]goal rate {rate:.0%}[/] ({summary.successes}/{summary.rated} "
             "episodes; target and simulator errors left out)",
             markup=True,
         )
@@ -82,19 +83,19 @@ def print_usage(result: RunResult) -> None:
         )
 
 
-def print_findings(summary: dict[str, Any]) -> None:
+def print_findings(summary: RunSummary) -> None:
     table = Table(title="goal rate per persona", title_justify="left")
     for column in ("persona", "goal rate", "n"):
         table.add_column(column, justify="left" if column == "persona" else "right")
-    for row in summary["per_persona"]:
-        table.add_row(row["persona_id"], f"{row['goal_rate']:.0%}", str(row["n"]))
+    for row in summary.per_persona:
+        table.add_row(row.persona_id, f"{row.goal_rate:.0%}", str(row.n))
     out.print(table)
-    if summary["failure_kinds"]:
+    if summary.failure_kinds:
         kinds = Table(title="what failed", title_justify="left")
         for column in ("failure", "episodes", "example episode"):
             kinds.add_column(column)
-        for row in summary["failure_kinds"]:
-            kinds.add_row(row["kind"], str(row["n"]), row["example"])
+        for kind in summary.failure_kinds:
+            kinds.add_row(kind.kind, str(kind.n), kind.example)
         out.print(kinds)
         out.print("read one: simulate show RUN --episode ID")
 
