@@ -563,3 +563,98 @@ def _clustered_rate(
         return figure.model_copy(update={"reason": without})
     low, high = effective_wilson(count / total, value, total, df, confidence, at_most_n=at_most_n)
     return figure.model_copy(update={"low": float(low), "high": float(high)})
+
+
+# --- stratified comparison: Cochran–Mantel–Haenszel -------------------------------------------
+
+MANTEL_FLEISS_MARGIN = 5.0
+"""The CMH test is exact (conditional) when the expected count is nearer than this to either
+of its bounds (Mantel & Fleiss 1980); the chi-square approximation is good beyond."""
+
+
+@dataclass(frozen=True)
+class StratifiedChange:
+    """Run 2 against run 1 within strata: ``difference`` is the Mantel–Haenszel risk difference
+    (run 2 minus run 1), tested by Cochran–Mantel–Haenszel."""
+
+    difference: float
+    p_value: float
+    test: Literal["cmh", "cmh-exact"]
+    null_se: float
+    """The difference's standard error under no change (the CMH variance over the weights)."""
+    strata: int
+    """Strata with both runs in them and both outcomes seen: the ones that carry information."""
+
+
+def cmh_compare(
+    passed_1: np.ndarray, n_1: np.ndarray, passed_2: np.ndarray, n_2: np.ndarray
+) -> StratifiedChange:
+    """Compare run 2 with run 1 stratum by stratum (e.g. persona × scenario cells).
+
+    Each stratum is a 2×2 table (run × pass/fail); strata that miss a run drop out, and strata
+    where everything passed (or failed) count in the difference but carry no information for
+    the test. The statistic is Cochran–Mantel–Haenszel's (the same as
+    statsmodels' ``StratifiedTable.test_null_odds`` without continuity correction); when the
+    Mantel–Fleiss criterion says the counts are too small for the chi-square, the p-value is
+    the exact conditional one: the distribution of the pass count of run 1 summed over strata
+    is the convolution of each stratum's hypergeometric, and the two-sided p-value sums the
+    outcomes no likelier than the one seen (as R's ``mantelhaen.test(exact = TRUE)``).
+    With one pair per stratum this is McNemar's exact test.
+    """
+    from scipy.stats import chi2, hypergeom
+
+    a, n1, c, n2 = (np.asarray(x, dtype=float) for x in (passed_1, n_1, passed_2, n_2))
+    total = n1 + n2
+    passes = a + c
+    keep = (n1 > 0) & (n2 > 0)
+    a, n1, c, n2, total, passes = a[keep], n1[keep], c[keep], n2[keep], total[keep], passes[keep]
+    weights = n1 * n2 / total
+    informative = int(((passes > 0) & (passes < total)).sum())
+    if not informative:
+        difference = (
+            float((weights * (c / n2 - a / n1)).sum() / weights.sum()) if keep.any() else 0.0
+        )
+        return StratifiedChange(difference, 1.0, "cmh-exact", 0.0, 0)
+    difference = float((weights * (c / n2 - a / n1)).sum() / weights.sum())
+    expected = n1 * passes / total
+    variance = n1 * n2 * passes * (total - passes) / (total**2 * (total - 1))
+    null_se = float(math.sqrt(variance.sum()) / weights.sum())
+    lowest = np.maximum(0, n1 - (total - passes))
+    highest = np.minimum(n1, passes)
+    margin = min(expected.sum() - lowest.sum(), highest.sum() - expected.sum())
+    if margin >= MANTEL_FLEISS_MARGIN:
+        statistic = (a.sum() - expected.sum()) ** 2 / variance.sum()
+        return StratifiedChange(
+            difference, float(chi2.sf(statistic, 1)), "cmh", null_se, informative
+        )
+    distribution = np.ones(1)
+    for t, m, k, low, high in zip(total, passes, n1, lowest, highest, strict=True):
+        support = np.arange(low, high + 1)
+        distribution = np.convolve(distribution, hypergeom.pmf(support, int(t), int(m), int(k)))
+    observed = distribution[round(a.sum() - lowest.sum())]
+    p_value = float(distribution[distribution <= observed * (1 + 1e-7)].sum())
+    return StratifiedChange(difference, min(1.0, p_value), "cmh-exact", null_se, informative)
+
+
+def miettinen_interval(
+    difference: float, p_value: float, null_se: float, confidence: float = 0.95
+) -> tuple[float, float]:
+    """An interval for ``difference`` that agrees with the test that gave ``p_value``.
+
+    Miettinen's test-based limits (1976, "Estimability and estimation in case-referent
+    studies"): the standard error is the one at which the estimate's z equals the test's,
+    ``|difference| / z(p)``, so the interval leaves out 0 exactly when ``p_value`` is below
+    ``1 - confidence``. Given an adjusted p-value (Holm), it is adjusted the same way. With no
+    difference the null standard error is used. Clipped to [-1, 1], a difference of rates.
+    """
+    _check_confidence(confidence)
+    from scipy.stats import norm
+
+    z = z_value(confidence)
+    if difference == 0 or p_value >= 1:
+        se = null_se if difference == 0 else math.inf
+    else:
+        se = abs(difference) / float(norm.isf(p_value / 2))
+    if not math.isfinite(se):
+        return (-1.0, 1.0)
+    return (max(-1.0, difference - z * se), min(1.0, difference + z * se))

@@ -107,9 +107,9 @@ class PairCheck:
     difference: float
     """Goal rate of ``second`` minus ``first``, on their shared rated episodes."""
     p_value: float
-    """McNemar's exact test on the matched pairs (compare's primary test)."""
+    """Compare's primary test (CMH over cells: the repeats play other seeds)."""
     compared: int
-    """Pairs of episodes rated in both repeats."""
+    """Matched pairs of episodes (same persona, scenario and trial) rated in both repeats."""
     discordant: int
     """Pairs whose outcome differs between the two repeats."""
     flagged: list[str]

@@ -197,10 +197,17 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
             f"{side.episodes} episodes, {side.not_rated} target/simulator errors left out, "
             f"{side.unmatched} without a counterpart"
         )
-    console.print(
-        f"matched {c.matched} episodes by persona × scenario × trial; compared on the "
-        f"{c.compared} pairs rated in both runs"
-    )
+    if c.design == "paired":
+        console.print(
+            f"matched {c.matched} episodes by persona × scenario × trial (the same seeds: the "
+            f"same conversations); compared on the {c.compared} pairs rated in both runs"
+        )
+    else:
+        console.print(
+            f"compared within persona × scenario cells: {c.overall.n_before} + "
+            f"{c.overall.n_after} rated episodes ({c.matched} matched by trial, for the "
+            "pass → fail list)"
+        )
     for note in c.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     o, z = c.overall, c.overall_independent
@@ -208,11 +215,19 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
         f"[bold]goal rate {o.rate_before:.1%} → {o.rate_after:.1%}[/] "
         f"({_points(o.difference)} points, {confidence} interval {_points(o.low)} to "
         f"{_points(o.high)}); {o.pass_to_fail} pass → fail, {o.fail_to_pass} fail → pass"
+        + (" among matched trials" if c.design == "stratified" else "")
+    )
+    primary = (
+        "McNemar exact on matched pairs"
+        if c.design == "paired"
+        else f"Cochran–Mantel–Haenszel over cells{' (exact)' if o.test == 'cmh-exact' else ''}"
     )
     console.print(
-        f"primary test: McNemar exact on matched pairs, p = {_p(o.p_value)}"
-        f"{' [red](significant)[/]' if o.significant else ''}; "
-        f"two-proportion ({z.test}), for reference: p = {_p(z.p_value)}"
+        f"primary test: {primary}, p = {_p(o.p_value)}"
+        f"{' [red](significant)[/]' if o.significant else ''}; the interval is the test's "
+        f"(it leaves out 0 exactly when p < {c.alpha:g}); two-proportion ({z.test}) on pooled "
+        f"counts, for reference: p = {_p(z.p_value)}, {confidence} interval {_points(z.low)} "
+        f"to {_points(z.high)}"
     )
     headers = [
         "slice",
@@ -220,7 +235,7 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
         "before",
         "after",
         "change",
-        f"{confidence} interval",
+        f"{confidence} interval ({c.correction})",
         "p",
         f"p {c.correction}",
         "↓",
