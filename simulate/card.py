@@ -148,10 +148,27 @@ def agreement_lines(report: AgreementReport) -> list[str]:
                 ),
             ]
         parts = [f"{name} {_figure(value)}" for name, value in named if value]
+        if section.people is not None:
+            people = section.people
+            parts.append(
+                f"people only (the ceiling): kappa {_figure(people.kappa)}, "
+                f"AC1 {_figure(people.ac1)}"
+            )
         parts += [
             f"`{row.labeler}` vs people: accuracy {_figure(row.accuracy)}, "
             f"true-positive rate {_figure(row.tpr)}, "
             f"true-negative rate {_figure(row.tnr)}"
+            + (
+                f", kappa {_figure(row.agreement.kappa)}, AC1 {_figure(row.agreement.ac1)}"
+                if row.agreement
+                else ""
+            )
+            + (
+                f"; its pass rate {_figure(row.pass_rate)} raw, "
+                f"{_figure(row.ppi_pass_rate)} corrected by people's labels (PPI++)"
+                if row.ppi_pass_rate is not None
+                else ""
+            )
             for row in section.vs_people
         ]
         if parts:

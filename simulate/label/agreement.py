@@ -14,6 +14,7 @@ inputs from the label store and reports every figure with its n.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,7 @@ from pydantic import model_serializer
 from simulate.card import agreement_lines
 from simulate.errors import SimulateError, unknown_choice
 from simulate.schema import Label, Model
-from simulate.stats import Estimate, Rate
+from simulate.stats import Estimate, Rate, ppi_mean, wilson_interval
 from simulate.store import RunFolder
 
 UnitKey = tuple[str, int | None, int | None]
@@ -82,6 +83,23 @@ class InterRater(Model):
 _KAPPAS = ("cohen_kappa", "fleiss_kappa")
 
 
+class Coefficients(Model):
+    """How far raters agree, with the chance corrections side by side: Cohen's (two raters)
+    or Fleiss' (more) kappa, and PABAK and Gwet's AC1, which stay meaningful when one answer
+    dominates (kappa falls towards 0 then, however often the raters agree)."""
+
+    raters: list[str]
+    n: int
+    """Units with two or more answers."""
+    observed: Estimate
+    """Share of agreeing pairs of answers."""
+    kappa: Estimate
+    pabak: Estimate
+    """Prevalence- and bias-adjusted kappa (Byrt, Bishop & Carlin 1993): (q·po - 1)/(q - 1)."""
+    ac1: Estimate
+    """Gwet's AC1 (Gwet 2008)."""
+
+
 class VsPeople(Model):
     """A judge or rule against the people's majority on ``passed``."""
 
@@ -96,7 +114,15 @@ class VsPeople(Model):
     pass_rate: Rate
     """The labeler's raw pass rate over every unit it labeled."""
     corrected_pass_rate: CorrectedRate
+    """Rogan–Gladen, kept for reference; `ppi_pass_rate` is the one to quote."""
     ties_left_out: int
+    agreement: Coefficients | None = None
+    """The labeler against the people's majority: kappa, PABAK and AC1."""
+    people_pass_rate: Rate | None = None
+    """The people's own pass rate on the units both decided: the uncorrected reference."""
+    ppi_pass_rate: Estimate | None = None
+    """The labeler's pass rate over all its units, corrected by the people's labels (PPI++);
+    never wider than `people_pass_rate` when people labeled every unit (it is that rate)."""
 
 
 class CriterionAgreement(Model):
@@ -108,6 +134,11 @@ class CriterionAgreement(Model):
     units: int
     raters: list[Rater]
     agreement: InterRater | None
+    """Every labeler of the criterion, people, judges and rules together."""
+    people: Coefficients | None = None
+    """People only: the ceiling a judge can be held to (None: fewer than two people)."""
+    people_reason: str | None = None
+    """Why there is no people-only figure."""
     vs_people: list[VsPeople]
 
 
@@ -199,12 +230,20 @@ def criterion_report(criterion: str, ratings: Ratings) -> CriterionAgreement:
         Rater(labeler=labeler, kind=_kind(by_unit), units=len(by_unit))
         for labeler, by_unit in sorted(ratings.items())
     ]
+    people = {r: by_unit for r, by_unit in ratings.items() if _kind(by_unit) == "human"}
+    ceiling = coefficients(*rating_matrix(people, kind)[::2]) if len(people) >= 2 else None
     return CriterionAgreement(
         criterion=criterion,
         kind=kind,
         units=len(units),
         raters=raters,
         agreement=inter_rater(ratings, kind) if len(ratings) >= 2 else None,
+        people=ceiling,
+        people_reason=None
+        if ceiling
+        else f"{len(people)} person labeled this criterion: no people-only ceiling (two needed)"
+        if len(people) == 1
+        else "no person labeled this criterion",
         vs_people=against_people(ratings),
     )
 
@@ -283,7 +322,9 @@ def cohen_kappa(matrix: np.ndarray) -> Estimate:
         return _undefined(n, "undefined: every shared unit got the same answer")
     table = np.zeros((k, k))
     np.add.at(table, (codes[0], codes[1]), 1)
-    fit = cohens_kappa(table)  # its interval is the asymptotic 95% one
+    with warnings.catch_warnings():  # a constant rater: statsmodels divides by a zero s.e.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = cohens_kappa(table)  # its interval is the asymptotic 95% one
     low, high = float(fit["kappa_low"]), float(fit["kappa_upp"])
     if not (math.isfinite(low) and math.isfinite(high)):
         return Estimate(
@@ -376,6 +417,17 @@ def judge_vs_people(verdicts: dict[UnitKey, bool], truth: dict[UnitKey, bool]) -
     positives = sum(t for _, t in shared)
     negatives = len(shared) - positives
     passes = sum(verdicts.values())
+    unlabeled = [verdicts[u] for u in verdicts if u not in truth]
+    machine = np.array([v for v, _ in shared], dtype=float)
+    people = np.array([t for _, t in shared], dtype=float)
+    people_rate = wilson(int(people.sum()), len(shared))
+    if not unlabeled:
+        ppi = Estimate(
+            **people_rate.model_dump(include={"value", "low", "high", "n", "reason"}),
+            method="people labeled every unit the labeler did: their own rate (Wilson)",
+        )
+    else:
+        ppi = ppi_mean(people, machine, np.array(unlabeled, dtype=float), 1 - ALPHA)
     return {
         "n": len(shared),
         "accuracy": wilson(correct, len(shared)),
@@ -385,6 +437,11 @@ def judge_vs_people(verdicts: dict[UnitKey, bool], truth: dict[UnitKey, bool]) -
         "corrected_pass_rate": corrected_pass_rate(
             passes, len(verdicts), tp, positives, tn, negatives
         ),
+        "agreement": coefficients(
+            ["labeler", "people"], np.array([machine, people]) if shared else np.zeros((2, 0))
+        ),
+        "people_pass_rate": people_rate,
+        "ppi_pass_rate": ppi,
     }
 
 
@@ -454,3 +511,115 @@ def corrected_pass_rate(
     tail = ALPHA / 2 * 100
     low, high = np.percentile(estimates, [tail, 100 - tail])
     return CorrectedRate(**figure, low=float(low), high=float(high))
+
+
+# --- kappa, PABAK and AC1 with intervals from resampling units ----------------------------------
+
+COEFFICIENT_REPLICATES = 2000
+COEFFICIENT_METHOD = (
+    f"percentile bootstrap over units ({COEFFICIENT_REPLICATES} resamples, seed "
+    f"{BOOTSTRAP_SEED}); where every resample agrees as much (all units agree), the Wilson "
+    "interval of the agreeing share mapped through the coefficient"
+)
+
+
+def coefficients(raters: list[str], matrix: np.ndarray) -> Coefficients:
+    """Kappa (Cohen's for two raters, Fleiss' for more, over the units all answered), PABAK
+    and Gwet's AC1 (over the units with two or more answers, as Gwet 2014) of a raters x
+    units matrix of answer codes (NaN = not answered), each with a bootstrap interval over
+    units. Never NaN: an undefined figure is None with a reason."""
+    answered = (~np.isnan(matrix)).sum(axis=0)
+    n = int((answered >= 2).sum())
+    if n == 0:
+        missing = _undefined(0, "no unit was answered by two raters")
+        return Coefficients(
+            raters=raters, n=0, observed=missing, kappa=missing, pabak=missing, ac1=missing
+        )
+    rated = matrix[:, answered >= 1]  # one answer counts towards AC1's chance (Gwet 2014)
+    categories = np.unique(rated[~np.isnan(rated)])
+    q = max(2, categories.size)
+    codes = np.searchsorted(categories, np.nan_to_num(rated, nan=categories[0]))
+    counts = np.stack([((codes == k) & ~np.isnan(rated)).sum(axis=0) for k in range(q)], -1)
+    complete = rated[:, ~np.isnan(rated).any(axis=0)]
+    complete_codes = np.searchsorted(categories, complete) if complete.size else complete
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    draws = rng.integers(0, len(counts), (COEFFICIENT_REPLICATES, len(counts)))
+    observed_share, pabak, ac1 = _gwet(counts, q)
+    share_n = n
+    pe_pabak, pe_ac1 = 1 / q, _gwet_chance(counts, q)
+    boot_share, boot_pabak, boot_ac1 = _gwet(counts[draws], q)
+    figures = {
+        "observed": _figure(observed_share, boot_share, share_n, observed_share, 0.0),
+        "pabak": _figure(pabak, boot_pabak, share_n, observed_share, pe_pabak),
+        "ac1": _figure(ac1, boot_ac1, share_n, observed_share, pe_ac1),
+    }
+    m = complete_codes.shape[1] if complete.size else 0
+    if m == 0:
+        figures["kappa"] = _undefined(0, "no unit was answered by every rater")
+    else:
+        kappa, chance = _kappa(complete_codes, q)
+        complete_draws = rng.integers(0, m, (COEFFICIENT_REPLICATES, m))
+        boot_kappa, _ = _kappa(complete_codes[:, complete_draws], q)
+        agree = float(_agreeing(complete_codes, q))
+        figures["kappa"] = _figure(kappa, boot_kappa, m, agree, chance)
+    return Coefficients(raters=raters, n=n, **figures)
+
+
+def _gwet(counts: np.ndarray, q: int) -> tuple[Any, Any, Any]:
+    """Observed agreement, PABAK and AC1 of units x categories answer counts (the last two
+    axes; leading axes are bootstrap replicates)."""
+    per_unit = counts.sum(axis=-1)
+    two = per_unit >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pairs = (counts * (counts - 1)).sum(axis=-1) / (per_unit * (per_unit - 1))
+        share = np.where(two, pairs, 0).sum(axis=-1) / two.sum(axis=-1)
+        chance = _gwet_chance(counts, q)
+        return share, (q * share - 1) / (q - 1), (share - chance) / (1 - chance)
+
+
+def _gwet_chance(counts: np.ndarray, q: int) -> Any:
+    """Gwet's chance agreement: Σ π_k (1 - π_k) / (q - 1), π_k the mean share of answers k."""
+    per_unit = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.where(per_unit > 0, counts / per_unit, 0).mean(axis=-2)
+    return (shares * (1 - shares)).sum(axis=-1) / (q - 1)
+
+
+def _agreeing(codes: np.ndarray, q: int) -> Any:
+    """Share of agreeing pairs of answers on complete units (raters x units codes)."""
+    counts = np.stack([(codes == k).sum(axis=-2) for k in range(q)], -1)
+    raters = codes.shape[-2]
+    return ((counts * (counts - 1)).sum(axis=-1) / (raters * (raters - 1))).mean(axis=-1)
+
+
+def _kappa(codes: np.ndarray, q: int) -> tuple[Any, Any]:
+    """Cohen's kappa (two raters) or Fleiss' kappa (more) of raters x units codes, and its
+    chance agreement; a leading axis of codes is carried through (bootstrap replicates)."""
+    codes = np.moveaxis(codes, 1, 0) if codes.ndim == 3 else codes
+    agree = _agreeing(codes, q)
+    if codes.shape[-2] == 2:
+        first = np.stack([(codes[..., 0, :] == k).mean(axis=-1) for k in range(q)], -1)
+        second = np.stack([(codes[..., 1, :] == k).mean(axis=-1) for k in range(q)], -1)
+        chance = (first * second).sum(axis=-1)
+    else:
+        shares = np.stack([(codes == k).mean(axis=(-2, -1)) for k in range(q)], -1)
+        chance = (shares**2).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (agree - chance) / (1 - chance), chance
+
+
+def _figure(value: Any, replicates: np.ndarray, n: int, share: float, chance: Any) -> Estimate:
+    """A coefficient with its percentile bootstrap interval, or, when every resample gives the
+    same value, the Wilson interval of the agreeing share mapped through the coefficient."""
+    value = float(value)
+    if not math.isfinite(value):
+        return _undefined(n, "undefined: every unit got the same answer")
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size < replicates.size / 2:
+        return Estimate(value=value, n=n, reason="no interval: most resamples are undefined")
+    low, high = np.percentile(finite, [ALPHA / 2 * 100, 100 - ALPHA / 2 * 100])
+    if low == high:
+        chance = float(chance)
+        wilson_low, wilson_high = wilson_interval(round(share * n), n, 1 - ALPHA)
+        low, high = ((w - chance) / (1 - chance) for w in (wilson_low, wilson_high))
+    return Estimate(value=value, low=float(low), high=float(high), n=n, method=COEFFICIENT_METHOD)

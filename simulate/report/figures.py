@@ -31,6 +31,7 @@ from simulate.stats import (
     Rate,
     bootstrap_mean_interval,
     population_rate,
+    ppi_mean,
     suite_rate,
 )
 from simulate.store import LABELS, RunFolder, rated
@@ -176,6 +177,9 @@ class LabelCriterion(Model):
     episodes: int
     mean_score: float | None
     pass_rate: Rate
+    corrected_pass_rate: Estimate | None = None
+    """For judges and rules where people labeled some of the same units: the pass rate
+    corrected by the people's labels (PPI++; `simulate agreement` has the details)."""
 
 
 class FailureExample(Model):
@@ -636,11 +640,16 @@ def _label_criteria(run_dir: str | Path) -> list[LabelCriterion]:
     if not folder.has(LABELS):
         return []
     unit = ["episode_id", "criterion", "turn_index", "tool_call_index", "labeler"]
-    labels = (
+    latest = (
         folder.scan(LABELS)
         .select(*unit, "labeler_kind", "passed", "score", "created_at")
         .sort("created_at")
         .unique(subset=unit, keep="last")
+        .collect()
+    )
+    corrected = _corrected_rates(latest)
+    labels = (
+        latest.lazy()
         .group_by("criterion", "labeler_kind")
         .agg(
             pl.len().alias("labels"),
@@ -663,6 +672,7 @@ def _label_criteria(run_dir: str | Path) -> list[LabelCriterion]:
             episodes=r["episodes"],
             mean_score=r["mean_score"],
             pass_rate=Rate.wilson(int(r["passes"] or 0), int(r["n"]), CONFIDENCE),
+            corrected_pass_rate=corrected.get((r["criterion"], r["labeler_kind"])),
         )
         for r in labels.to_dicts()
     ]
@@ -675,6 +685,48 @@ def _label_criteria(run_dir: str | Path) -> list[LabelCriterion]:
             r.labeler_kind,
         ),
     )
+
+
+def _corrected_rates(latest: pl.DataFrame) -> dict[tuple[str, str], Estimate]:
+    """Each judge's and rule's pass rate corrected by people's labels of the same units
+    (`stats.ppi_mean`), by (criterion, labeler kind); where people labeled every unit, the
+    people's own rate. A kind's verdict on a unit is its labelers' majority, as the people's
+    is theirs; ties are left out."""
+    where = ["criterion", "episode_id", "turn_index", "tool_call_index"]
+
+    def majority(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+        return (
+            frame.filter(pl.col("passed").is_not_null())
+            .group_by(by)
+            .agg(pl.col("passed").sum().alias("yes"), pl.len().alias("all"))
+            .filter(pl.col("yes") * 2 != pl.col("all"))
+            .with_columns((pl.col("yes") * 2 > pl.col("all")).alias("verdict"))
+            .drop("yes", "all")
+        )
+
+    people = majority(latest.filter(pl.col("labeler_kind") == "human"), where)
+    if people.is_empty():
+        return {}
+    machines = majority(
+        latest.filter(pl.col("labeler_kind").is_in(["judge", "rule"])), [*where, "labeler_kind"]
+    ).join(people, on=where, how="left", suffix="_people", nulls_equal=True)
+    found = {}
+    for (criterion, kind), group in machines.group_by("criterion", "labeler_kind"):
+        labeled = group.filter(pl.col("verdict_people").is_not_null())
+        if labeled.is_empty():
+            continue
+        y = labeled["verdict_people"].to_numpy().astype(float)
+        unlabeled = group.filter(pl.col("verdict_people").is_null())["verdict"].to_numpy()
+        if unlabeled.size:
+            f = labeled["verdict"].to_numpy().astype(float)
+            found[(criterion, kind)] = ppi_mean(y, f, unlabeled.astype(float), CONFIDENCE)
+        else:
+            people_rate = Rate.wilson(int(y.sum()), y.size, CONFIDENCE)
+            found[(criterion, kind)] = Estimate(
+                **people_rate.model_dump(include={"value", "low", "high", "n"}),
+                method="people labeled every unit: their own rate (Wilson)",
+            )
+    return found
 
 
 def _model_usage(manifest: Manifest) -> list[Usage]:

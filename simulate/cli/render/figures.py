@@ -120,18 +120,19 @@ def print_report(report: RunReport) -> None:
         out.print(slices)
     if report.labels:
         labels = Table(title="label criteria (worst first)", title_justify="left")
-        for column in ("criterion", "labeler", "pass rate", "95% interval", "n"):
+        for column in ("criterion", "labeler", "pass rate", "95% interval", "n", "corrected"):
             labels.add_column(
                 column, justify="left" if column in ("criterion", "labeler") else "right"
             )
         for row in report.labels:
-            rate = row.pass_rate
+            rate, corrected = row.pass_rate, row.corrected_pass_rate
             labels.add_row(
                 row.criterion,
                 row.labeler_kind,
                 "n/a" if rate.value is None else f"{rate.value:.0%}",
                 _interval(rate),
                 str(rate.n),
+                "" if corrected is None else pct_interval(corrected),
             )
         out.print(labels)
     if report.failure_kinds:

@@ -10,7 +10,8 @@ from rich.table import Table
 from simulate.cli.render import figure_table, out
 
 if TYPE_CHECKING:
-    from simulate.label.agreement import AgreementReport, CriterionAgreement
+    from simulate.label.agreement import AgreementReport, Coefficients, CriterionAgreement
+    from simulate.stats import Estimate
 
 
 def print_label_summary(rows: list[dict[str, Any]]) -> None:
@@ -56,25 +57,48 @@ def print_criterion_agreement(section: CriterionAgreement) -> None:
         (f"Krippendorff's alpha ({level})", figure, False)
         for level, figure in agreement.krippendorff_alpha.items()
     ]
-    out.print(figure_table("between raters", rows))
+    out.print(figure_table("between raters (every labeler)", rows))
+    if section.people is not None:
+        people = section.people
+        out.print(
+            figure_table(
+                f"people only, the ceiling for a judge ({', '.join(people.raters)})",
+                _coefficient_rows(people),
+            )
+        )
+    else:
+        out.print(f"people only: {section.people_reason}", style="dim")
     for row in section.vs_people:
         ties = f"; {row.ties_left_out} tied units left out" if row.ties_left_out else ""
         title = f"{row.labeler} against people ({', '.join(row.people)}{ties})"
-        out.print(
-            figure_table(
-                title,
-                [
-                    ("accuracy", row.accuracy, True),
-                    ("true-positive rate", row.tpr, True),
-                    ("true-negative rate", row.tnr, True),
-                    ("pass rate, observed", row.pass_rate, True),
-                    ("pass rate, corrected", row.corrected_pass_rate, True),
-                ],
-            )
-        )
+        rows = [
+            ("accuracy", row.accuracy, True),
+            ("true-positive rate", row.tpr, True),
+            ("true-negative rate", row.tnr, True),
+            *(_coefficient_rows(row.agreement)[1:] if row.agreement else []),
+            ("pass rate, observed", row.pass_rate, True),
+        ]
+        if row.people_pass_rate is not None:
+            rows.append(("people's pass rate, same units", row.people_pass_rate, True))
+        if row.ppi_pass_rate is not None:
+            rows.append(("pass rate, corrected (PPI++)", row.ppi_pass_rate, True))
+        rows.append(("pass rate, Rogan–Gladen", row.corrected_pass_rate, True))
+        out.print(figure_table(title, rows))
     corrected = [r.corrected_pass_rate for r in section.vs_people]
     if any(c.value is not None for c in corrected):
-        out.print(f"corrected: {corrected[0].method}", style="dim")
+        out.print(f"Rogan–Gladen: {corrected[0].method}", style="dim")
+    ppi = next((r.ppi_pass_rate for r in section.vs_people if r.ppi_pass_rate), None)
+    if ppi is not None and ppi.method:
+        out.print(f"corrected: {ppi.method}", style="dim")
+
+
+def _coefficient_rows(figures: Coefficients) -> list[tuple[str, Estimate, bool]]:
+    return [
+        ("agreement (share of pairs)", figures.observed, True),
+        ("kappa", figures.kappa, False),
+        ("PABAK", figures.pabak, False),
+        ("Gwet's AC1", figures.ac1, False),
+    ]
 
 
 def print_golden(result: Any) -> None:
