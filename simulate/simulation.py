@@ -200,12 +200,16 @@ async def run(
     config: RunConfig,
     on_start: Callable[[Tally], Any] | None = None,
     on_episode: Callable[[Episode, Tally], Any] | None = None,
+    *,
+    only_trials: int | None = None,
 ) -> RunResult:
     """Play a run into ``config.out``; resumable, and safe to cancel (finished work is kept).
 
     Args:
         on_start: called once with the tally, after planning, before the first episode.
         on_episode: called with each finished episode and the tally so far.
+        only_trials: play only the first this many trials of each cell this session (the plan
+            stays the whole plan, so a later session resumes it): rounds of a sequential gate.
     """
     prepared = prepare(config)
     specs = prepared.specs
@@ -233,8 +237,9 @@ async def run(
     with RunFolder(config.out).lock("episodes", "simulate run"):
         folder = RunFolder.create(config.out, manifest, resume=config.resume)
         done = folder.episode_ids() if config.resume else set()
-        todo = [spec for spec in specs if spec.episode_id not in done]
-        tally = Tally(planned=len(specs), skipped=len(specs) - len(todo))
+        now = [spec for spec in specs if only_trials is None or spec.trial < only_trials]
+        todo = [spec for spec in now if spec.episode_id not in done]
+        tally = Tally(planned=len(now), skipped=len(now) - len(todo))
         if on_start:
             on_start(tally)
 

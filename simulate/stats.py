@@ -714,3 +714,58 @@ def ppi_power_tuning(y: np.ndarray, f: np.ndarray, f_unlabeled: np.ndarray) -> f
     if spread <= 0:
         return 0.0
     return float(np.clip(covariance / ((1 + n / big_n) * spread), 0.0, 1.0))
+
+
+# --- always-valid bounds for a sequential gate ---------------------------------------------------
+
+
+def mixture_boundary(variance: float, rho: float, alpha: float) -> float:
+    """The one-sided normal-mixture boundary: with probability at least ``1 - alpha``, a sum
+    ``S_t`` of [0, 1] outcomes minus their (possibly different) means
+    means stays below this at every t at once (``variance`` = t/4, Hoeffding's sub-Gaussian
+    variance of t such outcomes).
+
+    Robbins' normal mixture (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021, "Time-
+    uniform, nonparametric, nonasymptotic confidence sequences", the one-sided normal mixture)
+    with a half-normal mixing density of precision ``rho``: the mixture martingale
+    ``2 sqrt(rho/(v+rho)) exp(S²/(2(v+rho))) Φ(S/sqrt(v+rho))`` crosses ``1/alpha`` with
+    probability at most ``alpha`` (Ville's inequality); this solves for the crossing S.
+    """
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    total = variance + rho
+
+    def log_martingale(s: float) -> float:
+        return (
+            math.log(2)
+            + 0.5 * math.log(rho / total)
+            + s * s / (2 * total)
+            + float(norm.logcdf(s / math.sqrt(total)))
+            + math.log(alpha)
+        )
+
+    high = math.sqrt(2 * total * (math.log(1 / alpha) + 0.5 * math.log(total / rho))) + 1
+    while log_martingale(high) < 0:
+        high *= 2
+    return float(brentq(log_martingale, 0.0, high, xtol=1e-10))
+
+
+def mixture_precision(variance: float, alpha: float) -> float:
+    """The mixing precision that makes `mixture_boundary` tightest at ``variance`` (chosen
+    before any data: from the budget, not the outcomes)."""
+    from scipy.optimize import minimize_scalar
+
+    best = minimize_scalar(
+        lambda log_rho: mixture_boundary(variance, math.exp(log_rho), alpha),
+        bounds=(math.log(variance) - 8, math.log(variance) + 4),
+        method="bounded",
+    )
+    return float(math.exp(best.x))
+
+
+def hoeffding_bound(n: int | np.ndarray, alpha: float) -> np.ndarray | float:
+    """Hoeffding's one-sided bound: the mean of n independent [0, 1] outcomes (whatever their
+    means) falls more than this below (or above) the mean of their means with probability at
+    most ``alpha``."""
+    return np.sqrt(math.log(1 / alpha) / (2 * np.asarray(n, dtype=float)))

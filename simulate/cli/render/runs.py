@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulate.cli.render import out
+from simulate.report.gate import GateResult, Round
 from simulate.report.summary import RunSummary
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, RunResult
@@ -125,3 +126,34 @@ def print_transcript(episode: Episode) -> None:
     out.print(
         f"[{color}]{outcome.status}[/] {escape(outcome.reason + checks + faults)}\n", markup=True
     )
+
+
+def round_line(done: Round) -> str:
+    """One round of `--until-decided`."""
+    rate = "n/a" if done.rate is None else f"{done.rate:.1%}"
+    return (
+        f"round {done.round}: {done.episodes} rated episodes, goal rate {rate} "
+        f"(always-valid {done.low:.1%}–{done.high:.1%}): {done.decision}"
+    )
+
+
+def print_gate(gate: GateResult) -> None:
+    """The decision of `--until-decided`, with the figures behind it."""
+    out.print(
+        f"\n[bold]gate[/] against {escape(gate.baseline)}: baseline {gate.baseline_rate:.1%} "
+        f"({gate.baseline_low:.1%}–{gate.baseline_high:.1%}, n={gate.baseline_episodes}) over "
+        f"{gate.cells} shared cells; alpha {gate.alpha:g}, margin {gate.margin:g}",
+        markup=True,
+    )
+    for done in gate.rounds:
+        out.print(round_line(done))
+    played = len(gate.rounds)
+    verdict = {
+        "regression": "[bold red]regression[/]",
+        "no regression larger than the margin": (
+            f"[bold green]no regression larger than {gate.margin:g}[/]"
+        ),
+        "undecided": "[bold]undecided[/]: the trials ran out first",
+    }[gate.decision]
+    out.print(f"{verdict} after {played} of {gate.max_rounds} rounds", markup=True)
+    out.print(gate.method, style="dim")
