@@ -305,6 +305,37 @@ def episodes_needed_wilson(margin: float, confidence: float = 0.95, expected: fl
     return high
 
 
+def _wilson_reach(n: int, z: float, p: float) -> float:
+    """How far the Wilson interval at an observed rate p reaches from p: its farther end."""
+    denominator = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(p - (center - half), center + half - p)
+
+
+def episodes_within(margin: float, confidence: float = 0.95, expected: float = 0.5) -> int:
+    """Smallest n whose Wilson interval around an observed rate ``expected`` has both ends
+    within ``margin`` of it: "the rate, ± margin".
+
+    Near 0 and 1 the Wilson interval is lopsided, so its half-width (`episodes_needed_wilson`)
+    understates how far its far end reaches: at 99%, ±5 points needs 87 episodes, not 43.
+    The reach falls as n grows, so a bisection finds n exactly.
+    """
+    _check_plan(margin, confidence, expected)
+    z = z_value(confidence)
+    high = 1
+    while _wilson_reach(high, z, expected) > margin:
+        high *= 2
+    low = high // 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _wilson_reach(middle, z, expected) > margin:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
 @dataclass(frozen=True)
 class ProportionComparison:
     """Run 2's rate against run 1's: ``difference`` is ``rate2 - rate1``."""

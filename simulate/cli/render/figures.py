@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the statistics stack (scipy, statsmodels) loads only when a
     from simulate.report.calibrate import Calibration
     from simulate.report.compare import Comparison
     from simulate.report.figures import RunReport, Slice
+    from simulate.report.sizing import PlanSize
     from simulate.stats import Rate
 
 
@@ -383,3 +384,54 @@ def print_fault_line(report: RunReport) -> None:
         f"without simulator faults {pct_interval(report.overall.goal_rate_without_faults)}"
         f"; faulted episodes {faults.episodes}/{faults.checked}" + (f" ({kinds})" if kinds else "")
     )
+
+
+def print_plan_size(plan: PlanSize) -> None:
+    """`simulate plan-size`: episodes for ±margin, then what a pilot's clustering changes."""
+    out.print(
+        f"episodes for a goal rate within ±{plan.margin:g} at {plan.confidence * 100:g}% "
+        f"confidence, if it is near {plan.expected:g}:"
+    )
+    if plan.normal == plan.wilson:
+        out.print(f"  normal approximation and Wilson score interval: {plan.normal}")
+    else:
+        out.print(f"  normal approximation: {plan.normal}")
+        out.print(f"  Wilson score interval: {plan.wilson}")
+    out.print(
+        f"  both ends of the Wilson interval within ±{plan.margin:g} of the rate: {plan.within} "
+        "(the two above size only the half-width; plan with this one)"
+    )
+    if plan.cells and plan.trials_per_cell:
+        out.print(
+            f"over {plan.cells} persona × scenario cells: {plan.trials_per_cell} trials per cell "
+            f"({plan.trials_per_cell * plan.cells} episodes); the margin is for the overall "
+            "rate, not each cell's, and for independent episodes"
+        )
+    pilot = plan.pilot
+    if pilot is None:
+        return
+    out.print(
+        f"pilot {pilot.path}: {pilot.episodes} rated episodes, {pilot.personas} personas × "
+        f"{pilot.scenarios} scenarios ({pilot.cells} cells), goal rate {pilot.rate:.1%}, design "
+        f"effect {pilot.design_effect:.2f} (population interval against binomial)"
+    )
+    per_cell = pilot.episodes / pilot.cells
+    out.print(
+        f"  for similar users and tasks, with the pilot's {per_cell:.3g} trials per cell and "
+        f"more personas and scenarios like its own: about {plan.clustered_episodes} episodes "
+        f"({plan.within} × the design effect)"
+    )
+    if plan.floor is not None:
+        if plan.clustered_trials_per_cell is None:
+            out.print(
+                f"  with the pilot's {pilot.cells} cells no number of trials gets there: the "
+                f"differences between cells alone leave ±{plan.floor * 100:.1f} points; add "
+                "personas and scenarios"
+            )
+        else:
+            trials = plan.clustered_trials_per_cell
+            out.print(
+                f"  with the pilot's {pilot.cells} cells: {trials} trials per cell "
+                f"({trials * pilot.cells} episodes); the cells' own differences leave at least "
+                f"±{plan.floor * 100:.1f} points"
+            )
