@@ -345,17 +345,23 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
             str(row.episodes),
         )
     console.print(table)
+    sd_low, sd_high = c.sd_interval
     console.print(
-        f"mean {c.mean_rate:.1%} · sd {c.sd * 100:.1f} points (range {c.min_rate:.1%} – "
-        f"{c.max_rate:.1%}) · a binomial at n = {c.episodes_per_run:g} would give sd "
-        f"{c.binomial_sd * 100:.1f} points"
+        f"mean {c.mean_rate:.1%} · sd {c.sd * 100:.1f} points (95% interval "
+        f"{sd_low * 100:.1f}–{sd_high * 100:.1f} from {len(c.repeats)} repeats; range "
+        f"{c.min_rate:.1%} – {c.max_rate:.1%}) · a binomial at n = {c.episodes_per_run:g} would "
+        f"give sd {c.binomial_sd * 100:.1f} points"
     )
+    fa_low, fa_high = c.false_alarm_interval
     console.print(
         f"compare between repeats: {c.false_alarms} of {len(c.pairs)} pairs flagged a "
-        f"significant change at alpha {c.alpha:g} ({c.overall_false_alarms} on the overall rate)"
+        f"significant change at alpha {c.alpha:g} ({c.overall_false_alarms} on the overall "
+        f"rate; 95% interval of the false-alarm rate {fa_low:.0%}–{fa_high:.0%})"
     )
+    noise_low, noise_high = c.noise_95_interval
     console.print(
-        f"differences between identical runs stay within ±{c.noise_95 * 100:.1f} points (95%); "
+        f"differences between identical runs stay within ±{c.noise_95 * 100:.1f} points (95%; "
+        f"±{noise_low * 100:.1f} to ±{noise_high * 100:.1f} given the sd's uncertainty); "
         f"{c.discordance:.1%} of conversations change outcome between them"
     )
     console.print(
@@ -370,6 +376,22 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
             f"[bold]trust differences of at least {c.smallest_trusted_difference * 100:.1f} "
             f"points[/] between runs of {c.episodes_per_run:g} episodes of this agent"
         )
+    if c.slices:
+        table = Table(
+            title="per slice: the smallest drop compare catches (least detectable first)",
+            title_justify="left",
+        )
+        for column in ("slice", "n per run", "goal rate", "smallest drop", "power if halved"):
+            table.add_column(column, justify="left" if column == "slice" else "right")
+        for row in c.slices[:10]:
+            table.add_row(
+                escape(row.name),
+                f"{row.n:g}",
+                f"{row.rate:.0%}",
+                _drop(row.minimum_detectable_drop),
+                f"{row.power_if_halved:.0%}",
+            )
+        console.print(table)
     console.print(f"figures: {Path(c.folder) / CALIBRATION}")
 
 
