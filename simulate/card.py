@@ -560,12 +560,30 @@ def _outcome_lines(summary: RunSummary) -> list[str]:
             f"interval {low:.1%}–{high:.1%}), leaving out episodes that ended in {excluded} "
             "(not the agent's fault)."
         )
+        lines += [
+            "",
+            "Which question an interval answers (95%):",
+            "",
+            f"- **The same personas and scenarios, played again** (suite: trial-to-trial "
+            f"variation within each persona × scenario cell): {_interval(summary.rate_suite)}",
+            f"- **Similar users and tasks** (population: personas and scenarios as samples, a "
+            f"two-way cluster-robust interval): {_interval(summary.rate_population)}",
+            "- The Wilson interval above treats every episode as independent: too wide for the "
+            "first question and too narrow for the second when cells differ.",
+        ]
     if summary.per_persona:
         lines += ["", "| persona | episodes | success rate |", "|---|---|---|"]
         lines += [
             f"| `{row.persona_id}` | {row.n} | {row.goal_rate:.0%} |" for row in summary.per_persona
         ]
     return lines
+
+
+def _interval(rate: Any) -> str:
+    """`71.3%–89.8%`, or why there is none."""
+    if rate.interval is None:
+        return f"n/a ({rate.reason})"
+    return f"{rate.interval[0]:.1%}–{rate.interval[1]:.1%}"
 
 
 def _label_lines(labels: Sequence[Any]) -> list[str]:

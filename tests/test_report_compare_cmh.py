@@ -106,3 +106,25 @@ def test_miettinen_limits_by_hand():
     assert high == pytest.approx(0.0, abs=1e-12) and low == pytest.approx(-0.2)
     assert miettinen_interval(-0.1, 0.01, 0.04)[1] < 0 < miettinen_interval(-0.1, 0.2, 0.04)[1]
     assert miettinen_interval(0.0, 1.0, 0.05) == pytest.approx((-0.098, 0.098), abs=1e-3)
+
+
+def test_compare_json_is_strict_json_and_names_the_design(tmp_path: Path):
+    import json
+
+    from click.testing import CliRunner
+
+    from simulate.cli import cli
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"not JSON: {constant}")
+
+    rng = np.random.default_rng(5)
+    before = write_run(tmp_path / "b", rng.random((*SHAPE, 2)) < 0.8, seed=1)
+    after = write_run(tmp_path / "a", np.ones((*SHAPE, 1), dtype=bool), seed=2)
+    result = CliRunner().invoke(cli, ["compare", str(before), str(after), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output, parse_constant=refuse)
+    assert data["design"] == "stratified"
+    assert data["primary_test"].endswith("over persona × scenario cells")
+    text = CliRunner().invoke(cli, ["compare", str(before), str(after)]).output
+    assert "Cochran–Mantel–Haenszel over cells" in text

@@ -391,3 +391,20 @@ def test_run_summary_and_report_count_failures_and_rates_the_same_way(planted):
     assert (summary.successes, summary.rated) == (11, 15)
     assert summary.rate == report.overall.goal_rate
     assert summary.goal_rate == report.overall.goal_rate.value
+
+
+def test_report_json_is_strict_json_with_both_intervals_labelled(planted):
+    def refuse(constant: str) -> object:
+        raise ValueError(f"not JSON: {constant}")
+
+    result = CliRunner().invoke(cli, ["report", str(planted), "--json", "--no-html"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output, parse_constant=refuse)
+    overall = figures["overall"]
+    assert overall["goal_rate_suite"]["method"].startswith("suite:")
+    assert overall["goal_rate_population"]["method"].startswith("population:")
+    assert "same personas and scenarios" in figures["notes"]["suite"]
+    assert "similar users and tasks" in figures["notes"]["population"]
+    # ana × bags has 7 rated trials, bob × refund and ana × refund 4: pass^k stops at 4, and
+    # says which cells stop it
+    assert "k stops at 4" in overall["pass_hat_k"]["stops_because"]

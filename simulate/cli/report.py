@@ -137,7 +137,7 @@ def compare_command(
 
     comparison = compare_runs(before, after, alpha=alpha, correction=correction)
     if as_json:
-        click.echo(json.dumps(comparison.to_dict(), indent=2))
+        click.echo(json.dumps(comparison.to_dict(), indent=2, allow_nan=False))
     else:
         print_comparison(comparison, marked, limit=limit)
     if fail_on_regression and comparison.regressions:

@@ -328,6 +328,6 @@ def calibrate_command(
     except RunStopped as exc:
         stop(3, f"{exc}; {RESUME_HINT}")
     if as_json:
-        click.echo(json.dumps(calibration.to_dict(), indent=2))
+        click.echo(json.dumps(calibration.to_dict(), indent=2, allow_nan=False))
     else:
         print_calibration(calibration, marked)

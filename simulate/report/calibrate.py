@@ -384,7 +384,7 @@ def measure_noise(
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 async def calibrate(

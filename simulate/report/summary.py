@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from simulate.schema import Status
-from simulate.stats import Rate
+from simulate.stats import Rate, population_rate, suite_rate
 from simulate.store import RunFolder, rated
 
 
@@ -66,7 +66,11 @@ class RunSummary(BaseModel):
     successes: int
     goal_rate: float | None
     rate: Rate
-    """The goal rate with its Wilson interval."""
+    """The goal rate with its Wilson interval (every episode independent)."""
+    rate_suite: Rate
+    """The same rate with the suite interval: the same personas and scenarios again."""
+    rate_population: Rate
+    """The same rate with the population interval: similar users and tasks."""
     per_persona: list[PersonaRate]
     """Lowest goal rate first."""
     failure_kinds: list[FailureKindCount]
@@ -118,6 +122,8 @@ def summarize_run(run_dir: str | Path, max_failures: int = 10) -> RunSummary:
             successes=0,
             goal_rate=None,
             rate=Rate.wilson(0, 0, empty="no episodes"),
+            rate_suite=Rate.wilson(0, 0, empty="no episodes"),
+            rate_population=Rate.wilson(0, 0, empty="no episodes"),
             per_persona=[],
             failure_kinds=[],
             failures=[],
@@ -141,6 +147,16 @@ def summarize_run(run_dir: str | Path, max_failures: int = 10) -> RunSummary:
         .sort(["persona_id", "scenario_id", "trial"])
         .collect()
     )
+    cells = (
+        episodes.filter(rated())
+        .group_by("persona_id", "scenario_id")
+        .agg(pl.len().alias("n"), pl.col("success").sum().alias("s"))
+        .sort("persona_id", "scenario_id")
+        .collect()
+    )
+    trials, passed = cells["n"].to_numpy(), cells["s"].to_numpy()
+    personas = cells["persona_id"].rank("dense").to_numpy().astype(int) - 1
+    scenarios = cells["scenario_id"].rank("dense").to_numpy().astype(int) - 1
     n_rated = int(per_persona["n"].sum())
     successes = int(per_persona["successes"].sum())
     kinds = count_failure_kinds(failures)
@@ -151,6 +167,8 @@ def summarize_run(run_dir: str | Path, max_failures: int = 10) -> RunSummary:
         successes=successes,
         goal_rate=successes / n_rated if n_rated else None,
         rate=Rate.wilson(successes, n_rated, empty="every episode ended in an error"),
+        rate_suite=suite_rate(passed, trials),
+        rate_population=population_rate(passed, trials, personas, scenarios),
         per_persona=[PersonaRate(**row) for row in per_persona.to_dicts()],
         failure_kinds=[
             FailureKindCount(kind=row["kind"], n=row["n"], example=row["examples"][0])
