@@ -542,7 +542,7 @@ def suite_rate(successes: np.ndarray, trials: np.ndarray, confidence: float = 0.
         (variance, df),
         confidence,
         method=SUITE_METHOD,
-        without=("no interval: every cell has one rated trial (play --trials 2 or more)"),
+        without="every cell has one rated trial: play --trials 2 or more",
     )
 
 
@@ -568,7 +568,7 @@ def population_rate(
         variance,
         confidence,
         method=POPULATION_METHOD,
-        without="no interval: one persona and one scenario, nothing to generalise from",
+        without="one persona and one scenario: nothing to generalise from",
         at_most_n=True,
     )
 

@@ -31,12 +31,14 @@ def _share(rate: Rate) -> str:
 def interval_line(figures: Slice) -> str:
     """The goal rate's two labelled intervals, or why one is missing."""
 
-    def shown(rate: Rate) -> str:
-        return _interval(rate) if rate.interval else f"n/a ({rate.reason})"
+    def shown(rate: Rate, question: str) -> str:
+        if rate.interval is None:
+            return f"n/a ({question}: {rate.reason})"
+        return f"{_interval(rate)} ({question})"
 
     return (
-        f"suite 95% {shown(figures.goal_rate_suite)} (the same personas and scenarios again) · "
-        f"population 95% {shown(figures.goal_rate_population)} (similar users and tasks)"
+        f"suite 95% {shown(figures.goal_rate_suite, 'the same personas and scenarios again')}"
+        f" · population 95% {shown(figures.goal_rate_population, 'similar users and tasks')}"
     )
 
 
