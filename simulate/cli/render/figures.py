@@ -110,7 +110,8 @@ def print_report(report: RunReport) -> None:
             slices.add_column(column, justify="left" if column in ("slice", "value") else "right")
         for s in rated[:10]:
             rate = s.goal_rate
-            value = s.value + (f" (= {', '.join(s.same_as)})" if s.same_as else "")
+            tags = [name.split(" ", 2)[-1] for name in s.same_as]  # "persona tag X" -> X
+            value = s.value + (f" (= tag {', '.join(tags)})" if tags else "")
             slices.add_row(
                 s.dimension,
                 value,
