@@ -11,7 +11,7 @@ count here is a bug, not a user mistake.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -292,16 +292,22 @@ def episodes_needed_wilson(margin: float, confidence: float = 0.95, expected: fl
     at most ``margin``. The half-width falls as n grows, so a bisection finds it."""
     _check_plan(margin, confidence, expected)
     z = z_value(confidence)
+    return _smallest_n(lambda n: _wilson_half_width(n, z, expected) <= margin)
+
+
+def _smallest_n(enough: Callable[[int], bool]) -> int:
+    """The smallest n >= 1 that is ``enough``, for a test that holds from some n on:
+    doubling, then bisection."""
     high = 1
-    while _wilson_half_width(high, z, expected) > margin:
+    while not enough(high):
         high *= 2
-    low = high // 2  # fails the margin, or is 0
+    low = high // 2  # not enough, or 0
     while high - low > 1:
         middle = (low + high) // 2
-        if _wilson_half_width(middle, z, expected) > margin:
-            low = middle
-        else:
+        if enough(middle):
             high = middle
+        else:
+            low = middle
     return high
 
 
@@ -323,17 +329,7 @@ def episodes_within(margin: float, confidence: float = 0.95, expected: float = 0
     """
     _check_plan(margin, confidence, expected)
     z = z_value(confidence)
-    high = 1
-    while _wilson_reach(high, z, expected) > margin:
-        high *= 2
-    low = high // 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if _wilson_reach(middle, z, expected) > margin:
-            low = middle
-        else:
-            high = middle
-    return high
+    return _smallest_n(lambda n: _wilson_reach(n, z, expected) <= margin)
 
 
 @dataclass(frozen=True)
