@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, computed_field, field_validator, model_validator
 
 from simulate.errors import did_you_mean
 
@@ -105,6 +105,14 @@ class Rate(Estimate):
     def successes(self) -> int | None:
         """The same as ``count``."""
         return self.count
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_back(cls, data: Any) -> Any:
+        """A dumped rate reads back: `successes` is `count` again."""
+        if isinstance(data, dict) and "successes" in data:
+            data = {k: v for k, v in data.items() if k != "successes"}
+        return data
 
     @classmethod
     def wilson(

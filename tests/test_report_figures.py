@@ -12,7 +12,13 @@ from test_cli import simulate_cli
 
 from simulate.cli import cli
 from simulate.errors import RunFolderError
-from simulate.report.figures import build_report, locate_failure, pass_hat_k_by_k, pass_k_highlights
+from simulate.report.figures import (
+    RunReport,
+    build_report,
+    locate_failure,
+    pass_hat_k_by_k,
+    pass_k_highlights,
+)
 from simulate.report.summary import summarize_run
 from simulate.schema import Episode, Label, Message, Outcome, Persona, Scenario, Usage
 from simulate.stats import bootstrap_mean_interval, pass_hat_k, pass_hat_k_curve, wilson_interval
@@ -400,6 +406,7 @@ def test_report_json_is_strict_json_with_both_intervals_labelled(planted):
     result = CliRunner().invoke(cli, ["report", str(planted), "--json", "--no-html"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output, parse_constant=refuse)
+    assert RunReport.model_validate_json(result.output) == build_report(planted)  # reads back
     overall = figures["overall"]
     assert overall["goal_rate_suite"]["method"].startswith("suite:")
     assert overall["goal_rate_population"]["method"].startswith("population:")
