@@ -24,13 +24,13 @@ from simulate.checks import failed_checks
 from simulate.errors import RunAborted, RunStopped, TargetError
 from simulate.llm.usage import episode_usage
 from simulate.schema import (
-    NOT_AGENT_FAULT,
     Episode,
     EpisodeSpec,
     Message,
     Outcome,
     Status,
     Usage,
+    is_rated,
 )
 from simulate.store import ShardWriter, now_iso, redact
 from simulate.targets import Reply, Target, TargetFactory
@@ -101,7 +101,7 @@ class Tally:
     @property
     def errors(self) -> int:
         """Episodes that ended in a target or simulator error."""
-        return sum(self.statuses[s] for s in NOT_AGENT_FAULT)
+        return sum(n for status, n in self.statuses.items() if not is_rated(status))
 
     @property
     def rated(self) -> int:
@@ -113,7 +113,7 @@ class Tally:
         self.statuses[episode.outcome.status] += 1
         self.successes += episode.success
         self.faulted += bool(episode.simulator_faults)
-        if self.first_error is None and episode.outcome.status in NOT_AGENT_FAULT:
+        if self.first_error is None and not is_rated(episode.outcome.status):
             self.first_error = f"{episode.outcome.status}: {episode.outcome.reason}"
 
 
@@ -149,7 +149,7 @@ async def play_episode(
     with episode_usage(spec.episode_id) as usage:  # the session id its target is made with
         ending = await _converse(state, user, target, settings)
     outcome = ending.outcome
-    if outcome.status not in NOT_AGENT_FAULT:
+    if is_rated(outcome.status):
         outcome.failed_checks = failed_checks(spec.scenario.success, state.messages)
     episode = _record(spec, settings, ending, state, usage, time.perf_counter() - started)
     episode.simulator_faults = detect_faults(spec, state.messages, outcome)

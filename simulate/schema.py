@@ -256,6 +256,14 @@ class Status(StrEnum):
 
 #: Outcomes that say nothing about the agent's quality and so are left out of its rates.
 NOT_AGENT_FAULT = frozenset({Status.TARGET_ERROR, Status.SIMULATOR_ERROR})
+#: The same statuses as text, sorted: what the goal rate's denominator leaves out.
+NOT_RATED: tuple[str, ...] = tuple(sorted(s.value for s in NOT_AGENT_FAULT))
+
+
+def is_rated(status: Status | str) -> bool:
+    """Whether an episode that ended so counts for or against the agent: the goal rate's
+    denominator is every episode not ended by a target or simulator error."""
+    return str(status) not in NOT_RATED
 
 
 class Outcome(Model):

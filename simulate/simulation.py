@@ -28,7 +28,6 @@ from simulate.loader import load_personas, load_scenarios
 from simulate.plan import MAX_EPISODES, build_plan
 from simulate.runner import RunSettings, Tally, goal_rate, preflight, run_episodes
 from simulate.schema import (
-    NOT_AGENT_FAULT,
     SCHEMA_VERSION,
     Episode,
     EpisodeSpec,
@@ -39,6 +38,7 @@ from simulate.schema import (
     RunCounts,
     SessionRecord,
     Usage,
+    is_rated,
 )
 from simulate.stats import wilson_interval
 from simulate.store import DISCARDED, RunFolder, environment, find_secrets, now_iso, redact
@@ -131,7 +131,7 @@ class RunResult:
     @property
     def rated(self) -> int:
         """Episodes in the folder that count toward the goal rate (errors left out)."""
-        errors = sum(self.stored.by_status.get(s.value, 0) for s in NOT_AGENT_FAULT)
+        errors = sum(n for status, n in self.stored.by_status.items() if not is_rated(status))
         return self.stored.stored - errors
 
     @property
@@ -269,6 +269,7 @@ async def run(
     on_proxy: Callable[[AgentProxy], Any] | None = None,
     *,
     make_target: targets.TargetFactory | None = None,
+    only_trials: int | None = None,
 ) -> RunResult:
     """Play a run into ``config.out``; resumable, and safe to cancel (finished work is kept).
 
@@ -278,12 +279,16 @@ async def run(
         on_proxy: called with the agent's model proxy once it serves (`agent_llm_proxy`).
         make_target: the agent as a factory (`targets.target_from_object`), used instead of
             loading ``config.target``, which then only names it in the records.
+        only_trials: play only the first this many trials of each cell this session (the plan
+            stays the whole plan, so a later session resumes it): rounds of a sequential gate.
     """
     prepared = prepare(config)
     uses_llm = users.needs_llm(config.user) or targets.needs_llm(config.target)
     pool = LLMPool.from_config(config) if uses_llm or config.agent_llm_proxy else None
     if pool is None or not config.agent_llm_proxy:
-        return await _play(config, prepared, pool, None, on_start, on_episode, make_target)
+        return await _play(
+            config, prepared, pool, None, on_start, on_episode, make_target, only_trials
+        )
     from simulate.agent_proxy import agent_proxy
 
     sessions = Sessions()
@@ -293,7 +298,9 @@ async def run(
         if on_proxy:
             on_proxy(proxy)
         with sessions.tracking():
-            return await _play(config, prepared, pool, proxy, on_start, on_episode, make_target)
+            return await _play(
+                config, prepared, pool, proxy, on_start, on_episode, make_target, only_trials
+            )
 
 
 async def _play(
@@ -304,6 +311,7 @@ async def _play(
     on_start: Callable[[Tally], Any] | None,
     on_episode: Callable[[Episode, Tally], Any] | None,
     make_target: targets.TargetFactory | None,
+    only_trials: int | None,
 ) -> RunResult:
     """`run` with its LLMs and the agent's model proxy (if any) ready."""
     specs = prepared.specs
@@ -335,7 +343,8 @@ async def _play(
     manifest = _new_manifest(config, prepared)
     with RunFolder(config.out).lock("episodes", "simulate run"):
         done = RunFolder(config.out).episode_ids() if config.resume else set()
-        todo = [spec for spec in specs if spec.episode_id not in done]
+        now = [spec for spec in specs if only_trials is None or spec.trial < only_trials]
+        todo = [spec for spec in now if spec.episode_id not in done]
         if config.preflight and todo and not config.replay_only:  # replays ask nothing new
             try:
                 await preflight(todo[0], make_target, prepared.settings)
@@ -343,7 +352,7 @@ async def _play(
                 await _close_all(make_target, pool)
                 raise
         folder = RunFolder.create(config.out, manifest, resume=config.resume)
-        tally = Tally(planned=len(specs), skipped=len(specs) - len(todo))
+        tally = Tally(planned=len(now), skipped=len(now) - len(todo))
         if on_start:
             on_start(tally)
 

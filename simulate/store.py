@@ -43,7 +43,15 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from simulate.errors import OutputError, RunFolderError, RunLocked
-from simulate.schema import Episode, Label, LabelingRecord, LabelKey, Manifest, RunCounts
+from simulate.schema import (
+    NOT_RATED,
+    Episode,
+    Label,
+    LabelingRecord,
+    LabelKey,
+    Manifest,
+    RunCounts,
+)
 
 if TYPE_CHECKING:
     import datasets
@@ -159,6 +167,14 @@ def arrow_schema(kind: ShardKind = EPISODES) -> pa.Schema:
     """The fixed Arrow schema of episode (or discarded) or label shards, with the features as
     metadata."""
     return (episode_features() if kind in (EPISODES, DISCARDED) else label_features()).arrow_schema
+
+
+def rated() -> pl.Expr:
+    """The goal rate's denominator as a polars filter: episodes not ended by a target or
+    simulator error (`schema.is_rated`), the only ones that count for or against the agent."""
+    import polars as pl
+
+    return ~pl.col("status").is_in(NOT_RATED)
 
 
 # --- redaction ----------------------------------------------------------------------------------

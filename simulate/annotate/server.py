@@ -40,7 +40,7 @@ from simulate.annotate.queue import (
 )
 from simulate.errors import ConfigError, SimulateError
 from simulate.label import make_label
-from simulate.label.agreement import criterion_report, group_ratings
+from simulate.label.agreement import CriterionAgreement, criterion_report, group_ratings
 from simulate.label.imports import check_annotator
 from simulate.label.rubrics import criteria_of, load_rubric_specs
 from simulate.schema import Episode, Label
@@ -405,7 +405,7 @@ class AnnotateApp:
     # --- agreement ----------------------------------------------------------------------------
 
     async def agreement_page(self, request: Request) -> Response:
-        sections: list[dict[str, Any]] = []
+        sections: list[CriterionAgreement] = []
         problem = ""
         try:
             grouped = group_ratings(self.store.labels())

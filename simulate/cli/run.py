@@ -6,7 +6,7 @@ import json
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,12 +15,21 @@ from simulate.cli import run_async, stop
 from simulate.cli.options import run_options, target_check_options
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_calibration, print_report_headline
-from simulate.cli.render.runs import print_estimate, print_proxy, print_summary
+from simulate.cli.render.runs import (
+    print_estimate,
+    print_gate,
+    print_proxy,
+    print_summary,
+    round_line,
+)
 from simulate.errors import RunStopped
 from simulate.report.summary import summarize_run
 from simulate.runner import Tally, goal_rate
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, RunResult, estimate_run, run
+
+if TYPE_CHECKING:
+    from simulate.report.gate import Gated, Round
 
 RESUME_HINT = "continue with the same command plus --resume"
 
@@ -96,12 +105,60 @@ RESUME_HINT = "continue with the same command plus --resume"
     help="Exit 1 when the goal rate's upper 95% bound is below RATE (a CI gate).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option(
+    "--baseline",
+    type=click.Path(),
+    metavar="RUN",
+    help="With --until-decided: the run to compare against.",
+)
+@click.option(
+    "--until-decided",
+    is_flag=True,
+    help="Play one trial of every cell per round, up to --trials rounds, and stop as soon as an "
+    "always-valid test against --baseline decides; exit 1 on a regression.",
+)
+@click.option(
+    "--margin",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="With --until-decided: the drop that counts; smaller ones may pass as no regression.",
+)
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="With --until-decided: the chance of a false alarm, however many rounds.",
+)
 @run_options
-def run_command(quiet: bool, dry_run: bool, **options: Any) -> None:
+def run_command(
+    quiet: bool,
+    dry_run: bool,
+    baseline: str | None,
+    until_decided: bool,
+    margin: float,
+    alpha: float,
+    **options: Any,
+) -> None:
     """Play personas x scenarios against a target and record the conversations."""
     config = run_config(options)
+    if until_decided and not baseline:
+        raise click.UsageError("--until-decided needs --baseline RUN")
+    if baseline and not until_decided:
+        raise click.UsageError("--baseline goes with --until-decided")
     if dry_run:
         print_estimate(config, estimate_run(config))
+        return
+    if until_decided:
+        gated = play_until_decided(config, str(baseline), alpha, margin, quiet)
+        print_summary(gated.result, summarize_run(config.out))
+        print_gate(gated.gate)
+        if gated.gate.regressed:
+            stop(
+                1, f"regression against {baseline} at alpha {alpha:g} (see {config.out}/gate.json)"
+            )
+        stop_if_stopped(gated.result)
         return
     result = play(config, quiet)
     print_summary(result, summarize_run(result.run_dir))
@@ -208,6 +265,33 @@ def play(config: RunConfig, quiet: bool) -> RunResult:
         )
 
 
+def play_until_decided(
+    config: RunConfig, baseline: str, alpha: float, margin: float, quiet: bool
+) -> Gated:
+    """`--until-decided`: rounds with a progress bar, a line per round, then the decision."""
+    from simulate.report.gate import run_until_decided
+
+    view = EpisodeProgress(quiet)
+
+    def announce(done: Round) -> None:
+        if not quiet:
+            err.print(round_line(done))
+
+    with view.progress:
+        return run_async(
+            run_until_decided(
+                config,
+                baseline,
+                alpha=alpha,
+                margin=margin,
+                on_round=announce,
+                on_start=view.started,
+                on_episode=view.finished,
+            ),
+            interrupted=f"finished episodes are stored in {config.out}; {RESUME_HINT}",
+        )
+
+
 def label_demo(run_dir: Path) -> None:
     """`simulate demo`: label the run with the rules and build its golden set."""
     from simulate.label.golden import build_golden
@@ -225,11 +309,16 @@ def label_demo(run_dir: Path) -> None:
     )
 
 
-# `calibrate` takes the options of `run` (but --out, --name, --resume, --fail-under), so they
-# never drift apart.
+# `calibrate` takes the options of `run` (but --out, --name, --resume, --fail-under and the
+# sequential gate's), so they never drift apart.
+NOT_FOR_CALIBRATE = frozenset(
+    {"out", "name", "resume", "fail_under", "baseline", "until_decided", "margin", "alpha"}
+)
+
+
 @click.command(
     "calibrate",
-    params=[p for p in run_command.params if p.name not in ("out", "name", "resume", "fail_under")],
+    params=[p for p in run_command.params if p.name not in NOT_FOR_CALIBRATE],
 )
 @click.option(
     "--repeats",
@@ -296,6 +385,6 @@ def calibrate_command(
     except RunStopped as exc:
         stop(3, f"{exc}; {RESUME_HINT}")
     if as_json:
-        click.echo(json.dumps(calibration.to_dict(), indent=2))
+        click.echo(json.dumps(calibration.to_dict(), indent=2, allow_nan=False))
     else:
         print_calibration(calibration, marked)
