@@ -154,7 +154,7 @@ class SimulateRun:
         return paths
 
     def _finish(self, run: RunResult) -> SimulationResult:
-        from simulate.schema import NOT_AGENT_FAULT
+        from simulate.schema import is_rated
         from simulate.store import RunFolder
 
         episodes = list(RunFolder(run.run_dir).episodes())
@@ -163,10 +163,8 @@ class SimulateRun:
             goal_rate=run.goal_rate,
             interval=run.interval,
             n=run.rated,
-            failures=[
-                e for e in episodes if not e.success and e.outcome.status not in NOT_AGENT_FAULT
-            ],
-            errors=[e for e in episodes if e.outcome.status in NOT_AGENT_FAULT],
+            failures=[e for e in episodes if not e.success and is_rated(e.outcome.status)],
+            errors=[e for e in episodes if not is_rated(e.outcome.status)],
             run=run,
         )
         self._results.append(result)

@@ -33,6 +33,7 @@ from simulate.schema import (
     EpisodeSpec,
     LLMRecord,
     Manifest,
+    Model,
     PlanRecord,
     RecordedConfig,
     RunCounts,
@@ -517,7 +518,28 @@ MESSAGE_TOKENS = 40
 """Rough size of one chat message, for `--dry-run` estimates."""
 
 
-def estimate_run(config: RunConfig) -> dict[str, Any]:
+class ModelEstimate(Model):
+    """A rough count of one role's model calls over a plan, and their cost."""
+
+    role: str
+    model: str
+    calls_typical: int
+    calls_max: int
+    cost_usd_typical: float | None
+    """None when the model has no known price."""
+    cost_usd_max: float | None
+
+
+class RunEstimate(Model):
+    """`--dry-run`: the plan's size and its model calls."""
+
+    episodes: int
+    personas: int
+    scenarios: int
+    models: list[ModelEstimate]
+
+
+def estimate_run(config: RunConfig) -> RunEstimate:
     """The plan's size and a rough count of model calls and cost, without calling anything."""
     prepared = prepare(config)
     specs = prepared.specs
@@ -540,10 +562,10 @@ def estimate_run(config: RunConfig) -> dict[str, Any]:
             cost = estimate_cost(model, prompt_tokens, MESSAGE_TOKENS * turns, prices)
             row[f"calls_{label}"] = turns * len(specs)
             row[f"cost_usd_{label}"] = None if cost is None else cost * len(specs)
-        rows.append(row)
-    return {
-        "episodes": len(specs),
-        "personas": len({s.persona.id for s in specs}),
-        "scenarios": len({s.scenario.id for s in specs}),
-        "models": rows,
-    }
+        rows.append(ModelEstimate(**row))
+    return RunEstimate(
+        episodes=len(specs),
+        personas=len({s.persona.id for s in specs}),
+        scenarios=len({s.scenario.id for s in specs}),
+        models=rows,
+    )

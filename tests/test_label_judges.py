@@ -153,8 +153,8 @@ async def test_each_criterion_judges_its_units_and_the_judge_sees_only_the_conve
     assert session["judge"] == "llm:gpt-4o-mini" and session["rubrics"] == ["test@1"]
     assert set(session["prompt_hashes"]) == {"judge_system.md.j2", "judge_unit.md.j2"}
     assert session["model_usage"][0]["calls"] == TOTAL
-    rows = {row["criterion"]: row for row in result.summary}
-    assert rows["polite"]["pass_rate"] == 0.0 and rows["grounded"]["units"] == 4
+    rows = {row.criterion: row for row in result.summary}
+    assert rows["polite"].pass_rate == 0.0 and rows["grounded"].units == 4
 
 
 async def test_a_malformed_reply_is_repaired_and_a_near_miss_is_mapped(run, server):

@@ -37,14 +37,15 @@ from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.runner import run_bounded
 from simulate.schema import (
-    NOT_AGENT_FAULT,
     Criterion,
     Episode,
     Label,
     LabelingRecord,
     LabelKey,
+    Model,
     Rubric,
     Usage,
+    is_rated,
 )
 from simulate.store import LABELS, RunFolder
 
@@ -88,8 +89,8 @@ class LabelResult:
     usage: list[Usage] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
     """The judge's endpoint host."""
-    summary: list[dict[str, Any]] = field(default_factory=list)
-    """Per criterion and labeler over the whole folder: units, rated, passed, pass_rate."""
+    summary: list[CriterionTally] = field(default_factory=list)
+    """Per criterion and labeler over the whole folder."""
 
 
 @dataclass
@@ -291,7 +292,7 @@ def _todo(
     for episode in folder.episodes():
         for assignment in assignments:
             criterion = assignment.criterion
-            if criterion.applies_to == "episode" and episode.outcome.status in NOT_AGENT_FAULT:
+            if criterion.applies_to == "episode" and not is_rated(episode.outcome.status):
                 continue  # says nothing of the agent's quality (DESIGN): left out
             for unit in units_of(episode, criterion.applies_to):
                 key = unit_key(
@@ -353,9 +354,23 @@ def _human_examples(
     }
 
 
+class CriterionTally(Model):
+    """One labeler's labels of one criterion in a run folder."""
+
+    criterion: str
+    labeler: str
+    units: int
+    """Units labeled."""
+    rated: int
+    """Units with a pass or a fail."""
+    passed: int
+    pass_rate: float | None
+    """passed / rated; None when nothing is rated."""
+
+
 def summarize_labels(
     run_dir: str | Path, labelers: set[str] | None = None, criteria: set[str] | None = None
-) -> list[dict[str, Any]]:
+) -> list[CriterionTally]:
     """Per (criterion, labeler) in the folder: units labeled, rated (pass/fail), pass rate."""
     folder = RunFolder(run_dir)
     if not folder.has(LABELS):
@@ -375,10 +390,10 @@ def summarize_labels(
         .sort("criterion", "labeler")
         .collect()
     )
-    rows = table.to_dicts()
-    for row in rows:
-        row["pass_rate"] = row["passed"] / row["rated"] if row["rated"] else None
-    return rows
+    return [
+        CriterionTally(**row, pass_rate=row["passed"] / row["rated"] if row["rated"] else None)
+        for row in table.to_dicts()
+    ]
 
 
 def prompt_hashes() -> dict[str, str]:

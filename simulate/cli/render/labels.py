@@ -11,16 +11,18 @@ from simulate.cli.render import figure_table, out
 
 if TYPE_CHECKING:
     from simulate.label.agreement import AgreementReport, Coefficients, CriterionAgreement
+    from simulate.label.labeling import CriterionTally
     from simulate.stats import Estimate
 
 
-def print_label_summary(rows: list[dict[str, Any]]) -> None:
+def print_label_summary(rows: list[CriterionTally]) -> None:
+    """Per criterion and labeler: units, pass rate and how many were rated."""
     table = Table(title="per criterion", title_justify="left")
     for column in ("criterion", "labeler", "units", "pass rate", "n"):
         table.add_column(column, justify="left" if column in ("criterion", "labeler") else "right")
     for row in rows:
-        rate = "-" if row["pass_rate"] is None else f"{row['pass_rate']:.0%}"
-        table.add_row(row["criterion"], row["labeler"], str(row["units"]), rate, str(row["rated"]))
+        rate = "-" if row.pass_rate is None else f"{row.pass_rate:.0%}"
+        table.add_row(row.criterion, row.labeler, str(row.units), rate, str(row.rated))
     out.print(table)
 
 

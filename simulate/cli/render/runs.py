@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
@@ -12,36 +12,36 @@ from simulate.cli.render import err, out
 from simulate.report.gate import GateResult, Round
 from simulate.report.summary import RoleUsage, RunSummary
 from simulate.schema import Episode
-from simulate.simulation import RunConfig, RunResult
+from simulate.simulation import RunConfig, RunEstimate, RunResult
 
 if TYPE_CHECKING:
     from simulate.agent_proxy import AgentProxy
     from simulate.llm.cassette import Exported
 
 
-def print_estimate(config: RunConfig, estimate: dict[str, Any]) -> None:
+def print_estimate(config: RunConfig, estimate: RunEstimate) -> None:
     """`--dry-run`: the plan and a rough count of model calls and their cost."""
     out.print(
-        f"plan: {estimate['episodes']} episodes ({estimate['personas']} personas × "
-        f"{estimate['scenarios']} scenarios × {config.trials} trials), "
+        f"plan: {estimate.episodes} episodes ({estimate.personas} personas × "
+        f"{estimate.scenarios} scenarios × {config.trials} trials), "
         f"at most {config.max_turns} turns each"
     )
     if config.agent_llm_proxy:
         out.print("the agent's own calls through the model proxy: not estimated (it decides them)")
-    if not estimate["models"]:
+    if not estimate.models:
         if not config.agent_llm_proxy:
             out.print("no model calls: this user and target run offline")
         return
-    for row in estimate["models"]:
-        cost = row["cost_usd_max"]
+    for row in estimate.models:
+        cost = row.cost_usd_max
         price = (
             "no price known"
             if cost is None
-            else (f"${row['cost_usd_typical']:.2f} typical, ${cost:.2f} at most")
+            else (f"${row.cost_usd_typical or 0:.2f} typical, ${cost:.2f} at most")
         )
         out.print(
-            f"{row['role']} {row['model']}: about {row['calls_typical']} calls "
-            f"(at most {row['calls_max']}), {price}"
+            f"{row.role} {row.model}: about {row.calls_typical} calls "
+            f"(at most {row.calls_max}), {price}"
         )
     out.print(
         "rough estimate: ~6 turns per conversation typical, every turn to --max-turns at "
