@@ -1,12 +1,13 @@
 """Simulate: simulated users for conversational AI agents, recorded as Hugging Face datasets.
 
 `simulate.load_run("outputs/demo")` returns a run as a `datasets.Dataset`, one row per episode;
-`simulate.run(RunConfig(...))` plays one from Python.
+`await simulate.run(RunConfig(...))` plays one from async code, `simulate.run_sync(...)` from a
+script; the `simulate_run` pytest fixture (`simulate.pytest_plugin`) from a test.
 """
 
 from simulate.errors import ConfigError, LLMError, RunFolderError, SimulateError, TargetError
 from simulate.schema import Episode, EpisodeSpec, Message, Outcome, Persona, Scenario, Status
-from simulate.simulation import RunConfig, RunResult, run
+from simulate.simulation import RunConfig, RunResult, run, run_sync
 from simulate.store import iter_episodes, load_run
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "iter_episodes",
     "load_run",
     "run",
+    "run_sync",
 ]

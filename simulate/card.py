@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     import datasets
     from huggingface_hub import DatasetCard
 
+    from simulate.label.agreement import AgreementReport
+    from simulate.report.summary import RunSummary
+
 #: The licence a card gets when the user names none and no persona source restricts it.
 DEFAULT_LICENSE = "cc-by-4.0"
 
@@ -129,37 +132,57 @@ def non_commercial_licences(personas: Sequence[dict[str, Any]]) -> list[str]:
     )
 
 
-def agreement_lines(report: Mapping[str, Any]) -> list[str]:
+def agreement_lines(report: AgreementReport) -> list[str]:
     """An agreement report (`simulate.label.agreement`) as markdown lines for a card."""
     lines = []
-    for section in report.get("criteria", []):
-        figures = section.get("agreement") or {}
-        named = [
-            ("Cohen's kappa", figures.get("cohen_kappa")),
-            ("Fleiss' kappa", figures.get("fleiss_kappa")),
-            *(
-                (f"Krippendorff's alpha ({level})", value)
-                for level, value in (figures.get("krippendorff_alpha") or {}).items()
-            ),
-        ]
+    for section in report.criteria:
+        named: list[tuple[str, Any]] = []
+        if section.agreement:
+            figures = section.agreement
+            named = [
+                ("Cohen's kappa", figures.cohen_kappa),
+                ("Fleiss' kappa", figures.fleiss_kappa),
+                *(
+                    (f"Krippendorff's alpha ({level})", value)
+                    for level, value in figures.krippendorff_alpha.items()
+                ),
+            ]
         parts = [f"{name} {_figure(value)}" for name, value in named if value]
+        if section.people is not None:
+            people = section.people
+            parts.append(
+                f"people only (the ceiling): kappa {_figure(people.kappa)}, "
+                f"AC1 {_figure(people.ac1)}"
+            )
         parts += [
-            f"`{row['labeler']}` vs people: accuracy {_figure(row.get('accuracy'))}, "
-            f"true-positive rate {_figure(row.get('tpr'))}, "
-            f"true-negative rate {_figure(row.get('tnr'))}"
-            for row in section.get("vs_people", [])
+            f"`{row.labeler}` vs people: accuracy {_figure(row.accuracy)}, "
+            f"true-positive rate {_figure(row.tpr)}, "
+            f"true-negative rate {_figure(row.tnr)}"
+            + (
+                f", kappa {_figure(row.agreement.kappa)}, AC1 {_figure(row.agreement.ac1)}"
+                if row.agreement
+                else ""
+            )
+            + (
+                f"; its pass rate {_figure(row.pass_rate)} raw, "
+                f"{_figure(row.ppi_pass_rate)} corrected by people's labels (PPI++)"
+                if row.ppi_pass_rate is not None
+                else ""
+            )
+            for row in section.vs_people
         ]
         if parts:
-            lines.append(f"- `{section['criterion']}`: " + "; ".join(parts))
+            lines.append(f"- `{section.criterion}`: " + "; ".join(parts))
     return lines
 
 
-def _figure(value: dict[str, Any] | None) -> str:
-    """`0.72 [0.55, 0.89] (n=40)`, or `n/a (n=0)`."""
-    if not value or value.get("value") is None:
-        return f"n/a (n={(value or {}).get('n', 0)})"
-    interval = f" [{value['low']:.2f}, {value['high']:.2f}]" if value.get("low") is not None else ""
-    return f"{value['value']:.2f}{interval} (n={value['n']})"
+def _figure(value: Any) -> str:
+    """A figure with `value`, `low`, `high` and `n`: `0.72 [0.55, 0.89] (n=40)`, or
+    `n/a (n=0)`."""
+    if value is None or value.value is None:
+        return f"n/a (n={value.n if value is not None else 0})"
+    interval = f" [{value.low:.2f}, {value.high:.2f}]" if value.low is not None else ""
+    return f"{value.value:.2f}{interval} (n={value.n})"
 
 
 def realism_lines(run_dir: str | Path) -> list[str]:
@@ -180,16 +203,16 @@ def realism_lines(run_dir: str | Path) -> list[str]:
         f"Measured with `simulate realism` ({report.mode}) against {reference.conversations} "
         f"human conversations{origin}. A classifier trained to tell the simulated users' turns "
         f"from people's (TF-IDF n-grams, logistic regression, folds grouped by conversation) "
-        f"reaches ROC AUC **{_figure(auc.model_dump())}** on {auc.n} user turns "
+        f"reaches ROC AUC **{_figure(auc)}** on {auc.n} user turns "
         "(0.5: indistinguishable; 1.0: always told apart).",
         "",
         "| measure | simulated | people | distance |",
         "|---|---|---|---|",
     ]
     for m in report.measures:
-        sides = [_figure(f.model_dump()) if f else "" for f in (m.simulated, m.human)]
+        sides = [_figure(f) if f else "" for f in (m.simulated, m.human)]
         distance = (
-            f"{(m.distance_kind or '').replace('_', ' ')} {_figure(m.distance.model_dump())}"
+            f"{(m.distance_kind or '').replace('_', ' ')} {_figure(m.distance)}"
             if m.distance
             else ""
         )
@@ -387,6 +410,24 @@ def _annotation_creators(labels: Sequence[Any]) -> list[str]:
     return sorted(creators) or ["no-annotation"]
 
 
+def _usage_lines(summary: RunSummary) -> list[str]:
+    """The card's line on model calls, tokens and cost per role (the agent's share included)."""
+    if not summary.usage_by_role:
+        return []
+    parts = []
+    for row in summary.usage_by_role:
+        cost = "cost unknown" if row.cost_usd is None else f"${row.cost_usd:.4f}"
+        parts.append(
+            f"{row.role}: {row.calls} calls, {row.prompt_tokens} prompt + "
+            f"{row.completion_tokens} completion tokens, {cost}"
+        )
+    line = f"- **Model usage** (summed over the episodes, at list prices): {'; '.join(parts)}"
+    run_wide = summary.agent_calls_run_wide
+    if run_wide:
+        line += f"; plus {run_wide} agent calls not attributed to an episode"
+    return [line]
+
+
 def _run_prose(
     folder: RunFolder,
     table: pa.Table,
@@ -399,8 +440,7 @@ def _run_prose(
     agreement: Sequence[str],
 ) -> str:
     from simulate.report.summary import summarize_run
-    from simulate.simulation import redact
-    from simulate.stats import wilson_interval
+    from simulate.store import redact
 
     manifest = folder.manifest
     config = manifest.config
@@ -442,6 +482,7 @@ def _run_prose(
         f"- **Simulated user**: {_code(user)}"
         + (" (offline, scripted from the scenario's agenda)" if user == "agenda" else ""),
         f"- **Models**: {', '.join(models) if models else 'none (offline user, agent and checks)'}",
+        *_usage_lines(summary),
         f"- **Personas × scenarios**: {n_personas} personas × {n_scenarios} scenarios × "
         f"{config.trials or 1} trial(s) → {table.num_rows} episodes "
         f"(seed {config.seed or 0}, at most {config.max_turns or '?'} agent turns)",
@@ -455,7 +496,7 @@ def _run_prose(
         "",
         "## Outcomes",
         "",
-        *_outcome_lines(summary, wilson_interval),
+        *_outcome_lines(summary),
         "",
     ]
     realism = realism_lines(folder.path)
@@ -525,26 +566,43 @@ def _run_prose(
     return "\n".join(lines)
 
 
-def _outcome_lines(summary: dict[str, Any], wilson: Any) -> list[str]:
-    rated, successes = summary["rated"], summary["successes"]
+def _outcome_lines(summary: RunSummary) -> list[str]:
+    rate = summary.rate
     lines = ["| outcome | episodes |", "|---|---|"]
-    lines += [f"| {status} | {n} |" for status, n in summary["by_status"].items()]
+    lines += [f"| {status} | {n} |" for status, n in summary.by_status.items()]
     lines.append("")
-    if rated:
-        low, high = wilson(successes, rated)
+    if rate.value is not None and rate.interval:
+        low, high = rate.interval
         excluded = ", ".join(s.value for s in NOT_AGENT_FAULT)
         lines.append(
-            f"Success rate: **{successes / rated:.1%}** ({successes} of {rated}; 95% Wilson "
+            f"Success rate: **{rate.value:.1%}** ({rate.count} of {rate.n}; 95% Wilson "
             f"interval {low:.1%}–{high:.1%}), leaving out episodes that ended in {excluded} "
             "(not the agent's fault)."
         )
-    if summary["per_persona"]:
+        lines += [
+            "",
+            "Which question an interval answers (95%):",
+            "",
+            f"- **The same personas and scenarios, played again** (suite: trial-to-trial "
+            f"variation within each persona × scenario cell): {_interval(summary.rate_suite)}",
+            f"- **Similar users and tasks** (population: personas and scenarios as samples, a "
+            f"two-way cluster-robust interval): {_interval(summary.rate_population)}",
+            "- The Wilson interval above treats every episode as independent: too wide for the "
+            "first question and too narrow for the second when cells differ.",
+        ]
+    if summary.per_persona:
         lines += ["", "| persona | episodes | success rate |", "|---|---|---|"]
         lines += [
-            f"| `{row['persona_id']}` | {row['n']} | {row['goal_rate']:.0%} |"
-            for row in summary["per_persona"]
+            f"| `{row.persona_id}` | {row.n} | {row.goal_rate:.0%} |" for row in summary.per_persona
         ]
     return lines
+
+
+def _interval(rate: Any) -> str:
+    """`71.3%–89.8%`, or why there is none."""
+    if rate.interval is None:
+        return f"n/a ({rate.reason})"
+    return f"{rate.interval[0]:.1%}–{rate.interval[1]:.1%}"
 
 
 def _label_lines(labels: Sequence[Any]) -> list[str]:

@@ -7,12 +7,14 @@
     ├── OutputError          a file could not be written (full disk, read-only folder)
     ├── LLMError             a model endpoint failed or answered out of contract
     ├── RunStopped           ends the whole run, not one episode: a spent budget, a cache
-    │                        miss in replay-only mode (finished episodes are kept)
+    │   │                    miss in replay-only mode (finished episodes are kept); exit 3
+    │   └── RunAborted       the target failed its preflight, or the first episodes all
+    │                        ended in errors: nothing worth measuring; exit 1
     └── TargetError          the agent under test failed (recorded on the episode, not raised
                              past the runner)
 
-The CLI prints ``error: <message>`` for a SimulateError and exits 1; everything else is a bug
-and keeps its traceback.
+The CLI prints ``error: <message>`` for a SimulateError and exits with its ``exit_code`` (1,
+3 for a RunStopped); everything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from collections.abc import Iterable
 
 class SimulateError(Exception):
     """Base of every error Simulate reports to a user as one line."""
+
+    exit_code = 1
+    """The CLI's exit status when this error ends a command."""
 
 
 class ConfigError(SimulateError):
@@ -47,6 +52,15 @@ class LLMError(SimulateError):
 
 class RunStopped(SimulateError):
     """A condition that ends the whole run cleanly, not one episode (budget, replay miss)."""
+
+    exit_code = 3
+
+
+class RunAborted(RunStopped):
+    """The agent (or the simulated user) is not usable: it failed the preflight turn, or the
+    first episodes all ended in errors. Finished episodes are kept; the command exits 1."""
+
+    exit_code = 1
 
 
 class TargetError(SimulateError):

@@ -3,8 +3,9 @@ and `run_bounded`, the one bounded work pool (runs, judges and persona enrichmen
 
 One asyncio loop, a fixed pool of workers (``concurrency``) pulling specs from the plan, so
 memory stays flat however long the plan is. A failing episode is recorded with its outcome,
-never dropped; only a RunStopped (a spent budget, a replay miss) or cancellation (Ctrl-C)
-stops the batch, after storing what finished.
+never dropped; only a RunStopped (a spent budget, a replay miss, the first episodes all
+ending in errors) or cancellation (Ctrl-C) stops the batch, after storing what finished.
+Reasons and tracebacks are redacted (`store.redact`) before they are stored.
 """
 
 from __future__ import annotations
@@ -13,24 +14,25 @@ import asyncio
 import contextlib
 import hashlib
 import time
+import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sized
+from collections.abc import Awaitable, Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from simulate.checks import failed_checks
-from simulate.errors import RunStopped
+from simulate.errors import RunAborted, RunStopped, TargetError
 from simulate.llm.usage import episode_usage
 from simulate.schema import (
-    NOT_AGENT_FAULT,
     Episode,
     EpisodeSpec,
     Message,
     Outcome,
     Status,
     Usage,
+    is_rated,
 )
-from simulate.store import ShardWriter, now_iso
+from simulate.store import ShardWriter, now_iso, redact
 from simulate.targets import Reply, Target, TargetFactory
 from simulate.users import EpisodeState, UserFactory, UserSimulator
 from simulate.users.faults import detect_faults
@@ -92,6 +94,8 @@ class Tally:
     """Episodes stored per worker, when an engine plays them elsewhere (`--engine ray`)."""
     set_aside: int = 0
     """Attempts set aside by `--resimulate-faults` in other processes (`--engine ray`)."""
+    first_error: str | None = None
+    """The reason of the first episode that ended in a target or simulator error."""
 
     @property
     def done(self) -> int:
@@ -101,7 +105,7 @@ class Tally:
     @property
     def errors(self) -> int:
         """Episodes that ended in a target or simulator error."""
-        return sum(self.statuses[s] for s in NOT_AGENT_FAULT)
+        return sum(n for status, n in self.statuses.items() if not is_rated(status))
 
     @property
     def rated(self) -> int:
@@ -113,6 +117,31 @@ class Tally:
         self.statuses[episode.outcome.status] += 1
         self.successes += episode.success
         self.faulted += bool(episode.simulator_faults)
+        if self.first_error is None and not is_rated(episode.outcome.status):
+            self.first_error = f"{episode.outcome.status}: {episode.outcome.reason}"
+
+
+@dataclass
+class EarlyStop:
+    """`stop_after_errors`: watches a session's first episodes and stops the run when they all
+    ended in target or simulator errors (the agent or the user is not usable)."""
+
+    limit: int
+    """How many first episodes (0: never stop)."""
+    first: Tally = field(default_factory=Tally)
+
+    def add(self, episode: Episode) -> None:
+        """Count ``episode`` if it is one of the first ``limit``."""
+        if self.first.done < self.limit:
+            self.first.add(episode)
+
+    def check(self) -> None:
+        """Raise RunAborted when the first ``limit`` episodes all ended in errors."""
+        if self.limit and self.first.errors >= self.limit:
+            raise RunAborted(
+                f"the first {self.first.errors} episodes all ended in errors, so the run stopped "
+                f"(first: {self.first.first_error})"
+            )
 
 
 @dataclass(frozen=True)
@@ -129,6 +158,13 @@ class RunSettings:
     """Send the target only the newest user message (it keeps its own history)."""
     resimulate_faults: int = 0
     """Play an episode with simulator faults again, with a new seed, up to this many times."""
+    max_reply_chars: int = 100_000
+    """A longer agent reply ends the episode as `target_error` (`--max-reply-chars`)."""
+    stop_after_errors: int = 5
+    """Stop the run when this many first episodes all end in target or simulator errors
+    (0: never)."""
+    secrets: tuple[str, ...] = ()
+    """Values never to store (header values read from the environment): redacted."""
 
 
 async def play_episode(
@@ -137,25 +173,50 @@ async def play_episode(
     """Play one conversation to its end and return it as an Episode. Never raises for faults."""
     state = EpisodeState(spec=spec)
     started = time.perf_counter()
-    with episode_usage() as usage:
-        outcome = await _converse(state, user, target, settings)
-    if outcome.status not in NOT_AGENT_FAULT:
+    with episode_usage(spec.episode_id) as usage:  # the session id its target is made with
+        ending = await _converse(state, user, target, settings)
+    outcome = ending.outcome
+    if is_rated(outcome.status):
         outcome.failed_checks = failed_checks(spec.scenario.success, state.messages)
-    episode = _record(spec, settings, outcome, state, usage, time.perf_counter() - started)
+    episode = _record(spec, settings, ending, state, usage, time.perf_counter() - started)
     episode.simulator_faults = detect_faults(spec, state.messages, outcome)
     return episode
+
+
+@dataclass
+class Ending:
+    """How a conversation ended, and the traceback when an exception ended it."""
+
+    outcome: Outcome
+    traceback: str | None = None
+
+
+def _failure(status: Status, exc: BaseException, settings: RunSettings) -> Ending:
+    """The ending of an episode cut short by ``exc``: its one-line reason and its traceback
+    (none for Simulate's own protocol errors, whose message says it all), both redacted."""
+    reason = redact(_describe(exc), settings.secrets)
+    trace = None
+    if not isinstance(exc, TargetError) or exc.__cause__ is not None:
+        trace = redact("".join(traceback.format_exception(exc)), settings.secrets)
+        trace = trace[-MAX_TRACEBACK_CHARS:]
+    return Ending(Outcome(status=status, reason=reason), trace)
+
+
+MAX_TRACEBACK_CHARS = 20_000
+"""The end of a traceback kept with an episode (deep recursion makes huge ones)."""
 
 
 def _record(
     spec: EpisodeSpec,
     settings: RunSettings,
-    outcome: Outcome,
+    ending: Ending,
     state: EpisodeState | None = None,
     usage: list[Usage] | None = None,
     duration_s: float = 0.0,
 ) -> Episode:
     """The dataset row of one finished (or never started) episode."""
     messages = state.messages if state else []
+    outcome = ending.outcome
     return Episode(
         episode_id=spec.episode_id,
         run_id=spec.run_id,
@@ -174,12 +235,13 @@ def _record(
         user=settings.user,
         target=settings.target,
         created_at=now_iso(),
+        error_traceback=ending.traceback,
     )
 
 
 async def _converse(
     state: EpisodeState, user: UserSimulator, target: Target, settings: RunSettings
-) -> Outcome:
+) -> Ending:
     """Alternate user and agent turns until a stop condition; return how it ended."""
     while True:
         try:
@@ -187,48 +249,75 @@ async def _converse(
         except RunStopped:
             raise
         except Exception as exc:  # the simulator's fault, recorded as such
-            return Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))
+            return _failure(Status.SIMULATOR_ERROR, exc, settings)
         if turn.done:
             if turn.content:
                 state.messages.append(Message(role="user", content=turn.content))
-            return Outcome(status=Status(turn.status or "gave_up"), reason=turn.reason)
+            return Ending(Outcome(status=Status(turn.status or "gave_up"), reason=turn.reason))
         if state.n_turns >= state.spec.max_turns:
-            return Outcome(
-                status=Status.MAX_TURNS, reason=f"no end after {state.spec.max_turns} turns"
+            return Ending(
+                Outcome(
+                    status=Status.MAX_TURNS, reason=f"no end after {state.spec.max_turns} turns"
+                )
             )
         if not turn.content:
-            return Outcome(status=Status.SIMULATOR_ERROR, reason="simulator sent an empty message")
+            return Ending(
+                Outcome(status=Status.SIMULATOR_ERROR, reason="simulator sent an empty message")
+            )
         state.messages.append(Message(role="user", content=turn.content))
         sent = state.messages[-1:] if settings.stateful else state.messages
         began = time.perf_counter()
         try:
-            # Not wait_for: its task per turn costs CPU, and its hop through the event loop
-            # leaves more pooled connections idle, each probed by the HTTP client per request.
-            async with asyncio.timeout(settings.turn_timeout_s):
-                reply = await target.respond(sent)
-        except TimeoutError:
-            reason = f"no reply within {settings.turn_timeout_s:g}s (--turn-timeout)"
-            return Outcome(status=Status.TARGET_ERROR, reason=reason)
+            reply = await ask(target, sent, settings)
         except RunStopped:
             raise
         except Exception as exc:  # the agent's crash, recorded, the run goes on
-            return Outcome(status=Status.TARGET_ERROR, reason=_describe(exc))
+            return _failure(Status.TARGET_ERROR, exc, settings)
         state.messages.append(_reply_message(reply, (time.perf_counter() - began) * 1000))
         if reply.end:
-            return await _after_target_end(state, user)
+            return await _after_target_end(state, user, settings)
 
 
-async def _after_target_end(state: EpisodeState, user: UserSimulator) -> Outcome:
+async def ask(target: Target, sent: Sequence[Message], settings: RunSettings) -> Reply:
+    """One turn of the agent, within the turn timeout and the reply size limit.
+
+    Raises:
+        TargetError: no reply in time, or a reply over `max_reply_chars`; anything the agent
+            raised propagates as it is.
+    """
+    deadline = asyncio.timeout(settings.turn_timeout_s)
+    try:
+        # Not wait_for: its task per turn costs CPU, and its hop through the event loop
+        # leaves more pooled connections idle, each probed by the HTTP client per request.
+        async with deadline:
+            reply = await target.respond(sent)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the agent's own TimeoutError, a crash like any other
+        raise TargetError(
+            f"no reply within {settings.turn_timeout_s:g}s (--turn-timeout)"
+        ) from None
+    if len(reply.reply) > settings.max_reply_chars:
+        raise TargetError(
+            f"the reply has {len(reply.reply):,} characters, over --max-reply-chars "
+            f"{settings.max_reply_chars:,}"
+        )
+    return reply
+
+
+async def _after_target_end(
+    state: EpisodeState, user: UserSimulator, settings: RunSettings
+) -> Ending:
     """The agent closed the conversation: goal reached if the user says so, else target_ended."""
     try:
         turn = await user.next_turn(state)
     except RunStopped:
         raise
     except Exception as exc:
-        return Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))
+        return _failure(Status.SIMULATOR_ERROR, exc, settings)
     if turn.done and turn.status == Status.GOAL_REACHED:
-        return Outcome(status=Status.GOAL_REACHED, reason=turn.reason)
-    return Outcome(status=Status.TARGET_ENDED, reason="the agent ended the conversation")
+        return Ending(Outcome(status=Status.GOAL_REACHED, reason=turn.reason))
+    return Ending(Outcome(status=Status.TARGET_ENDED, reason="the agent ended the conversation"))
 
 
 def _reply_message(reply: Reply, latency_ms: float) -> Message:
@@ -266,7 +355,10 @@ async def run_episodes(
     Raises:
         RunStopped: a budget ran out or a replay missed; the episodes it cut short are not
             stored (a resume plays them), every finished one is.
+        RunAborted: the first ``settings.stop_after_errors`` episodes all ended in target or
+            simulator errors; no new episode starts, those in flight finish and are stored.
     """
+    early = EarlyStop(settings.stop_after_errors)
 
     def store(played: tuple[Episode, list[Episode]]) -> None:
         episode, set_aside = played
@@ -274,17 +366,17 @@ async def run_episodes(
             for attempt in set_aside:
                 discarded.add(attempt)
         writer.add(episode)
+        early.add(episode)
         if on_episode:
             on_episode(episode)
 
+    async def play(spec: EpisodeSpec) -> tuple[Episode, list[Episode]]:
+        early.check()
+        return await play_until_clean(spec, make_user, make_target, settings)
+
     try:
         async with writer, discarded or contextlib.nullcontext():
-            await run_bounded(
-                specs,
-                lambda spec: play_until_clean(spec, make_user, make_target, settings),
-                concurrency=settings.concurrency,
-                on_done=store,
-            )
+            await run_bounded(specs, play, concurrency=settings.concurrency, on_done=store)
     finally:
         await _close(make_target)
 
@@ -314,6 +406,28 @@ def resimulation_seed(seed: int, attempt: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+async def preflight(spec: EpisodeSpec, make_target: TargetFactory, settings: RunSettings) -> None:
+    """Send the target one opening turn (the first scenario's) before any episode is played.
+
+    Raises:
+        RunAborted: the target failed it (the reason says how); nothing was played.
+    """
+    opening = spec.scenario.opening or spec.scenario.description
+    target: Target | None = None
+    try:
+        target = make_target(f"preflight-{spec.episode_id}")
+        await ask(target, [Message(role="user", content=opening)], settings)
+    except RunStopped:
+        raise
+    except Exception as exc:
+        raise RunAborted(
+            f"preflight: the target failed its first turn, so no episode was played: "
+            f"{redact(_describe(exc), settings.secrets)} (--no-preflight skips this check)"
+        ) from exc
+    finally:
+        await _close(target)
+
+
 async def _play_with_fresh_parties(
     spec: EpisodeSpec, make_user: UserFactory, make_target: TargetFactory, settings: RunSettings
 ) -> Episode:
@@ -323,13 +437,11 @@ async def _play_with_fresh_parties(
     except RunStopped:
         raise
     except Exception as exc:
-        return _record(
-            spec, settings, Outcome(status=Status.SIMULATOR_ERROR, reason=_describe(exc))
-        )
+        return _record(spec, settings, _failure(Status.SIMULATOR_ERROR, exc, settings))
     try:
         target = make_target(spec.episode_id)
     except Exception as exc:
-        return _record(spec, settings, Outcome(status=Status.TARGET_ERROR, reason=_describe(exc)))
+        return _record(spec, settings, _failure(Status.TARGET_ERROR, exc, settings))
     try:
         return await play_episode(spec, user, target, settings)
     finally:

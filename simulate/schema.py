@@ -21,9 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the run folder's contracts. 2: a typed manifest, `simulator_faults` on episodes,
-`must_match` checks, adjudicator labels and imported reference rows."""
+`must_match` checks, adjudicator labels and imported reference rows; 3: usage rows of role
+`agent` (the agent's own calls) with a cost per episode, each role's endpoint host in the
+manifest, and episodes' `error_traceback` (older shards read with it empty)."""
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
@@ -254,6 +256,14 @@ class Status(StrEnum):
 
 #: Outcomes that say nothing about the agent's quality and so are left out of its rates.
 NOT_AGENT_FAULT = frozenset({Status.TARGET_ERROR, Status.SIMULATOR_ERROR})
+#: The same statuses as text, sorted: what the goal rate's denominator leaves out.
+NOT_RATED: tuple[str, ...] = tuple(sorted(s.value for s in NOT_AGENT_FAULT))
+
+
+def is_rated(status: Status | str) -> bool:
+    """Whether an episode that ended so counts for or against the agent: the goal rate's
+    denominator is every episode not ended by a target or simulator error."""
+    return str(status) not in NOT_RATED
 
 
 class Outcome(Model):
@@ -284,12 +294,17 @@ class SimulatorFault(Model):
 class Usage(Model):
     """Tokens spent by one role on one model."""
 
-    role: Literal["user", "target", "judge", "generator"]
+    role: Literal["user", "target", "agent", "judge", "generator"]
+    """`target`: a model Simulate plays as the agent (`--target openai:`); `agent`: the agent's
+    own calls through the model proxy (`--agent-llm-proxy`). Both are the agent's share."""
     model: str
     calls: int = 0
+    """Completions, cached ones included."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
+    """USD, None when a model has no known price. In an episode's row: what its calls cost at
+    list price, cached or not (so a replay gives the same row); in a session's: what was spent."""
 
 
 class Episode(Model):
@@ -327,6 +342,10 @@ class Episode(Model):
     @classmethod
     def _no_faults_recorded(cls, value: Any) -> Any:
         return [] if value is None else value
+
+    error_traceback: str | None = None
+    """The traceback of the exception that ended the episode (an agent's crash), credentials
+    redacted; None when no exception did. The one-line reason is in `outcome.reason`."""
 
 
 # --- labels and rubrics -----------------------------------------------------------------------
@@ -562,6 +581,13 @@ class LLMRecord(Record):
     """The models a run used: endpoint host (never credentials), prompt hashes, totals."""
 
     endpoint: str | None = None
+    """The shared endpoint's host."""
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    """Each role's endpoint host (user, agent, judge, generator): never a key or a path."""
+    agent_proxy: str | None = None
+    """The agent's model proxy (`--agent-llm-proxy`): its local base URL, never its token."""
+    agent_calls_run_wide: int = 0
+    """Agent calls through the proxy that named no episode: in the totals, in no row."""
     cache: bool = True
     replay_only: bool = False
     prompt_hashes: dict[str, str] = Field(default_factory=dict)
@@ -588,6 +614,8 @@ class LabelingRecord(Record):
     failed: int = 0
     stopped_because: str | None = None
     model_usage: list[Usage] = Field(default_factory=list)
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    """The endpoint host of each role that called a model (the judge's)."""
 
 
 class SourceRecord(Record):

@@ -25,6 +25,7 @@ import functools
 import json
 import os
 import platform
+import re
 import secrets
 import time
 import warnings
@@ -42,7 +43,15 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from simulate.errors import OutputError, RunFolderError, RunLocked
-from simulate.schema import Episode, Label, LabelingRecord, LabelKey, Manifest, RunCounts
+from simulate.schema import (
+    NOT_RATED,
+    Episode,
+    Label,
+    LabelingRecord,
+    LabelKey,
+    Manifest,
+    RunCounts,
+)
 
 if TYPE_CHECKING:
     import datasets
@@ -124,6 +133,7 @@ def episode_features() -> datasets.Features:
             "simulator_faults": datasets.List(
                 {"kind": _str, "turn": datasets.Value("int32"), "evidence": _str}
             ),
+            "error_traceback": _str,
         }
     )
 
@@ -159,6 +169,76 @@ def arrow_schema(kind: ShardKind = EPISODES) -> pa.Schema:
     """The fixed Arrow schema of episode (or discarded) or label shards, with the features as
     metadata."""
     return (episode_features() if kind in (EPISODES, DISCARDED) else label_features()).arrow_schema
+
+
+def rated() -> pl.Expr:
+    """The goal rate's denominator as a polars filter: episodes not ended by a target or
+    simulator error (`schema.is_rated`), the only ones that count for or against the agent."""
+    import polars as pl
+
+    return ~pl.col("status").is_in(NOT_RATED)
+
+
+# --- redaction ----------------------------------------------------------------------------------
+
+_SECRET_NAME = (
+    r"(?:[a-z0-9]+[-_.])*(?:api[-_]?key|apikey|key|token|access[-_]?token|secret|"
+    r"client[-_]?secret|password|passwd|pwd|auth|sig|signature|credentials?)"
+)
+_SECRETS = [
+    re.compile(p)
+    for p in (
+        r"(?<=://)(?P<secret>[^/@\s]+)@",  # URL user:password
+        rf"(?i)[?&;]{_SECRET_NAME}=(?P<secret>[^&#\s'\"]+)",  # ?api_key=...
+        rf"(?i)(?<![\w-])--?{_SECRET_NAME}(?:=|\s+)(?:(?P<q>['\"])(?P<quoted>[^'\"]*)(?P=q)|"
+        r"(?!-)(?P<secret>[^\s'\"]+))",  # --api-key X, --token=X, --password 'X'
+        r"(?i)(?<!\S)[a-z0-9_]*(?:key|token|secret|password)=(?P<secret>[^\s'\"]+)",  # K=V
+        r"(?i)\b(?:bearer|basic|token)\s+(?P<secret>[A-Za-z0-9._~+/=-]{8,})",
+        r"\b(?P<secret>(?:sk|pk|rk|hf|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{8,})",  # key-shaped
+    )
+]
+REDACTED = "***"
+
+
+def _secret_span(match: re.Match[str]) -> tuple[int, int]:
+    group = "quoted" if match.groupdict().get("quoted") is not None else "secret"
+    return match.span(group)
+
+
+def find_secrets(text: str) -> tuple[str, ...]:
+    """The credential values `redact` would hide in ``text`` (a spec's), so they can be
+    hidden wherever else they turn up: an agent that echoes its `--api-key` in an error."""
+    found = []
+    for pattern in _SECRETS:
+        for match in pattern.finditer(text):
+            start, end = _secret_span(match)
+            found.append(text[start:end])
+            if pattern is _SECRETS[0]:
+                found += match["secret"].split(":")[1:]  # the password alone, too
+    return tuple(dict.fromkeys(s for s in found if len(s) >= 4))
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with credentials replaced by ***: URL user:password, secret-looking query
+    values (`?api_key=`, `&token=`), command-line flags (`--api-key X`, `--token=X`),
+    `NAME_KEY=value` settings, bearer tokens and key-shaped strings (`sk-...`), and every
+    value in ``secrets`` (header values read from the environment, `find_secrets` of specs).
+
+    The one redaction every spec, outcome reason, traceback and error message that Simulate
+    writes or prints goes through.
+    """
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+
+    def hide(match: re.Match[str]) -> str:
+        start, end = _secret_span(match)
+        whole = match.group(0)
+        return whole[: start - match.start()] + REDACTED + whole[end - match.start() :]
+
+    for pattern in _SECRETS:
+        text = pattern.sub(hide, text)
+    return text
 
 
 def now_iso() -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from agents import FunctionTarget, ScriptTarget
 
 from simulate.runner import RunSettings, play_episode
-from simulate.schema import Episode, Persona, Scenario
+from simulate.schema import Episode, Message, Persona, Scenario, SuccessChecks
+from simulate.users import EpisodeState
 from simulate.users.agenda import AgendaUser, add_typos
 from tests.conftest import make_spec
+from tests.toy_agents import FunctionTarget, ScriptTarget
 
 SETTINGS = RunSettings()
 
@@ -205,3 +208,91 @@ async def test_a_user_told_to_insist_insists_on_a_refusal(persona, scenario):
     episode = await play(persona, scenario, target)
     assert any("refund" in line.lower() for line in user_lines(episode)[1:-1])
     assert episode.outcome.status == "gave_up"
+
+
+# --- speaking as people do (issue 18, part 6) ----------------------------------------------
+
+LATTE = Scenario(
+    id="latte",
+    description=(
+        "I'd like to order a Latte that has three modifications: (a) iced (b) Oat milk and (c) "
+        "Chocolate Sauce (in whatever order seems right)."
+    ),
+    goal="The latte is ordered.",
+    known_info={"drink": "Latte", "milk": "Oat", "name": "Ana"},
+    success={"must_call_tools": ["finish_order"]},
+)
+
+
+async def replies(scenario: Scenario, *agent: str, seed: int = 0, persona=None) -> list[str]:
+    """The user's opening and its replies to ``agent``'s messages, one after another."""
+    persona = persona or Persona(id="p", name="Pat Doe")
+    spec = make_spec(persona, scenario, seed=seed)
+    user, state, said = AgendaUser(spec), EpisodeState(spec=spec), []
+    for text in ("", *agent):
+        if text:
+            state.messages.append(Message(role="assistant", content=text))
+        turn = await user.next_turn(state)
+        said.append(turn.content or "")
+        state.messages.append(Message(role="user", content=turn.content or ""))
+    return said
+
+
+async def test_a_description_is_asked_for_in_a_persons_words_not_recited():
+    openings = [(await replies(LATTE, seed=seed))[0] for seed in range(20)]
+    for opening in openings:
+        low = opening.lower()
+        assert "latte" in low and "oat" in low and "chocolate" in low, opening
+        assert not re.search(r"\(|modification|to order a latte that|whatever order", low), opening
+    assert len(set(openings)) >= 15  # not one sentence for everyone
+    assert any(o.endswith("?") for o in openings) and any("please" in o for o in openings)
+
+
+async def test_a_written_opening_is_said_as_written():
+    scenario = LATTE.model_copy(update={"opening": "Please move booking NW4K2P to 2026-03-14."})
+    for seed in range(10):
+        opening = (await replies(scenario, seed=seed))[0]
+        assert "move booking NW4K2P to 2026-03-14" in opening
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Is this order correct?",
+        "Please check the screen and confirm your order is correct.",
+        "Okay, does everything look okay here?",
+        "is this right",
+    ],
+)
+async def test_asked_whether_the_order_is_right_the_user_says_yes(question):
+    for seed in range(8):
+        reply = (await replies(LATTE, question, seed=seed))[1]
+        low = reply.lower()
+        assert re.match(r"(yes|yep|yeah|yup|that|it|looks|correct|perfect|everything|all)", low)
+        assert "latte" not in low and "sorry" not in low, reply  # no restating the order
+
+
+async def test_then_steps_are_said_in_order_before_the_confirmation():
+    scenario = LATTE.model_copy(
+        update={
+            "instructions": [
+                "Then: I want to ask what kind of syrup you have.",
+                "Then: I want to confirm it's correct.",
+            ]
+        }
+    )
+    said = await replies(
+        scenario, "Is this order correct?", "We have vanilla and hazelnut.", "Is it correct now?"
+    )
+    assert "what kind of syrup do you have" in said[1].lower()
+    assert "latte" not in said[2].lower()  # the agent answered it: no restating the order
+    assert re.match(r"(?i)(yes|yep|yeah|that|it|looks|correct|perfect|everything|all)", said[3])
+
+
+async def test_anything_else_once_all_is_said_is_no_and_a_later_question_is_answered():
+    said = await replies(LATTE, "Sure. And anything else?", "What name is it for?")
+    assert re.search(r"(?i)that's (all|it|everything)", said[1]) and "latte" not in said[1]
+    assert "Ana" in said[2]
+    must_hear = LATTE.model_copy(update={"success": SuccessChecks(must_mention=["ready"])})
+    asked = await replies(must_hear, "Sure. And anything else?")
+    assert "that's all" not in asked[1].lower()  # it has not heard what it waits for

@@ -17,11 +17,12 @@ from test_cli import simulate_cli as run_simulate
 
 from simulate.errors import ConfigError, RunFolderError, SimulateError
 from simulate.label.agreement import (
+    AgreementReport,
     agreement_report,
     corrected_pass_rate,
     rogan_gladen,
-    wilson,
 )
+from simulate.label.agreement import wilson as wilson_rate
 from simulate.schema import Label
 from simulate.store import ShardWriter, write_manifest
 
@@ -71,8 +72,18 @@ def make_run(folder: Path, labels: list[Label]) -> Path:
     return folder
 
 
-def section(report: dict, criterion: str = "goal") -> dict:
-    return next(s for s in report["criteria"] if s["criterion"] == criterion)
+def section(report: AgreementReport, criterion: str = "goal") -> dict:
+    dumped = report.model_dump(mode="json")
+    return next(s for s in dumped["criteria"] if s["criterion"] == criterion)
+
+
+def as_before(figure: dict) -> dict:
+    """A rate in the shape agreement gave before the one `Rate` type: value, interval, n (or
+    value, n and the reason when undefined)."""
+    keys = (
+        ("value", "low", "high", "n") if figure["value"] is not None else ("value", "n", "reason")
+    )
+    return {key: figure[key] for key in keys}
 
 
 def binary_labels(labeler: str, answers: list[bool], **kw) -> list[Label]:
@@ -239,6 +250,10 @@ def test_identical_answers_everywhere_give_no_figure_with_a_reason(tmp_path):
 # --- judges against people --------------------------------------------------------------------
 
 
+def wilson(successes: int, n: int) -> dict:
+    return as_before(wilson_rate(successes, n).model_dump())
+
+
 def test_wilson_intervals_are_statsmodels():
     figure = wilson(7, 10)
     low, high = proportion_confint(7, 10, method="wilson")
@@ -270,6 +285,7 @@ def planted_run(folder: Path) -> Path:
 def test_judge_against_people_with_a_planted_judge(tmp_path):
     report = section(agreement_report(planted_run(tmp_path / "run")))
     judge = next(r for r in report["vs_people"] if r["labeler"] == "judge:gpt")
+    judge.update({name: as_before(judge[name]) for name in ("accuracy", "tpr", "tnr", "pass_rate")})
     assert judge["people"] == ["human:ana", "human:bo"]
     assert judge["ties_left_out"] == 2
     assert judge["n"] == 38
@@ -300,7 +316,7 @@ def test_rules_are_measured_against_people_too(tmp_path):
 
 def test_bootstrap_interval_matches_resampling_the_labels():
     """The binomial draws are the same bootstrap as resampling yes/no labels with replacement."""
-    ours = corrected_pass_rate(48, 100, 16, 20, 16, 18, replicates=4000, seed=3)
+    ours = corrected_pass_rate(48, 100, 16, 20, 16, 18, replicates=4000, seed=3).model_dump()
     rng = np.random.default_rng(11)
     judge = np.array([1] * 48 + [0] * 52)
     positives = np.array([1] * 16 + [0] * 4)
@@ -313,11 +329,12 @@ def test_bootstrap_interval_matches_resampling_the_labels():
         estimates.append(rogan_gladen(p, sens, spec))
     low, high = np.percentile([e for e in estimates if e is not None], [2.5, 97.5])
     assert (ours["low"], ours["high"]) == pytest.approx((low, high), abs=0.02)
-    assert ours == corrected_pass_rate(48, 100, 16, 20, 16, 18, replicates=4000, seed=3)
+    again = corrected_pass_rate(48, 100, 16, 20, 16, 18, replicates=4000, seed=3).model_dump()
+    assert ours == again
 
 
 def test_corrected_rate_needs_both_passes_and_failures_from_people():
-    figure = corrected_pass_rate(5, 10, 4, 5, 0, 0)
+    figure = corrected_pass_rate(5, 10, 4, 5, 0, 0).model_dump()
     assert figure["value"] is None
     assert figure["reason"] == "not estimable: people gave no failures"
 
@@ -385,7 +402,8 @@ def test_cli_json_is_the_report_and_criterion_filters(tmp_path):
     run = make_run(tmp_path / "run", labels)
     result = simulate_cli("agreement", str(run), "--json", "--criterion", "goal")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == agreement_report(run, criterion="goal")
+    expected = agreement_report(run, criterion="goal").model_dump(mode="json")
+    assert json.loads(result.stdout) == expected
     assert [s["criterion"] for s in json.loads(result.stdout)["criteria"]] == ["goal"]
 
 

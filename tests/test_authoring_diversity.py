@@ -48,7 +48,7 @@ PLANTED = [
 
 
 def test_levels_per_axis_are_counted_and_unseen_built_in_levels_show_zero():
-    axes = persona_stats(PLANTED)["axes"]
+    axes = persona_stats(PLANTED).model_dump()["axes"]
     assert axes["patience"] == {"low": 2, "medium": 0, "high": 1}
     assert axes["tone"] == {"calm": 2, "friendly": 0, "frustrated": 0, "angry": 1, "anxious": 0}
     assert axes["language"] == {"en": 3} and axes["typo_rate"] == {"0.0": 3}
@@ -57,7 +57,7 @@ def test_levels_per_axis_are_counted_and_unseen_built_in_levels_show_zero():
 
 
 def test_pair_coverage_counts_pairs_of_levels_seen_over_varied_axes():
-    coverage = persona_stats(PLANTED)["pair_coverage"]
+    coverage = persona_stats(PLANTED).model_dump()["pair_coverage"]
     # patience {low, high} x tone {calm, angry} x device {mobile, desktop}: 3 axis pairs x 4.
     assert coverage["axes"] == ["patience", "tone", "device"]
     assert coverage["total"] == 12
@@ -79,14 +79,14 @@ def test_pair_coverage_counts_pairs_of_levels_seen_over_varied_axes():
 
 def test_a_constant_set_has_no_pairs_to_cover():
     same = [persona("a"), persona("b")]
-    assert pair_coverage([persona_levels(p) for p in same])["share"] is None
+    assert pair_coverage([persona_levels(p) for p in same]).share is None
 
 
 def test_distinct_n_is_unique_over_all_ngrams():
     assert distinct_n(["a b c", "a b d"], 1) == pytest.approx(4 / 6)
     assert distinct_n(["a b c", "A, b! d"], 2) == pytest.approx(3 / 4)
     assert distinct_n(["one"], 2) is None
-    texts = persona_stats(PLANTED)["descriptions"]
+    texts = persona_stats(PLANTED).model_dump()["descriptions"]
     assert texts["empty"] == 1
     assert texts["distinct_1"] == pytest.approx(4 / 6)
 
@@ -103,7 +103,7 @@ def test_near_duplicates_are_pairs_at_or_above_the_jaccard_threshold():
     assert found[0][2] == pytest.approx(17 / 19, abs=1e-4)
     assert found[1][2] == pytest.approx(0.8)
     assert near_duplicates(["t", "mid"], [TWENTY, middle_changed], threshold=0.7)
-    stats = description_stats(["t", "one", "e"], [TWENTY, one_word_changed, ""])
+    stats = description_stats(["t", "one", "e"], [TWENTY, one_word_changed, ""]).model_dump()
     assert stats["near_duplicates"]["pairs"] == 1 and stats["empty"] == 1
 
 
@@ -122,7 +122,7 @@ def test_the_shingle_index_finds_what_comparing_every_pair_finds():
 
 
 def test_sources_and_licences_are_counted():
-    stats = persona_stats(PLANTED)
+    stats = persona_stats(PLANTED).model_dump()
     assert stats["personas"] == 3
     assert stats["sources"] == {"hand": 2, "(none)": 1}
     assert stats["licenses"] == {"MIT": 2, "(none)": 1}
@@ -130,7 +130,7 @@ def test_sources_and_licences_are_counted():
 
 def test_generated_pairwise_personas_show_full_coverage(tmp_path):
     personas = generate_personas(trait_axes(["en_US", "de_DE"]), 30, seed=0)
-    stats = persona_stats(personas)
+    stats = persona_stats(personas).model_dump()
     assert stats["pair_coverage"]["share"] == 1.0
     assert stats["pair_coverage"]["axes"] == [
         "patience",
@@ -155,7 +155,7 @@ def test_cli_stats_json_end_to_end(tmp_path):
     done = simulate_cli("personas", "stats", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
     stats = json.loads(done.stdout)
-    assert stats == json.loads(json.dumps(persona_stats(PLANTED)))
+    assert stats == persona_stats(PLANTED).model_dump(mode="json")
 
 
 def test_cli_stats_of_a_missing_folder_is_a_one_line_error(tmp_path):

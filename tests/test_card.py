@@ -83,7 +83,7 @@ def test_card_metadata_has_configs_licence_tags_and_size(run: Path) -> None:
 
 def test_card_prose_has_counts_rates_labels_and_loading(run: Path) -> None:
     text = render_run_card(run, ALL, repo_id="acme/sim").card.text
-    summary = summarize_run(run)
+    summary = summarize_run(run).model_dump()
     rate = summary["successes"] / summary["rated"]
 
     assert f"**{rate:.1%}** ({summary['successes']} of {summary['rated']}" in text
@@ -189,3 +189,25 @@ def test_persona_sources_and_run_names_cannot_inject_markdown_or_front_matter(ru
     assert "\n# Pwned" not in text and "\n## injected" not in text
     assert "&lt;script&gt;" in text and "\\[x\\](javascript:y)" in text
     assert DatasetCard(text).data.license == "cc-by-4.0"
+
+
+def test_the_run_card_gives_both_intervals_and_says_which_question_each_answers(tmp_path):
+    from test_report_figures import make_episode, write_planted_run
+
+    from simulate.card import render_run_card
+    from simulate.report.figures import build_report
+
+    episodes = [
+        make_episode(p, s, t, status="goal_reached" if (t + len(p + s)) % 3 else "gave_up")
+        for p in ("ana", "bob", "cy")
+        for s in ("refund", "bags")
+        for t in range(3)
+    ]
+    run = write_planted_run(tmp_path / "run", episodes)
+    text = render_run_card(run, {"episodes": {"train": "episodes/*.parquet"}}).card.text
+    overall = build_report(run).overall
+    suite, population = overall.goal_rate_suite, overall.goal_rate_population
+    assert "The same personas and scenarios, played again" in text
+    assert f"{suite.low:.1%}–{suite.high:.1%}" in text
+    assert "Similar users and tasks" in text
+    assert f"{population.low:.1%}–{population.high:.1%}" in text

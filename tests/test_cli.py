@@ -283,8 +283,10 @@ def test_http_target_faults_are_recorded_and_the_run_finishes(tmp_path, mode, ex
     with AgentServer() as server:
         server.mode = mode
         server.delay_s = 2.0
-        result = shop_against(server.url, tmp_path / "run", *extra)
-    assert result.returncode == 0, result.stderr
+        result = shop_against(server.url, tmp_path / "run", *extra, "--no-preflight")
+    # Every episode recorded; nothing counted toward the goal rate, so the run exits 1 (#13).
+    assert result.returncode == 1, result.stderr
+    assert "no episode counts toward the goal rate" in result.stderr
     ds = simulate.load_run(tmp_path / "run")
     assert ds.num_rows == 6
     assert {o["status"] for o in ds["outcome"]} == {"target_error"}
@@ -302,7 +304,9 @@ def test_http_target_that_works_reaches_goals(tmp_path):
         return "What is your email address?"
 
     with AgentServer(agent) as server:
-        result = shop_against(server.url, tmp_path / "run", "--scenario", "status")
+        result = shop_against(
+            server.url, tmp_path / "run", "--scenario", "status", "--no-preflight"
+        )
         sessions = {r["session_id"] for r in server.requests}
     assert result.returncode == 0, result.stderr
     ds = simulate.load_run(tmp_path / "run")
@@ -314,7 +318,7 @@ def test_http_target_that_works_reaches_goals(tmp_path):
 def test_cmd_target_crash_is_recorded_with_its_exit_and_the_run_finishes(tmp_path):
     script = DATA / "jsonl_agent.py"
     result = shop_against(f"cmd:{sys.executable} {script} --crash-on-turn 2", tmp_path / "run")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # nothing counted toward the goal rate (#13)
     ds = simulate.load_run(tmp_path / "run")
     assert ds.num_rows == 6
     for episode in ds:

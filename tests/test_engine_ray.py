@@ -1,6 +1,8 @@
 """`--engine ray` on a local two-CPU Ray cluster (one for the module: Ray is slow to start on two
 cores), against the local OpenAI-compatible test server: the same rows as the local engine, a
-worker killed midway, the rate limit and the cost budget across workers, labels sharded too."""
+worker killed midway, a driver killed and resumed on the local engine, the rate limit and the
+cost budget across workers, labels sharded too, and the run options of the local engine
+(per-role endpoints, cassettes, preflight, early stop) on Ray or refused in one line."""
 
 from __future__ import annotations
 
@@ -364,3 +366,87 @@ def test_a_killed_driver_resumes_on_the_local_engine(ray_cluster, server, files)
     assert sorted(comparable(out, call_ids=False), key=key) == sorted(
         comparable(files / "fresh", call_ids=False), key=key
     )
+
+
+def test_per_role_endpoints_and_the_workers_calls_carried_in_a_cassette(
+    ray_cluster, server, files, monkeypatch
+):
+    """The user on one endpoint and the agent on another, played by workers: the manifest names
+    both hosts, and the calls the workers made are noted in the run folder, so a cassette of
+    them replays the run in a clean cache without a server."""
+    with FakeOpenAIServer(models=("sim-agent",)) as agents:
+        agents.reply_with(shop_world)
+        args = llm_args(server, files, "roles", "--trials", "2", "--no-preflight")
+        args += ["--agent-base-url", agents.base_url, "--engine", "ray", "--workers", "2"]
+        assert simulate_cli(*args) == 0
+        assert server.count > 0 and agents.count > 0
+        assert all("response_format" in r.body for r in server.requests)  # the user's only
+        manifest = RunFolder.open(files / "roles").manifest
+        assert manifest.llm.endpoints == {
+            "user": server.base_url.split("/")[2],
+            "agent": agents.base_url.split("/")[2],
+        }
+        cassette = files / "calls.sqlite"
+        assert simulate_cli("cassette", "export", str(files / "roles"), "-o", str(cassette)) == 0
+        monkeypatch.setenv("SIMULATE_CACHE_DIR", str(files / "clean-cache"))
+        assert simulate_cli("cassette", "import", str(cassette)) == 0
+        asked = server.count + agents.count
+        replay = llm_args(server, files, "replayed", "--trials", "2", "--replay-only")
+        assert simulate_cli(*replay, "--agent-base-url", agents.base_url) == 0
+        assert server.count + agents.count == asked
+    key = operator.itemgetter("episode_id")
+    assert sorted(comparable(files / "replayed", call_ids=False), key=key) == sorted(
+        comparable(files / "roles", call_ids=False), key=key
+    )
+
+
+SLOW_AGENT = "import time\n\ndef respond(messages):\n    time.sleep(0.2)\n    return 'Hello!'\n"
+
+
+def test_the_preflight_and_the_early_stop_on_ray(ray_cluster, tmp_path, capsys):
+    """`--max-reply-chars 3` reaches the workers (every reply is too long): the preflight turn
+    fails before any worker starts; without it, the first 5 stored episodes stop the cluster."""
+    agent = tmp_path / "agent.py"
+    agent.write_text(SLOW_AGENT)
+    out = tmp_path / "run"
+    args = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
+    args += [str(SHOP / "scenarios.yaml"), "--target", f"python:{agent}:respond", "--trials"]
+    args += ["20", "--concurrency", "1", "--max-reply-chars", "3", "--out", str(out), "-q"]
+    args += ["--engine", "ray", "--workers", "2"]
+    assert simulate_cli(*args) == 1
+    assert capsys.readouterr().err.startswith("error: preflight: the target failed")
+    assert not (out / "episodes").exists()
+    assert simulate_cli(*args, "--no-preflight") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the first 5 episodes all ended in errors, so the run stopped")
+    manifest = RunFolder.open(out).manifest
+    assert manifest.status == "stopped" and "the first 5 episodes" in manifest.stopped_because
+    ids = stored_ids(out)
+    assert 5 <= len(ids) < 60 and len(set(ids)) == len(ids)  # of 120: the shards were cancelled
+    assert set(manifest.counts.by_status) == {"target_error"}
+
+
+def test_the_agent_model_proxy_is_refused_on_ray(tmp_path, capsys):
+    args = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
+    args += [str(SHOP / "scenarios.yaml"), "--target", AGENT, "--out", str(tmp_path / "r")]
+    assert simulate_cli(*args, "--engine", "ray", "--agent-llm-proxy") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --agent-llm-proxy goes with --engine local")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+async def test_an_agent_given_as_an_object_is_refused_on_ray(tmp_path):
+    from simulate.errors import ConfigError
+    from simulate.simulation import RunConfig, run
+    from simulate.targets import target_from_object
+
+    config = RunConfig(
+        personas=[str(SHOP / "personas.yaml")],
+        scenarios=[str(SHOP / "scenarios.yaml")],
+        target="python:respond",
+        out=str(tmp_path / "r"),
+        engine="ray",
+    )
+    with pytest.raises(ConfigError, match="plays on the local engine only"):
+        await run(config, make_target=target_from_object(lambda messages: "Hello!"))
+    assert not (tmp_path / "r").exists()

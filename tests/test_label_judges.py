@@ -153,8 +153,8 @@ async def test_each_criterion_judges_its_units_and_the_judge_sees_only_the_conve
     assert session["judge"] == "llm:gpt-4o-mini" and session["rubrics"] == ["test@1"]
     assert set(session["prompt_hashes"]) == {"judge_system.md.j2", "judge_unit.md.j2"}
     assert session["model_usage"][0]["calls"] == TOTAL
-    rows = {row["criterion"]: row for row in result.summary}
-    assert rows["polite"]["pass_rate"] == 0.0 and rows["grounded"]["units"] == 4
+    rows = {row.criterion: row for row in result.summary}
+    assert rows["polite"].pass_rate == 0.0 and rows["grounded"].units == 4
 
 
 async def test_a_malformed_reply_is_repaired_and_a_near_miss_is_mapped(run, server):
@@ -358,3 +358,19 @@ def test_label_exits_1_when_the_judge_answered_no_unit(run, server):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 1, stderr
     assert "the judge answered none of the" in stderr
+
+
+async def test_the_judge_has_its_own_endpoint_and_its_calls_go_on_the_run_s_cassette(
+    run, server, tmp_path
+):
+    from simulate.llm.cassette import call_keys, export_calls
+
+    judged = config(run, server, criteria=["resolved"], judge_base_url=server.base_url)
+    result = await label_run(judged.model_copy(update={"base_url": "http://127.0.0.1:9/v1"}))
+
+    assert result.written > 0 and server.count > 0  # nothing went to the shared (dead) endpoint
+    session = read_manifest(run)["labeling"][-1]
+    assert session["endpoints"] == {"judge": server.base_url.split("/")[2]}
+    assert len(call_keys(run)) == server.count
+    exported = export_calls(run, tmp_path / "judge.sqlite", tmp_path / "cache")
+    assert (exported.calls, exported.missing) == (server.count, 0)

@@ -149,7 +149,7 @@ async def test_a_rerun_skips_everything_and_another_folder_gets_identical_labels
 async def test_criterion_filter_labels_only_those_rules(run_copy):
     result = await label_run(LabelConfig(run_dir=str(run_copy), criteria=["goal_reached"]))
     assert {x.criterion for x in read_labels(run_copy)} == {"goal_reached"}
-    assert [row["criterion"] for row in result.summary] == ["goal_reached"]
+    assert [row.criterion for row in result.summary] == ["goal_reached"]
 
 
 def test_episodes_that_crashed_get_no_episode_level_rule_labels(demo_run):

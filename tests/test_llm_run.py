@@ -100,6 +100,7 @@ def llm_run(server, files: Path, out: str, *extra: str, key: str = KEY):
         str(files / "llm.yaml"),
         "--base-url",
         server.base_url,
+        "--no-preflight",  # these tests count the model requests of the episodes alone
         "--out",
         str(files / out),
         "--name",
@@ -196,7 +197,9 @@ def test_server_errors_past_the_retries_are_recorded_and_the_run_goes_on(server,
 
     server.reply_with(agent_down)
     result = llm_run(server, files, "run", "--no-cache", "--trials", "2")
-    assert result.returncode == 0, result.stderr
+    # Every episode recorded; nothing counted toward the goal rate, so the run exits 1 (#13).
+    assert result.returncode == 1, result.stderr
+    assert "no episode counts toward the goal rate" in result.stderr
     ds = simulate.load_run(files / "run")
     assert ds.num_rows == 2
     for row in ds:
@@ -231,7 +234,7 @@ def test_a_structured_reply_that_never_fits_is_a_simulator_error(server, files):
 
     server.reply_with(broken_user)
     result = llm_run(server, files, "run", "--no-cache")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # nothing was measured (#13)
     outcome = simulate.load_run(files / "run")[0]["outcome"]
     assert outcome["status"] == "simulator_error"
     assert "UserMove" in outcome["reason"]

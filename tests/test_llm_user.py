@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from agents import ScriptTarget
 
 from simulate.errors import ConfigError
 from simulate.llm.fake import FunctionLLM, ScriptedLLM
@@ -12,6 +11,7 @@ from simulate.runner import RunSettings, play_episode
 from simulate.users import EpisodeState
 from simulate.users.llm import LLMUser, UserMove, default_prompt, read_prompt, render_prompt
 from tests.conftest import make_spec
+from tests.toy_agents import ScriptTarget
 
 
 def move(message: str, status: str = "continue") -> dict:

@@ -112,3 +112,31 @@ def test_tools_file_errors_name_the_file_and_the_tool(tmp_path):
         load_tools(str(path))
     with pytest.raises(ConfigError, match="handler 'shell:ls' must look like python:"):
         load_handlers([ToolSpec(name="t", handler="shell:ls")])
+
+
+BOMB = "\n".join(
+    [
+        'a: &a ["x","x","x","x","x","x","x","x","x","x"]',
+        *(
+            f"{name}: &{name} [" + ",".join([f"*{prev}"] * 10) + "]"
+            for prev, name in zip("abcdef", "bcdefg", strict=True)
+        ),
+        "tools: *g",
+    ]
+)
+
+
+def test_an_alias_bomb_in_a_tools_file_is_one_error_not_gigabytes(tmp_path):
+    bomb = tmp_path / "tools.yaml"
+    bomb.write_text(BOMB)
+    with pytest.raises(ConfigError, match=r"tools.yaml:\d+: YAML error: this document expands"):
+        load_tools(str(bomb))
+
+
+def test_an_alias_bomb_in_an_llm_config_file_is_one_error(tmp_path):
+    from simulate.llm.settings import LLMSettings
+
+    bomb = tmp_path / "llm.yaml"
+    bomb.write_text(BOMB.replace("tools:", "prices:"))
+    with pytest.raises(ConfigError, match=r"llm.yaml:\d+: YAML error: this document expands"):
+        LLMSettings.resolve(str(bomb))

@@ -7,7 +7,6 @@ import asyncio
 from importlib import resources
 
 import pytest
-from agents import FunctionTarget
 from click.testing import CliRunner
 
 from simulate.authoring.packs import add_packs, pack_names
@@ -18,6 +17,7 @@ from simulate.runner import RunSettings, play_episode
 from simulate.schema import Message, Scenario
 from simulate.simulation import RunConfig, prepare
 from simulate.users.agenda import AgendaUser
+from tests.toy_agents import FunctionTarget
 
 DEMO = resources.files("simulate.demo")
 

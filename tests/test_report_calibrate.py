@@ -78,7 +78,7 @@ def test_repeats_play_with_consecutive_seeds(calibrated: Path) -> None:
 
 def test_calibration_figures(calibrated: Path) -> None:
     figures = json.loads((calibrated / CALIBRATION).read_text())
-    summaries = [summarize_run(repeat_folder(calibrated, i)) for i in (1, 2, 3)]
+    summaries = [summarize_run(repeat_folder(calibrated, i)).model_dump() for i in (1, 2, 3)]
     rates = [s["goal_rate"] for s in summaries]
     assert [r["goal_rate"] for r in figures["repeats"]] == pytest.approx(rates)
     assert [r["seed"] for r in figures["repeats"]] == [5, 6, 7]
@@ -213,3 +213,30 @@ def test_paired_drop_has_its_power_by_simulation() -> None:
         > drop
         > minimum_detectable_drop_paired(0.8, n, 0.0)
     )
+
+
+def test_noise_figures_carry_intervals_and_slices_their_detectable_drop(calibrated: Path) -> None:
+    from scipy.stats import chi2
+
+    from simulate.report.calibrate import paired_power
+
+    figures = json.loads((calibrated / CALIBRATION).read_text())
+    sd, repeats = figures["sd"], len(figures["repeats"])
+    low, high = figures["sd_interval"]
+    assert low == pytest.approx(sd * math.sqrt((repeats - 1) / chi2.ppf(0.975, repeats - 1)))
+    assert high == pytest.approx(sd * math.sqrt((repeats - 1) / chi2.ppf(0.025, repeats - 1)))
+    assert low <= sd <= high
+    slices = figures["slices"]
+    names = {s["name"] for s in slices}
+    assert "scenario:baggage_allowance" in names and "persona:maya_patel" in names
+    level = 0.05 / len(slices)  # Bonferroni over the slices
+    for row in slices:
+        size = max(1, round(row["n"]))
+        expected = minimum_detectable_drop_paired(row["rate"], size, figures["discordance"], level)
+        assert row["minimum_detectable_drop"] == (
+            None if expected is None else pytest.approx(expected)
+        )
+        power = paired_power(size, figures["discordance"], level)(row["rate"] / 2)
+        assert row["power_if_halved"] == pytest.approx(power)
+    powers = [s["power_if_halved"] for s in slices]
+    assert powers == sorted(powers)

@@ -12,7 +12,14 @@ from test_cli import simulate_cli
 
 from simulate.cli import cli
 from simulate.errors import RunFolderError
-from simulate.report.figures import build_report, locate_failure, pass_hat_k_by_k, pass_k_highlights
+from simulate.report.figures import (
+    RunReport,
+    build_report,
+    locate_failure,
+    pass_hat_k_by_k,
+    pass_k_highlights,
+)
+from simulate.report.summary import summarize_run
 from simulate.schema import Episode, Label, Message, Outcome, Persona, Scenario, Usage
 from simulate.stats import bootstrap_mean_interval, pass_hat_k, pass_hat_k_curve, wilson_interval
 from simulate.store import LABELS, ShardWriter, write_manifest
@@ -109,7 +116,13 @@ def label(
 
 
 def slice_of(report: dict, dimension: str, value: str) -> dict:
-    return next(s for s in report["slices"] if (s["dimension"], s["value"]) == (dimension, value))
+    """The slice named so, or the one it was merged into (the same episodes)."""
+    return next(
+        s
+        for s in report["slices"]
+        if (s["dimension"], s["value"]) == (dimension, value)
+        or f"{dimension} {value}" in s["same_as"]
+    )
 
 
 @pytest.fixture
@@ -140,7 +153,7 @@ def planted(tmp_path: Path) -> Path:
 
 
 def test_goal_rate_leaves_out_errors_and_carries_wilson_interval_and_n(planted):
-    report = build_report(planted)
+    report = build_report(planted).model_dump(mode="json")
     rate = report["overall"]["goal_rate"]
     # 3 + 1 + 7 successes over 17 episodes, of which 2 ended in errors that are not the agent's
     assert (rate["successes"], rate["n"]) == (11, 15)
@@ -160,7 +173,7 @@ def test_goal_rate_leaves_out_errors_and_carries_wilson_interval_and_n(planted):
 
 
 def test_pass_hat_k_over_persona_scenario_cells(planted):
-    refund = slice_of(build_report(planted), "scenario", "refund")
+    refund = slice_of(build_report(planted).model_dump(mode="json"), "scenario", "refund")
     curve = refund["pass_hat_k"]["values"]
     # cells (4 trials, 3 passed) and (4, 1): pass^2 = (C(3,2)/C(4,2) + 0) / 2 = 0.25
     assert curve == pytest.approx({"1": 0.5, "2": 0.25, "3": 0.125, "4": 0.0})
@@ -176,14 +189,14 @@ def test_worst_slice_first_by_interval_upper_bound(tmp_path):
         for t in range(100)
     ]
     episodes += [make_episode("good", "s", t) for t in range(20)]
-    report = build_report(write_planted_run(tmp_path / "run", episodes))
+    report = build_report(write_planted_run(tmp_path / "run", episodes)).model_dump(mode="json")
     personas = [s["value"] for s in report["slices"] if s["dimension"] == "persona"]
     assert personas == ["many", "lone", "good"]
     assert report["slices"][0]["value"] == "many"
 
 
 def test_tag_slices_use_the_stored_persona_and_scenario_tags(planted):
-    report = build_report(planted)
+    report = build_report(planted).model_dump(mode="json")
     adversarial = slice_of(report, "persona tag", "adversarial")
     money = slice_of(report, "scenario tag", "money")
     assert adversarial["episodes"] == 4
@@ -209,7 +222,7 @@ def test_means_have_bootstrap_intervals_and_tokens_and_cost_are_summed(tmp_path)
         make_episode("ana", "s", i, messages=m, usage=usage, latency_ms=10.0 * (i + 1))
         for i, m in enumerate(turns)
     ]
-    overall = build_report(write_planted_run(tmp_path / "run", episodes))["overall"]
+    overall = build_report(write_planted_run(tmp_path / "run", episodes)).model_dump()["overall"]
     assert overall["turns"]["value"] == pytest.approx(2.5)
     assert (overall["turns"]["low"], overall["turns"]["high"]) == pytest.approx(
         bootstrap_mean_interval([1, 2, 3, 4], resamples=1000)
@@ -226,7 +239,7 @@ def test_label_criteria_pass_rates_by_labeler_kind_latest_label_per_unit(tmp_pat
     labels = [label(ids[0], "polite", False, at="1"), label(ids[0], "polite", True, at="2")]
     labels += [label(ids[1], "polite", True), label(ids[2], "polite", False)]
     labels += [label(i, "polite", True, kind="human") for i in ids]
-    report = build_report(write_planted_run(tmp_path / "run", episodes, labels))
+    report = build_report(write_planted_run(tmp_path / "run", episodes, labels)).model_dump()
     rows = {(r["criterion"], r["labeler_kind"]): r["pass_rate"] for r in report["labels"]}
     judge = rows[("polite", "judge")]
     assert (judge["successes"], judge["n"]) == (2, 3)  # the relabeled unit counts once, as a pass
@@ -266,7 +279,7 @@ def test_failure_examples_point_at_the_turn_where_it_went_wrong(tmp_path):
         failed_checks=["must_mention: 'refund'"],
         messages=[("user", "refund?"), ("assistant", "No."), ("user", "ok bye")],
     )
-    report = build_report(write_planted_run(tmp_path / "run", [leak, gave_up, unmet]))
+    report = build_report(write_planted_run(tmp_path / "run", [leak, gave_up, unmet])).model_dump()
     kinds = {k["kind"]: k for k in report["failure_kinds"]}
     assert set(kinds) == {"must_not_mention: 'SECRET-42'", "gave_up", "must_mention: 'refund'"}
     leak_example = kinds["must_not_mention: 'SECRET-42'"]["examples"][0]
@@ -307,7 +320,7 @@ def test_cli_json_end_to_end_matches_the_library_and_writes_html(planted):
     result = simulate_cli("report", str(planted), "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    expected = json.loads(json.dumps(build_report(planted)))
+    expected = build_report(planted).model_dump(mode="json")
     assert figures["overall"]["goal_rate"] == expected["overall"]["goal_rate"]
     assert [(s["dimension"], s["value"]) for s in figures["slices"]] == [
         (s["dimension"], s["value"]) for s in expected["slices"]
@@ -342,7 +355,7 @@ def test_a_run_where_every_episode_errored_reports_no_goal_rate(tmp_path):
         for t in range(3)
     ]
     run = write_planted_run(tmp_path / "run", episodes)
-    report = build_report(run)
+    report = build_report(run).model_dump()
     assert report["overall"]["goal_rate"]["value"] is None
     assert report["overall"]["goal_rate"]["n"] == 0
     result = CliRunner().invoke(cli, ["report", str(run)])
@@ -365,9 +378,40 @@ def test_a_killed_run_reports_what_was_planned(tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     manifest.update(status="running", plan={"episodes": 10, "fingerprint": "f"})
     (run / "manifest.json").write_text(json.dumps(manifest))
-    report = build_report(run)
+    report = build_report(run).model_dump()
     assert report["run"]["planned"] == 10 and report["run"]["episodes"] == 3
     assert report["run"]["status"] == "running"
     result = CliRunner().invoke(cli, ["report", str(run), "--no-html"])
     assert result.exit_code == 0, result.output
     assert "incomplete run: 3 of 10 planned episodes" in result.output
+
+
+def test_run_summary_and_report_count_failures_and_rates_the_same_way(planted):
+    # One failure-kinds table and one goal-rate denominator, after `simulate run` and in
+    # `simulate report`.
+    summary = summarize_run(planted)
+    report = build_report(planted)
+    assert [(k.kind, k.n) for k in summary.failure_kinds] == [
+        (k.kind, k.n) for k in report.failure_kinds
+    ]
+    assert (summary.successes, summary.rated) == (11, 15)
+    assert summary.rate == report.overall.goal_rate
+    assert summary.goal_rate == report.overall.goal_rate.value
+
+
+def test_report_json_is_strict_json_with_both_intervals_labelled(planted):
+    def refuse(constant: str) -> object:
+        raise ValueError(f"not JSON: {constant}")
+
+    result = CliRunner().invoke(cli, ["report", str(planted), "--json", "--no-html"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output, parse_constant=refuse)
+    assert RunReport.model_validate_json(result.output) == build_report(planted)  # reads back
+    overall = figures["overall"]
+    assert overall["goal_rate_suite"]["method"].startswith("suite:")
+    assert overall["goal_rate_population"]["method"].startswith("population:")
+    assert "same personas and scenarios" in figures["notes"]["suite"]
+    assert "similar users and tasks" in figures["notes"]["population"]
+    # ana × bags has 7 rated trials, bob × refund and ana × refund 4: pass^k stops at 4, and
+    # says which cells stop it
+    assert "k stops at 4" in overall["pass_hat_k"]["stops_because"]

@@ -46,7 +46,7 @@ def health(tmp_path):
         make_episode("normal", "s", 0, messages=normal),
         make_episode("normal", "s", 1, messages=normal, status="simulator_error"),
     ]
-    return simulator_health(write_planted_run(tmp_path / "run", episodes))
+    return simulator_health(write_planted_run(tmp_path / "run", episodes)).model_dump()
 
 
 def test_a_repeating_user_is_flagged(health):
@@ -119,7 +119,7 @@ def test_example_messages_are_excerpts(tmp_path):
         make_episode("ana", "s", t, messages=[("user", long), ("assistant", "?"), ("user", long)])
         for t in range(2)
     ]
-    health = simulator_health(write_planted_run(tmp_path / "run", episodes))
+    health = simulator_health(write_planted_run(tmp_path / "run", episodes)).model_dump()
     (example, *_) = health["examples"]["repeated"]
     assert len(example["content"]) == 160 and example["content"].endswith("…")
     assert long.startswith(example["content"][:-1])

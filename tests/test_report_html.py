@@ -84,9 +84,9 @@ def test_rate_chart_whiskers_are_the_interval_and_show_n(tmp_path):
         make_episode("ana", "s", t, status="goal_reached" if t else "gave_up") for t in range(4)
     ]
     report = build_report(write_planted_run(tmp_path / "run", episodes))
-    chart = rate_chart([s for s in report["slices"] if s["dimension"] == "persona"])
+    chart = rate_chart([s for s in report.slices if s.dimension == "persona"])
     (bar,) = chart["bars"]
-    rate = report["slices"][0]["goal_rate"]
+    rate = report.slices[0].goal_rate.model_dump()
     assert bar["low"] == pytest.approx(chart["x0"] + rate["low"] * chart["plot_w"])
     assert bar["high"] == pytest.approx(chart["x0"] + rate["high"] * chart["plot_w"])
     assert bar["width"] == pytest.approx(0.75 * chart["plot_w"])
@@ -161,7 +161,7 @@ def test_an_incomplete_run_is_flagged_on_the_page(tmp_path):
     run = write_planted_run(tmp_path / "run", [make_episode("ana", "s", t) for t in range(3)])
     report = build_report(run)
     assert 'id="incomplete"' not in render_report(report)
-    report["run"].update(planned=10, status="running")
+    report.run.planned, report.run.status = 10, "running"
     html = render_report(report)
     assert 'id="incomplete"' in html
     assert "Incomplete run: 3 of 10 planned episodes are stored (run status running)" in html
@@ -173,7 +173,7 @@ def test_a_slice_with_nothing_rated_draws_no_whisker(tmp_path):
     episodes = [make_episode("bob", "s", t, status="target_error") for t in range(3)]
     episodes += [make_episode("ana", "s", t) for t in range(3)]
     report = build_report(write_planted_run(tmp_path / "run", episodes))
-    chart = rate_chart([s for s in report["slices"] if s["dimension"] == "persona"])
+    chart = rate_chart([s for s in report.slices if s.dimension == "persona"])
     bars = {bar["label"]: bar for bar in chart["bars"]}
     assert bars["bob"]["low"] is None and bars["bob"]["high"] is None
     assert bars["bob"]["text"] == "n/a · n=0" and "interval" not in bars["bob"]["title"]
@@ -207,7 +207,7 @@ def test_long_labels_and_unbroken_words_stay_on_the_page(tmp_path):
         for t in range(2)
     ]
     report = build_report(write_planted_run(tmp_path / "run", episodes))
-    chart = rate_chart([s for s in report["slices"] if s["dimension"] == "persona"])
+    chart = rate_chart([s for s in report.slices if s.dimension == "persona"])
     labels = {bar["label"] for bar in chart["bars"]}
     assert "language-switching.german_speaker" in labels  # whole: the column grew for it
     assert any(label.startswith("xxx") and label.endswith("…") for label in labels)

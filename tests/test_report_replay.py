@@ -93,7 +93,8 @@ def test_the_replay_report_compares_turns_and_facts_disclosed(reference, agenda_
     assert replay.same_facts.value == pytest.approx(same) and replay.same_facts.n == len(said)
     assert replay.fact_recall.value == pytest.approx(recall)
     assert replay.fact_recall.low <= recall <= replay.fact_recall.high
-    assert report.discriminator.auc.value > 0.8  # today's offline user is easy to tell apart
+    # issue 18 part 6 made the offline user hard to tell from people (before: AUC above 0.8)
+    assert report.discriminator.auc.value < 0.8
     assert report.simulated.user_messages == replay.produced
     assert len(replay.examples) == 8
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from agents import FunctionTarget, RaisingTarget, ScriptTarget, SlowTarget
-
 from simulate.plan import build_plan
 from simulate.runner import RunSettings, play_episode, run_episodes
 from simulate.schema import Persona, Scenario
@@ -13,6 +11,7 @@ from simulate.store import ShardWriter, iter_episodes
 from simulate.targets import Reply
 from simulate.users.agenda import AgendaUser
 from tests.conftest import make_spec
+from tests.toy_agents import FunctionTarget, RaisingTarget, ScriptTarget, SlowTarget
 
 
 async def test_target_exception_is_a_target_error_with_the_reason(persona, scenario):

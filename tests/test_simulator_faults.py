@@ -13,7 +13,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from agents import ScriptTarget
 from click.testing import CliRunner
 from fakes.openai_server import FakeOpenAIServer
 
@@ -31,6 +30,7 @@ from simulate.users import UserTurn
 from simulate.users.faults import detect_faults
 from simulate.users.llm import LLMUser, default_prompt
 from tests.conftest import make_spec
+from tests.toy_agents import ScriptTarget
 
 DEMO = resources.files("simulate.demo")
 
@@ -194,7 +194,7 @@ def test_the_demos_episodes_have_no_simulator_faults(demo_run):
     assert len(episodes) == 108  # 12 personas x 9 scenarios
     faulted = [(e.episode_id, e.simulator_faults) for e in episodes if e.simulator_faults]
     assert faulted == []  # false-fault rate on the demo: 0 of 108 (benchmarks/README.md)
-    report = build_report(demo_run)
+    report = build_report(demo_run).model_dump()
     assert report["simulator_faults"]["checked"] == 108
     assert report["simulator_faults"]["episodes"] == 0
     overall = report["overall"]
@@ -211,14 +211,15 @@ def test_the_report_gives_the_goal_rate_without_faulted_episodes(demo_run, tmp_p
     for row in failed:
         row["simulator_faults"] = [{"kind": "broke_role", "turn": 0, "evidence": "said 'x'"}]
     pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(shard)), shard)
-    report = build_report(run)
+    model = build_report(run)
+    report = model.model_dump()
     overall, faults = report["overall"], report["simulator_faults"]
     rated, successes = overall["goal_rate"]["n"], overall["goal_rate"]["successes"]
     assert overall["goal_rate_without_faults"]["n"] == rated - 3
     assert overall["goal_rate_without_faults"]["successes"] == successes
     assert faults["episodes"] == 3 and faults["kinds"][0]["kind"] == "broke_role"
     assert faults["kinds"][0]["examples"][0]["evidence"] == "said 'x'"
-    html = write_report_html(report, run / "report.html").read_text()
+    html = write_report_html(model, run / "report.html").read_text()
     assert 'id="goal-without-faults"' in html and 'id="faults"' in html
     assert "broke_role" in html and "3 faulted" in html
     result = CliRunner().invoke(cli, ["report", str(run), "--no-html"], terminal_width=200)
@@ -234,7 +235,7 @@ def test_a_run_folder_written_before_faults_were_recorded_stays_readable(demo_ru
     assert "simulator_faults" not in pq.read_table(shard_paths(old)[0]).column_names
     assert all(e.simulator_faults == [] for e in iter_episodes(old))
     assert load_run(old).num_rows == 108
-    report = build_report(old)
+    report = build_report(old).model_dump()
     assert report["simulator_faults"]["checked"] == 0
     result = CliRunner().invoke(cli, ["report", str(old), "--no-html"], terminal_width=200)
     assert result.exit_code == 0, result.output

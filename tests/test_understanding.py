@@ -17,7 +17,7 @@ import pytest
 from simulate.schema import Fact, Message, Persona, Scenario
 from simulate.users import EpisodeState
 from simulate.users.agenda import AgendaUser
-from simulate.users.understanding import FactIndex, kind_of, value_type
+from simulate.users.understanding import FactIndex, asks_to_check, kind_of, value_type
 from tests.conftest import make_spec
 
 BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "paraphrase.py"
@@ -175,3 +175,28 @@ def test_a_fact_of_no_kind_is_heard_by_its_own_words():
     facts = index(favourite_colour="teal", home_club="Riverside")
     assert facts.asked("What's your favourite colour?")[0].field == "favourite_colour"
     assert facts.asked("Which club do you train at?")[0].field == "home_club"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Is this order correct?", True),
+        ("okay is this correct", True),
+        ("Please check if the order is correct on the display.", True),
+        ("Have a look at your order, please", True),
+        ("Does everything look okay here?", True),
+        ("Can you confirm the order is correct before I send it?", True),
+        ("Is this the order you want to place?", True),
+        ("Ok. Latte with vanilla syrup. Correct?", True),
+        ("Good morning! What can I get for you today?", False),
+        ("I'll check that for you right away.", False),
+        ("Would you like anything else?", False),
+        ("Your refund has been issued.", False),
+        ("Shall I go ahead?", False),
+        ("Right now we have no mochas.", False),
+    ],
+)
+def test_a_question_asking_whether_something_is_right_is_heard_with_or_without_a_mark(
+    sentence, expected
+):
+    assert asks_to_check(sentence) is expected

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from itertools import product
 
 import pytest
-from agents import FunctionTarget
 
 from simulate.runner import RunSettings, play_episode
 from simulate.schema import Persona, Scenario
 from simulate.users import EpisodeState
 from simulate.users.agenda import AgendaUser, domains, phrases
+from simulate.users.requests import read_want
 from simulate.users.wording import (
     article,
     bare,
@@ -28,6 +28,7 @@ from simulate.users.wording import (
     usable,
 )
 from tests.conftest import make_spec
+from tests.toy_agents import FunctionTarget
 
 #: Fact names as scenario writers write them: keys, articles, possessives, plurals, initials.
 NAMES = [
@@ -58,6 +59,17 @@ REQUESTS = [
     "I'd like to cancel my booking, please.",
     "my kettle leaks and I want a refund",
     "Good morning! Can you check my bill?",
+]
+#: What scenario descriptions say users want, read into the {want...} placeholders.
+WANTS = [
+    "I'd like to order a Latte that has three modifications: (a) iced (b) Oat milk.",
+    "I want to cancel my booking.",
+    "I want to know what kinds of milk you have.",
+    "I want to ask about the ingredients of a(n) Americano.",
+    "I'd like the details of my booking.",
+    "Move my flight to another day.",
+    "I need to find out whether my parcel was sent.",
+    "I want to ask about the baggage allowance.",
 ]
 BUSINESSES = [None, "the airline", "the shop", "the bank", "the hotel", "the insurer"]
 VALUES = ["NW8BKW", "2026-03-14", "ana@example.com"]
@@ -99,11 +111,28 @@ def every_value_set() -> Iterator[dict[str, str]]:
     for i, (name, shop) in enumerate(product(NAMES, BUSINESSES)):
         request, value = REQUESTS[i % len(REQUESTS)], VALUES[i % len(VALUES)]
         values = {**request_forms(request), "value": value, "pushback": request}
+        values |= want_values(i)
         for key in ("fact", "item", "thing"):
             values |= noun_forms(key, name)
         if shop:
             values["business"] = shop
         yield values
+
+
+def want_values(i: int) -> dict[str, str]:
+    """Every {want...} placeholder, from the descriptions of WANTS read in turn from ``i``."""
+    found: dict[str, str] = {}
+    for description in WANTS[i % len(WANTS) :] + WANTS:
+        want = read_want(description)
+        for key, value in (
+            ("want", want.verb_phrase),
+            ("want_thing", want.thing),
+            ("want_clause", want.clause),
+            ("want_topic", want.topic),
+        ):
+            if value:
+                found.setdefault(key, value)
+    return found
 
 
 def problems(text: str) -> list[str]:

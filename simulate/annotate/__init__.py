@@ -6,5 +6,5 @@
     server.py       the Starlette app: queue, episode and agreement pages; answer and undo
     templates/      Jinja2 pages (autoescaped)      static/   the app's own JS and CSS
 
-Starlette and uvicorn come with the `annotate` extra: `pip install 'simulate[annotate]'`.
+Starlette and uvicorn are core dependencies (the agent's model proxy serves with them too).
 """

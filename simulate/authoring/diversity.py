@@ -2,7 +2,7 @@
 occur together in some persona, distinct-n of the descriptions, and near-duplicate descriptions.
 
     stats = persona_stats(load_personas("personas/"))
-    stats["pair_coverage"]["share"], stats["descriptions"]["near_duplicates"]["pairs"]
+    stats.pair_coverage.share, stats.descriptions.near_duplicates.pairs
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from itertools import combinations
 from typing import Any, get_args
 
-from simulate.schema import Persona, Traits
+from simulate.schema import Model, Persona, Traits
 
 #: Built-in axes, in the order they are reported; custom axes follow in order of appearance.
 BUILTIN_AXES = ("patience", "expertise", "tone", "verbosity", "politeness", "typo_rate", "language")
@@ -26,6 +26,46 @@ MAX_LISTED = 20
 _WORD = re.compile(r"\w+")
 
 
+class PairCoverage(Model):
+    """Pairs of levels of two different axes that occur together in some persona."""
+
+    axes: list[str]
+    """The axes with two or more levels seen."""
+    covered: int
+    total: int
+    share: float | None
+    missing: list[str]
+    """Up to `MAX_LISTED` missing pairs, as `axis=level & axis=level`."""
+
+
+class NearDuplicates(Model):
+    threshold: float
+    ngram: int
+    pairs: int
+    examples: list[tuple[str, str, float]]
+    """Up to `MAX_LISTED` pairs: two persona ids and their Jaccard similarity."""
+
+
+class DescriptionStats(Model):
+    distinct_1: float | None
+    distinct_2: float | None
+    empty: int
+    near_duplicates: NearDuplicates
+
+
+class PersonaStats(Model):
+    """Coverage and diversity figures of a set of personas (`persona_stats`)."""
+
+    personas: int
+    sources: dict[str, int]
+    """Source -> personas; "(none)" for personas that name none."""
+    licenses: dict[str, int]
+    axes: dict[str, dict[str, int]]
+    """Axis -> level -> personas; closed built-in axes list unseen levels with 0."""
+    pair_coverage: PairCoverage
+    descriptions: DescriptionStats
+
+
 def persona_levels(persona: Persona) -> dict[str, str]:
     """The persona's level on each axis it has: the built-ins, then its custom axes."""
     traits = persona.traits
@@ -35,28 +75,19 @@ def persona_levels(persona: Persona) -> dict[str, str]:
 
 def persona_stats(
     personas: Sequence[Persona], *, threshold: float = NEAR_DUPLICATE_JACCARD
-) -> dict[str, Any]:
-    """Coverage and diversity figures of ``personas``, as plain data (JSON-ready).
-
-    Returns:
-        `personas` (count), `sources` and `licenses` (counts; None as "(none)"), `axes`
-        (axis -> level -> count; closed built-in axes list unseen levels with 0),
-        `pair_coverage` (over the axes with two or more levels seen: `covered`, `total`,
-        `share`, `axes`, and up to 20 `missing` pairs), `descriptions` (`distinct_1`,
-        `distinct_2`, `empty`, `near_duplicates` with its `threshold`, `pairs` and up to 20
-        `examples`).
-    """
+) -> PersonaStats:
+    """Coverage and diversity figures of ``personas``; `--json` is its dump."""
     levels = [persona_levels(p) for p in personas]
-    return {
-        "personas": len(personas),
-        "sources": _counts(p.source or "(none)" for p in personas),
-        "licenses": _counts(p.license or "(none)" for p in personas),
-        "axes": axis_counts(levels),
-        "pair_coverage": pair_coverage(levels),
-        "descriptions": description_stats(
+    return PersonaStats(
+        personas=len(personas),
+        sources=_counts(p.source or "(none)" for p in personas),
+        licenses=_counts(p.license or "(none)" for p in personas),
+        axes=axis_counts(levels),
+        pair_coverage=pair_coverage(levels),
+        descriptions=description_stats(
             [p.id for p in personas], [p.description for p in personas], threshold=threshold
         ),
-    }
+    )
 
 
 def _counts(values: Any) -> dict[str, int]:
@@ -78,7 +109,7 @@ def axis_counts(levels: Sequence[dict[str, str]]) -> dict[str, dict[str, int]]:
     }
 
 
-def pair_coverage(levels: Sequence[dict[str, str]]) -> dict[str, Any]:
+def pair_coverage(levels: Sequence[dict[str, str]]) -> PairCoverage:
     """How many pairs of levels of two different axes occur together in some persona.
 
     Only levels seen count (the set itself cannot say which levels a custom axis should have),
@@ -104,13 +135,13 @@ def pair_coverage(levels: Sequence[dict[str, str]]) -> dict[str, Any]:
                 if (a, level_a, b, level_b) not in together and len(missing) < MAX_LISTED:
                     missing.append(f"{a}={level_a} & {b}={level_b}")
     covered = len(together)
-    return {
-        "axes": varied,
-        "covered": covered,
-        "total": total,
-        "share": covered / total if total else None,
-        "missing": missing,
-    }
+    return PairCoverage(
+        axes=varied,
+        covered=covered,
+        total=total,
+        share=covered / total if total else None,
+        missing=missing,
+    )
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float | None:
@@ -155,18 +186,15 @@ def near_duplicates(
 
 def description_stats(
     ids: Sequence[str], texts: Sequence[str], *, threshold: float = NEAR_DUPLICATE_JACCARD
-) -> dict[str, Any]:
+) -> DescriptionStats:
     """distinct-1, distinct-2, empty descriptions and near-duplicate pairs."""
     written = [(i, t) for i, t in zip(ids, texts, strict=True) if t.strip()]
     pairs = near_duplicates([i for i, _ in written], [t for _, t in written], threshold=threshold)
-    return {
-        "distinct_1": distinct_n([t for _, t in written], 1),
-        "distinct_2": distinct_n([t for _, t in written], 2),
-        "empty": len(texts) - len(written),
-        "near_duplicates": {
-            "threshold": threshold,
-            "ngram": SHINGLE_WORDS,
-            "pairs": len(pairs),
-            "examples": [list(p) for p in pairs[:MAX_LISTED]],
-        },
-    }
+    return DescriptionStats(
+        distinct_1=distinct_n([t for _, t in written], 1),
+        distinct_2=distinct_n([t for _, t in written], 2),
+        empty=len(texts) - len(written),
+        near_duplicates=NearDuplicates(
+            threshold=threshold, ngram=SHINGLE_WORDS, pairs=len(pairs), examples=pairs[:MAX_LISTED]
+        ),
+    )

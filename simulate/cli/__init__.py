@@ -1,7 +1,8 @@
 """The `simulate` command: a thin click layer over the library, and the only place that exits.
 
 `main()` turns outcomes into exit statuses: a SimulateError prints as `error: <message>` and
-exits 1 (3 for a RunStopped: a budget or a replay miss stopped the work early); usage errors
+exits with its `exit_code` (1; 3 for a RunStopped: a budget or a replay miss stopped the work
+early; 1 for a RunAborted: the agent failed its preflight or all first episodes); usage errors
 exit 2; Ctrl-C exits 130; a command ends itself with `stop()` (a stop after its summary, a
 failed gate). `SIMULATE_DEBUG=1` shows tracebacks. `run_async` is the CLI's one door to the
 event loop: each command that plays or labels runs its whole work in one loop.
@@ -21,7 +22,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from simulate.cli.render import err
-from simulate.errors import RunStopped, SimulateError
+from simulate.errors import SimulateError
 
 T = TypeVar("T")
 
@@ -96,7 +97,7 @@ def cli() -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (one module per command family)."""
-    from simulate.cli import annotate, authoring, data, label, realism, report, run
+    from simulate.cli import annotate, authoring, cassette, data, label, realism, report, run
 
     for command in (
         run.run_command,
@@ -105,6 +106,7 @@ def _register() -> None:
         data.show_command,
         data.export_command,
         data.repair_command,
+        cassette.cassette_group,
         label.label_command,
         label.golden_command,
         label.agreement_command,
@@ -159,6 +161,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"error: {exc}", err=True)
-        sys.exit(3 if isinstance(exc, RunStopped) else 1)
+        sys.exit(exc.exit_code)
     if isinstance(status, int) and status:  # click returns a command's `stop()` status
         sys.exit(status)

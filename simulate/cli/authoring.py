@@ -343,7 +343,7 @@ def personas_stats_command(paths: Sequence[str], threshold: float, as_json: bool
 
     stats = persona_stats(load_personas(paths), threshold=threshold)
     if as_json:
-        click.echo(json.dumps(stats, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(stats.model_dump(mode="json"), indent=2, ensure_ascii=False))
         return
     print_persona_stats(stats)
 

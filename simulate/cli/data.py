@@ -43,7 +43,7 @@ def show_command(run_dir: str, failed: bool, limit: int, as_json: bool, **filter
         if as_json:
             click.echo(episode.model_dump_json())
         else:
-            print_transcript(episode)
+            print_transcript(episode, with_traceback=bool(filters["episode_id"]))
         shown += 1
         if limit and shown >= limit:
             break

@@ -213,13 +213,6 @@ def agreement_command(run_dir: str, criterion: str | None, as_json: bool) -> Non
 
     report = agreement_report(run_dir, criterion=criterion)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report.model_dump(mode="json"), indent=2, allow_nan=False))
         return
-    out.print(f"[bold]Agreement[/] {escape(run_dir)}  ({report['labels']} labels)", markup=True)
-    alone = [s for s in report["criteria"] if s["agreement"] is None]
-    for section in report["criteria"]:
-        if section["agreement"] is not None:
-            print_agreement(section)
-    if alone:
-        names = ", ".join(f"{s['criterion']} ({s['raters'][0]['labeler']})" for s in alone)
-        out.print(f"\none labeler only, nothing to compare: {names}")
+    print_agreement(report)

@@ -22,12 +22,25 @@ def llm_options(func: Any) -> Any:
             "--llm-config",
             type=click.Path(dir_okay=False),
             metavar="FILE",
-            help="YAML endpoint settings: base_url, api_key_env, limits, prices.",
+            help="YAML endpoint settings: base_url, api_key_env, limits, prices; a section per"
+            " role (user, agent, judge, generator).",
         ),
         click.option(
             "--base-url",
             metavar="URL",
             help="OpenAI-compatible endpoint (vLLM, Ollama...) [OPENAI_BASE_URL].",
+        ),
+        *(
+            click.option(
+                f"--{role}-base-url",
+                metavar="URL",
+                help=f"The {what}'s own endpoint, over --base-url and the config file.",
+            )
+            for role, what in (
+                ("user", "simulated user"),
+                ("agent", "agent (openai: target, --agent-llm-proxy)"),
+                ("judge", "judge"),
+            )
         ),
         click.option(
             "--no-cache",
@@ -178,6 +191,37 @@ def run_options(func: Any) -> Any:
         ),
     ]
     func = engine_options(llm_options(func))
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def target_check_options(func: Any) -> Any:
+    """How `run` guards against a broken agent: preflight, early stop, reply size."""
+    options = [
+        click.option(
+            "--no-preflight",
+            is_flag=True,
+            help="Do not send the target one opening turn before the run (which stops the run "
+            "at once when it fails).",
+        ),
+        click.option(
+            "--stop-after-errors",
+            default=5,
+            show_default=True,
+            type=click.IntRange(0),
+            metavar="K",
+            help="Stop the run (exit 1) when the first K episodes all end in target or "
+            "simulator errors; 0 never stops.",
+        ),
+        click.option(
+            "--max-reply-chars",
+            default=100_000,
+            show_default=True,
+            type=click.IntRange(1),
+            help="A longer agent reply ends its episode as target_error.",
+        ),
+    ]
     for option in reversed(options):
         func = option(func)
     return func

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from simulate.cli import stop
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_comparison, print_report
+
+if TYPE_CHECKING:
+    from simulate.report.figures import RunReport
 
 
 @click.command("report")
@@ -41,7 +44,7 @@ def report_command(run_dir: str, as_json: bool, no_html: bool, examples: int) ->
         out.print(f"\nreport: {html}  ·  figures as JSON: simulate report {run_dir} --json")
 
 
-def write_html(report: dict[str, Any], run_dir: str | Path) -> Path:
+def write_html(report: RunReport, run_dir: str | Path) -> Path:
     """Write RUN/report.html and return its path."""
     from simulate.report.html import REPORT_FILE, write_report_html
 
@@ -74,27 +77,20 @@ def write_html(report: dict[str, Any], run_dir: str | Path) -> Path:
     type=click.IntRange(min=1),
     help="Persona × scenario pairs, to turn episodes into trials per pair.",
 )
-def plan_size_command(margin: float, confidence: float, expected: float, cells: int | None) -> None:
+@click.option(
+    "--pilot",
+    type=click.Path(),
+    metavar="RUN",
+    help="A pilot run whose clustering (design effect) the plan should allow for.",
+)
+def plan_size_command(
+    margin: float, confidence: float, expected: float, cells: int | None, pilot: str | None
+) -> None:
     """How many episodes give a goal rate within ±MARGIN at a confidence."""
-    from simulate.stats import episodes_needed, episodes_needed_wilson
+    from simulate.cli.render.figures import print_plan_size
+    from simulate.report.sizing import plan_size
 
-    normal = episodes_needed(margin, confidence, expected)
-    wilson = episodes_needed_wilson(margin, confidence, expected)
-    out.print(
-        f"episodes for a goal rate within ±{margin:g} at {confidence * 100:g}% confidence, "
-        f"if it is near {expected:g}:"
-    )
-    if normal == wilson:
-        out.print(f"  normal approximation and Wilson score interval: {normal}")
-    else:
-        out.print(f"  normal approximation: {normal}")
-        out.print(f"  Wilson score interval: {wilson}")
-    if cells:
-        trials = -(-max(normal, wilson) // cells)
-        out.print(
-            f"over {cells} persona × scenario cells: {trials} trials per cell "
-            f"({trials * cells} episodes); the margin is for the overall rate, not each cell's"
-        )
+    print_plan_size(plan_size(margin, confidence, expected, cells, pilot))
 
 
 @click.command("compare")
@@ -141,7 +137,7 @@ def compare_command(
 
     comparison = compare_runs(before, after, alpha=alpha, correction=correction)
     if as_json:
-        click.echo(json.dumps(comparison.to_dict(), indent=2))
+        click.echo(json.dumps(comparison.to_dict(), indent=2, allow_nan=False))
     else:
         print_comparison(comparison, marked, limit=limit)
     if fail_on_regression and comparison.regressions:

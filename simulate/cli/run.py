@@ -6,21 +6,31 @@ import json
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from simulate.cli import run_async, stop
-from simulate.cli.options import run_options
+from simulate.cli.options import run_options, target_check_options
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_calibration, print_report_headline
-from simulate.cli.render.runs import per_worker, print_estimate, print_summary
+from simulate.cli.render.runs import (
+    per_worker,
+    print_estimate,
+    print_gate,
+    print_proxy,
+    print_summary,
+    round_line,
+)
 from simulate.errors import RunStopped
 from simulate.report.summary import summarize_run
 from simulate.runner import Tally, goal_rate
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, RunResult, estimate_run, run
+
+if TYPE_CHECKING:
+    from simulate.report.gate import Gated, Round
 
 RESUME_HINT = "continue with the same command plus --resume"
 
@@ -44,7 +54,8 @@ RESUME_HINT = "continue with the same command plus --resume"
     "--target",
     required=True,
     metavar="SPEC",
-    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND, openai:MODEL, demo.",
+    help="Agent under test: python:FILE:CALLABLE, http://URL, cmd:COMMAND, openai:MODEL, demo, "
+    "agents:FILE:AGENT, pydantic-ai:FILE:AGENT, langgraph:FILE:GRAPH.",
 )
 @click.option("--stateful", is_flag=True, help="Send the target only the newest user message.")
 @click.option(
@@ -59,17 +70,103 @@ RESUME_HINT = "continue with the same command plus --resume"
     metavar="FILE",
     help="For --target openai:MODEL: YAML tools the model may call.",
 )
+@click.option(
+    "--agent-llm-proxy",
+    is_flag=True,
+    help="Serve the agent a local OpenAI-compatible endpoint (OPENAI_BASE_URL) that records,"
+    " meters and replays its own model calls.",
+)
+@click.option(
+    "--agent-llm-proxy-port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="The proxy's port on 127.0.0.1, for an http: agent started beforehand [any free].",
+)
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="For http targets: a header for every request, ${VAR} read from the environment "
+    "(repeatable; never recorded).",
+)
+@click.option(
+    "--target-retries",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 10),
+    help="For http targets: retries after a connection error, 429 or 503 (with backoff).",
+)
+@target_check_options
+@click.option(
+    "--fail-under",
+    type=click.FloatRange(0, 1),
+    metavar="RATE",
+    help="Exit 1 when the goal rate's upper 95% bound is below RATE (a CI gate).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option(
+    "--baseline",
+    type=click.Path(),
+    metavar="RUN",
+    help="With --until-decided: the run to compare against.",
+)
+@click.option(
+    "--until-decided",
+    is_flag=True,
+    help="Play one trial of every cell per round, up to --trials rounds, and stop as soon as an "
+    "always-valid test against --baseline decides; exit 1 on a regression.",
+)
+@click.option(
+    "--margin",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="With --until-decided: the drop that counts; smaller ones may pass as no regression.",
+)
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="With --until-decided: the chance of a false alarm, however many rounds.",
+)
 @run_options
-def run_command(quiet: bool, dry_run: bool, **options: Any) -> None:
+def run_command(
+    quiet: bool,
+    dry_run: bool,
+    baseline: str | None,
+    until_decided: bool,
+    margin: float,
+    alpha: float,
+    **options: Any,
+) -> None:
     """Play personas x scenarios against a target and record the conversations."""
     config = run_config(options)
+    if until_decided and not baseline:
+        raise click.UsageError("--until-decided needs --baseline RUN")
+    if baseline and not until_decided:
+        raise click.UsageError("--baseline goes with --until-decided")
     if dry_run:
         print_estimate(config, estimate_run(config))
+        return
+    if until_decided:
+        gated = play_until_decided(config, str(baseline), alpha, margin, quiet)
+        print_summary(gated.result, summarize_run(config.out))
+        print_gate(gated.gate)
+        if gated.gate.regressed:
+            stop(
+                1, f"regression against {baseline} at alpha {alpha:g} (see {config.out}/gate.json)"
+            )
+        stop_if_stopped(gated.result)
         return
     result = play(config, quiet)
     print_summary(result, summarize_run(result.run_dir))
     stop_if_stopped(result)
+    verdict = result.verdict(config.fail_under)
+    if verdict:
+        stop(1, f"error: {verdict}")
 
 
 @click.command("demo")
@@ -113,11 +210,16 @@ def run_config(options: dict[str, Any]) -> RunConfig:
     """The `RunConfig` of `run`'s options (flag names mapped to its fields)."""
     options["turn_timeout_s"] = options.pop("turn_timeout")
     options["use_cache"] = not options.pop("no_cache")
+    if "no_preflight" in options:
+        options["preflight"] = not options.pop("no_preflight")
     return RunConfig.model_validate(options)
 
 
 def stop_if_stopped(result: RunResult) -> None:
-    """Exit 3 when a budget or a replay miss cut the run short (after its summary)."""
+    """Exit 3 when a budget or a replay miss cut the run short, 1 when the first episodes all
+    ended in errors (after its summary)."""
+    if result.aborted:
+        stop(1, f"error: {result.stopped}; finished episodes are kept")
     if result.stopped:
         stop(3, f"stopped early: {result.stopped}; finished episodes are kept; {RESUME_HINT}")
 
@@ -161,7 +263,39 @@ def play(config: RunConfig, quiet: bool) -> RunResult:
     view = EpisodeProgress(quiet)
     with view.progress:
         return run_async(
-            run(config, on_start=view.started, on_episode=view.finished),
+            run(
+                config,
+                on_start=view.started,
+                on_episode=view.finished,
+                on_proxy=lambda proxy: print_proxy(proxy, config.target),
+            ),
+            interrupted=f"finished episodes are stored in {config.out}; {RESUME_HINT}",
+        )
+
+
+def play_until_decided(
+    config: RunConfig, baseline: str, alpha: float, margin: float, quiet: bool
+) -> Gated:
+    """`--until-decided`: rounds with a progress bar, a line per round, then the decision."""
+    from simulate.report.gate import run_until_decided
+
+    view = EpisodeProgress(quiet)
+
+    def announce(done: Round) -> None:
+        if not quiet:
+            err.print(round_line(done))
+
+    with view.progress:
+        return run_async(
+            run_until_decided(
+                config,
+                baseline,
+                alpha=alpha,
+                margin=margin,
+                on_round=announce,
+                on_start=view.started,
+                on_episode=view.finished,
+            ),
             interrupted=f"finished episodes are stored in {config.out}; {RESUME_HINT}",
         )
 
@@ -183,10 +317,16 @@ def label_demo(run_dir: Path) -> None:
     )
 
 
-# `calibrate` takes the options of `run` (but --out, --name, --resume), so they never drift apart.
+# `calibrate` takes the options of `run` (but --out, --name, --resume, --fail-under and the
+# sequential gate's), so they never drift apart.
+NOT_FOR_CALIBRATE = frozenset(
+    {"out", "name", "resume", "fail_under", "baseline", "until_decided", "margin", "alpha"}
+)
+
+
 @click.command(
     "calibrate",
-    params=[p for p in run_command.params if p.name not in ("out", "name", "resume")],
+    params=[p for p in run_command.params if p.name not in NOT_FOR_CALIBRATE],
 )
 @click.option(
     "--repeats",
@@ -253,6 +393,6 @@ def calibrate_command(
     except RunStopped as exc:
         stop(3, f"{exc}; {RESUME_HINT}")
     if as_json:
-        click.echo(json.dumps(calibration.to_dict(), indent=2))
+        click.echo(json.dumps(calibration.to_dict(), indent=2, allow_nan=False))
     else:
         print_calibration(calibration, marked)

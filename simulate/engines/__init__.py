@@ -7,9 +7,10 @@ until `--engine ray` is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field
@@ -51,6 +52,19 @@ def check_engine(flags: EngineFlags) -> None:
     ]
     if given:
         raise ConfigError(f"{' and '.join(given)} go with --engine ray")
+
+
+@contextlib.contextmanager
+def one_cluster(flags: EngineFlags) -> Iterator[None]:
+    """With `--engine ray`, one Ray cluster for every run in the block (calibrate's repeats, a
+    gate's rounds) instead of one started and stopped for each; nothing on the local engine."""
+    if flags.engine != "ray":
+        yield
+        return
+    from simulate.engines.ray import cluster
+
+    with cluster(flags.ray_address):
+        yield
 
 
 def import_ray() -> Any:

@@ -3,22 +3,25 @@
 
 A worker asks for a lease (a slice of what is left, smaller as less is left) when the one it
 holds is used up, before its next paid call, and gives back what it did not use when a shard
-ends; while the rest is leased to other workers it waits for them to spend it or give it back,
-so the run stops when the budget is spent, not when it is all handed out. Paid calls never
-pass `--max-calls`: a call is counted against a lease before it is made. The cost of a call is
-known only once it is answered, so the cost can pass `--max-cost-usd` by what the calls in
-flight across the cluster cost when the budget is reached. What a killed worker leased counts
-as spent.
+ends; while the rest is leased to other workers it waits for them to spend it or give it back
+(up to `LEASE_WAIT_S`), so the run stops when the budget is spent, not when it is all handed
+out. Paid calls never pass `--max-calls`: a call is counted against a lease before it is made
+(the driver's preflight call too). The cost of a call is known only once it is answered, and a
+worker starts calls while what it has spent is under its lease, so the cost can pass
+`--max-cost-usd` by what the calls in flight cost when the budget is reached: at most each
+worker's calls in flight then. What a killed worker leased counts as spent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from simulate.engines import remote
+from simulate.llm import LLMRole
 from simulate.llm.usage import BudgetExceeded, Price, UsageMeter
 
 LEASE_RETRY_S = 0.05
@@ -105,21 +108,35 @@ class LeasedMeter(UsageMeter):
     """A worker's meter whose budgets are leases from the run's `Ledger`: when one is used up,
     it asks for more before the next paid call, and stops the shard when none is left."""
 
-    def __init__(self, prices: dict[str, Price], ledger: Any, key: str, *, calls: bool, cost: bool):
-        super().__init__(prices, max_calls=0 if calls else None, max_cost_usd=0.0 if cost else None)
+    def __init__(
+        self,
+        prices: Mapping[str, Price],
+        ledger: Any,
+        key: str,
+        *,
+        calls: bool,
+        cost: bool,
+        role_prices: Mapping[LLMRole, Mapping[str, Price]] | None = None,
+    ) -> None:
+        super().__init__(
+            prices,
+            role_prices=role_prices,
+            max_calls=0 if calls else None,
+            max_cost_usd=0.0 if cost else None,
+        )
         self.ledger = ledger
         self.key = key
         self._asking = asyncio.Lock()
 
-    async def admit(self, model: str) -> None:
+    async def admit(self, model: str, role: LLMRole | None = None) -> None:
         """Reserve a paid call within the lease, leasing more first when it is used up."""
         while True:
             with contextlib.suppress(BudgetExceeded):
-                self.reserve(model)
+                self.reserve(model, role)
                 return
             async with self._asking:  # one request to the ledger at a time
                 with contextlib.suppress(BudgetExceeded):
-                    self.reserve(model)  # another call's lease came in meanwhile
+                    self.reserve(model, role)  # another call's lease came in meanwhile
                     return
                 calls, cost = await self._lease()
                 if self.max_calls is not None:
@@ -137,7 +154,10 @@ class LeasedMeter(UsageMeter):
             if grant is not None:
                 return grant
             if waited >= LEASE_WAIT_S:
-                raise BudgetExceeded("budget reached: the rest is held by workers that stopped")
+                raise BudgetExceeded(
+                    f"budget reached: the rest of it was leased to other workers, which neither"
+                    f" spent it nor gave it back in {LEASE_WAIT_S:g} s"
+                )
             await asyncio.sleep(LEASE_RETRY_S)
             waited += LEASE_RETRY_S
 
@@ -156,11 +176,14 @@ class LeasedMeter(UsageMeter):
         return totals.paid_calls + self._in_flight, totals.cost_usd or 0.0
 
 
-def new_ledger(config: Any, workers: int, name: str) -> Any:
+def new_ledger(config: Any, workers: int, name: str, spent: tuple[int, float] = (0, 0.0)) -> Any:
     """The Ledger actor of a run or a labeling (``config`` holds the budget flags), named
     ``name`` (workers look it up by name: a handle among an actor's arguments makes Ray warn
-    about restarts), or None when there is no budget."""
+    about restarts), or None when there is no budget. ``spent``: paid calls and USD the driver
+    spent already (the preflight's call), counted against the budget."""
     if config.max_calls is None and config.max_cost_usd is None:
         return None
     ledger = remote(Ledger).options(num_cpus=0, name=name)
-    return ledger.remote(config.max_calls, config.max_cost_usd, workers)
+    handle = ledger.remote(config.max_calls, config.max_cost_usd, workers)
+    handle.settle.remote("driver", *spent)
+    return handle

@@ -16,7 +16,7 @@ dead one stored (Ray restarts the actor and retries its call; a worker that keep
 its shard to the others). The progress bar counts what is stored, read from the new files, so
 an episode a killed worker had not flushed yet is counted once, when it is played again.
 
-Limits hold across the cluster: each worker gets its share of the endpoint's
+Limits hold across the cluster: each worker gets its share of each endpoint's
 `requests_per_minute` (exact: the shares add up to the limit) and of `max_concurrency`
 (⌊limit / workers⌋, at least 1), kept by its LLMs for its whole life; `--max-calls` and
 `--max-cost-usd` are leased to the workers by one actor (`engines/budget.py`). The LLM cache is
@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 from simulate.engines import SHARDS_PER_WORKER, import_ray, remote, split
 from simulate.engines.budget import LeasedMeter, new_ledger
 from simulate.errors import ConfigError, RunStopped, SimulateError
-from simulate.llm.pool import LLMPool
+from simulate.llm.pool import LLMPool, PoolUsage, role_prices
 from simulate.llm.settings import LLMSettings
-from simulate.llm.usage import UsageMeter, UsageStats
-from simulate.runner import Tally, run_episodes
+from simulate.llm.usage import UsageMeter
+from simulate.runner import EarlyStop, Tally, run_episodes
 from simulate.schema import Episode, EpisodeSpec
 from simulate.store import DISCARDED, EPISODES, LABELS, RunFolder, ShardKind
 
@@ -104,12 +104,21 @@ def worker_options(cpus: float, workers: int) -> dict[str, Any]:
 
 
 def settings_share(settings: LLMSettings, workers: int) -> LLMSettings:
-    """One worker's share of the endpoint's limits: the rate split exactly, the concurrency
-    ⌊limit / workers⌋ (at least 1)."""
-    update: dict[str, Any] = {"max_concurrency": max(1, settings.max_concurrency // workers)}
-    if settings.requests_per_minute:
-        update["requests_per_minute"] = settings.requests_per_minute / workers
-    return settings.model_copy(update=update)
+    """One worker's share of the endpoints' limits (the shared one's and each role section's):
+    the rate split exactly, the concurrency ⌊limit / workers⌋ (at least 1)."""
+
+    def share(limits: Any) -> dict[str, Any]:
+        update: dict[str, Any] = {}
+        if limits.max_concurrency:
+            update["max_concurrency"] = max(1, limits.max_concurrency // workers)
+        if limits.requests_per_minute:
+            update["requests_per_minute"] = limits.requests_per_minute / workers
+        return update
+
+    roles = {
+        role: section.model_copy(update=share(section)) for role, section in settings.roles.items()
+    }
+    return settings.model_copy(update={**share(settings), "roles": roles})
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -167,11 +176,14 @@ class ModelsOfWorker:
         if settings is None:
             return
         self.key = f"{name}-{secrets.token_hex(3)}"  # a restarted worker is a new account
-        meter: UsageMeter = UsageMeter(settings.prices)
+        tables = role_prices(settings)
+        meter: UsageMeter = UsageMeter(settings.prices, role_prices=tables)
         if self.ledger is not None:
             self.ledger.join.remote(name, self.key)
             calls, cost = flags.max_calls is not None, flags.max_cost_usd is not None
-            meter = LeasedMeter(settings.prices, self.ledger, self.key, calls=calls, cost=cost)
+            meter = LeasedMeter(
+                settings.prices, self.ledger, self.key, calls=calls, cost=cost, role_prices=tables
+            )
         self.pool = LLMPool(settings, meter)
 
     @property
@@ -183,13 +195,13 @@ class ModelsOfWorker:
         if self.pool is not None and isinstance(self.pool.meter, LeasedMeter):
             self.pool.meter.give_back()
 
-    async def close(self) -> dict[tuple[Any, str], UsageStats]:
-        """Close the clients; the usage of the worker's life."""
+    async def close(self) -> PoolUsage | None:
+        """Close the clients; what the worker's models used in its life."""
         if self.pool is None:
-            return {}
+            return None
         self.settle()
         await self.pool.aclose()
-        return self.pool.meter.rows()
+        return self.pool.usage()
 
 
 class EpisodeWorker:
@@ -206,10 +218,11 @@ class EpisodeWorker:
     async def play(self, shard: Shard) -> ShardReport:
         """Play the episodes of ``shard`` not stored yet; never takes the folder's lock (the
         driver holds it for every worker)."""
-        from simulate.simulation import make_parties
+        from simulate.simulation import target_factory, user_factory
 
         job, folder = self.job, RunFolder(self.job.config.out)
-        make_user, make_target = make_parties(job.config, job.prepared, self.models.get_llm)
+        make_user = user_factory(job.config, job.prepared, self.models.get_llm)
+        make_target = target_factory(job.config, job.prepared, self.models.get_llm)
         stored = stored_by(folder, shard.tag)
         todo = [spec for spec in shard.items if spec.episode_id not in stored]
         tag = f"{shard.tag}-{self.name}"
@@ -228,9 +241,9 @@ class EpisodeWorker:
         report.set_aside = discarded.written if discarded else 0
         return report
 
-    async def close(self) -> dict[tuple[Any, str], UsageStats]:
-        """Close the worker's model clients and let go of the folder; the model usage of its
-        life."""
+    async def close(self) -> PoolUsage | None:
+        """Close the worker's model clients and let go of the folder; what its models used in
+        its life."""
         try:
             return await self.models.close()
         finally:
@@ -278,11 +291,15 @@ async def play_on_ray(
     pool: LLMPool | None,
 ) -> None:
     """Play ``todo`` on a Ray cluster into ``folder`` (whose lock the caller holds), calling
-    ``record`` with each episode as it is stored and merging the workers' model usage into
-    ``pool``'s meter.
+    ``record`` with each episode as it is stored and adding what the workers' models used to
+    ``pool``.
+
+    `stop_after_errors` is kept here, over the episodes as they are stored (so a few more may
+    be played than on the local engine): the workers' shards are parts of one run.
 
     Raises:
         RunStopped: a budget ran out or a replay missed; finished episodes are stored.
+        RunAborted: the first episodes all ended in errors; the running shards are cancelled.
     """
     if not todo:
         return
@@ -294,35 +311,51 @@ async def play_on_ray(
             for index, specs in enumerate(split(todo, workers * SHARDS_PER_WORKER))
         ]
         workers = min(workers, len(shards))  # no idle workers
-        ledger = new_ledger(config, workers, f"simulate-ledger-{session}")
+        spent = pool.meter.totals() if pool else None  # the preflight's call
+        ledger = new_ledger(
+            config,
+            workers,
+            f"simulate-ledger-{session}",
+            spent=(spent.paid_calls, spent.cost_usd or 0.0) if spent else (0, 0.0),
+        )
         job = RunJob(
             config=config.model_copy(update={"out": str(Path(config.out).resolve())}),
-            prepared=dataclasses.replace(prepared, specs=[]),
+            prepared=dataclasses.replace(
+                prepared,
+                specs=[],
+                settings=dataclasses.replace(prepared.settings, stop_after_errors=0),
+            ),
             settings=settings_share(pool.settings, workers) if pool else None,
         )
         actor = remote(EpisodeWorker).options(**worker_options(cpus, workers))
         ledger_name = f"simulate-ledger-{session}" if ledger is not None else None
         actors = {f"w{i}": actor.remote(f"w{i}", job, ledger_name) for i in range(workers)}
         wanted = {spec.episode_id for spec in todo}
+        early = EarlyStop(config.stop_after_errors)
 
         def count(path: Path, worker: str) -> None:
             for episode in folder.episodes_in(path):
                 if episode.episode_id in wanted:  # once, though a crash may have it replayed
                     wanted.discard(episode.episode_id)
                     tally.workers[worker] += 1
+                    early.add(episode)
                     record(episode)
 
         follower = Follower(folder, EPISODES, count)
+
+        def follow() -> None:
+            follower.catch_up()
+            early.check()
 
         def merge(report: ShardReport) -> None:
             tally.set_aside += report.set_aside
 
         try:
-            stopped = await drive(actors, "play", shards, follower.catch_up, merge, pool)
+            stopped = await drive(actors, "play", shards, follow, merge, pool)
         finally:
             if ledger is not None:
                 import_ray().kill(ledger)
-        follower.catch_up()
+            follower.catch_up()  # what the cancelled shards stored on their way out
     if stopped:
         raise RunStopped(stopped)
 
@@ -337,12 +370,13 @@ async def drive(
 ) -> str | None:
     """Hand ``shards`` to idle ``actors`` (calling ``method``) until all are done, following
     progress between replies; returns why the work stopped early (a budget, a replay miss).
+    When ``follow`` raises (an early stop), the running shards are cancelled as on Ctrl-C.
 
     A shard whose worker is gone for good (Ray's restarts spent) goes to another worker. Once
     one stops early no new shard is handed out; those running end on their own (the spent
     budget stops them too). Cancelled (Ctrl-C), it cancels the running shards and waits for
     their workers to store what they finished. At the end every worker closes its clients and
-    its model usage is added to ``pool``'s meter (a killed worker's is lost with it).
+    what its models used is added to ``pool`` (a killed worker's is lost with it).
     """
     ray = import_ray()
     from ray.exceptions import RayActorError, RayTaskError
@@ -396,7 +430,9 @@ async def drive(
             done, _ = await asyncio.wait(closing, timeout=CANCEL_WAIT_S)
             for future in done:
                 if not future.cancelled() and future.exception() is None and pool is not None:
-                    pool.meter.absorb(future.result())
+                    used = future.result()
+                    if used is not None:
+                        pool.absorb(used)
         for handle in actors.values():
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
@@ -452,9 +488,9 @@ class LabelWorker:
             self.models.settle()
         return result
 
-    async def close(self) -> dict[tuple[Any, str], UsageStats]:
-        """Close the worker's model clients and let go of the folder; the model usage of its
-        life."""
+    async def close(self) -> PoolUsage | None:
+        """Close the worker's model clients and let go of the folder; what its models used in
+        its life."""
         try:
             return await self.models.close()
         finally:

@@ -14,15 +14,18 @@ inputs from the label store and reports every figure with its n.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import model_serializer
 
 from simulate.card import agreement_lines
 from simulate.errors import SimulateError, unknown_choice
-from simulate.schema import Label
+from simulate.schema import Label, Model
+from simulate.stats import Estimate, Rate, ppi_mean, wilson_interval
 from simulate.store import RunFolder
 
 UnitKey = tuple[str, int | None, int | None]
@@ -46,8 +49,112 @@ HOW_TO_ADD_RATERS = (
 )
 
 
-def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> dict[str, Any]:
-    """Agreement figures for every criterion of a run (or one), as plain JSON-able data.
+class CorrectedRate(Estimate):
+    """A machine's pass rate corrected for its error rates against people."""
+
+    n_positives: int
+    """Units people passed, among those both rated."""
+    n_negatives: int
+    replicates: int | None = None
+    """Bootstrap replicates the interval rests on."""
+
+
+class Rater(Model):
+    labeler: str
+    kind: str
+    units: int
+
+
+class InterRater(Model):
+    """Agreement between every labeler of a criterion: Cohen's kappa (two) or Fleiss' (more),
+    and Krippendorff's alpha per level."""
+
+    raters: list[str]
+    cohen_kappa: Estimate | None = None
+    fleiss_kappa: Estimate | None = None
+    krippendorff_alpha: dict[str, Estimate]
+
+    @model_serializer(mode="wrap")
+    def _only_the_kappa_computed(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in _KAPPAS}
+
+
+_KAPPAS = ("cohen_kappa", "fleiss_kappa")
+
+
+class Coefficients(Model):
+    """How far raters agree, with the chance corrections side by side: Cohen's (two raters)
+    or Fleiss' (more) kappa, and PABAK and Gwet's AC1, which stay meaningful when one answer
+    dominates (kappa falls towards 0 then, however often the raters agree)."""
+
+    raters: list[str]
+    n: int
+    """Units with two or more answers."""
+    observed: Estimate
+    """Share of agreeing pairs of answers."""
+    kappa: Estimate
+    pabak: Estimate
+    """Prevalence- and bias-adjusted kappa (Byrt, Bishop & Carlin 1993): (q·po - 1)/(q - 1)."""
+    ac1: Estimate
+    """Gwet's AC1 (Gwet 2008)."""
+
+
+class VsPeople(Model):
+    """A judge or rule against the people's majority on ``passed``."""
+
+    labeler: str
+    kind: str
+    people: list[str]
+    n: int
+    """Units both the labeler and people decided."""
+    accuracy: Rate
+    tpr: Rate
+    tnr: Rate
+    pass_rate: Rate
+    """The labeler's raw pass rate over every unit it labeled."""
+    corrected_pass_rate: CorrectedRate
+    """Rogan–Gladen, kept for reference; `ppi_pass_rate` is the one to quote."""
+    ties_left_out: int
+    agreement: Coefficients | None = None
+    """The labeler against the people's majority: kappa, PABAK and AC1."""
+    people_pass_rate: Rate | None = None
+    """The people's own pass rate on the units both decided: the uncorrected reference."""
+    ppi_pass_rate: Estimate | None = None
+    """The labeler's pass rate over all its units, corrected by the people's labels (PPI++);
+    never wider than `people_pass_rate` when people labeled every unit (it is that rate)."""
+
+
+class CriterionAgreement(Model):
+    """One criterion: its raters, inter-rater agreement, and each machine against people."""
+
+    criterion: str
+    kind: str
+    """`binary`, `scale` or `category`."""
+    units: int
+    raters: list[Rater]
+    agreement: InterRater | None
+    """Every labeler of the criterion, people, judges and rules together."""
+    people: Coefficients | None = None
+    """People only: the ceiling a judge can be held to (None: fewer than two people)."""
+    people_reason: str | None = None
+    """Why there is no people-only figure."""
+    vs_people: list[VsPeople]
+
+
+class AgreementReport(Model):
+    """Agreement figures for every criterion of a run (`agreement_report`); `--json` is its
+    dump."""
+
+    run_dir: str
+    run_id: str | None
+    labels: int
+    confidence: float
+    criteria: list[CriterionAgreement]
+
+
+def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> AgreementReport:
+    """Agreement figures for every criterion of a run (or one).
 
     Raises:
         RunFolderError: ``run_dir`` is not a run folder.
@@ -67,21 +174,21 @@ def agreement_report(run_dir: str | Path, *, criterion: str | None = None) -> di
         raise unknown_choice("criterion", criterion, by_criterion)
     names = [criterion] if criterion is not None else sorted(by_criterion)
     sections = [criterion_report(name, by_criterion[name]) for name in names]
-    if not any(s["agreement"] for s in sections):
-        only = "; ".join(f"{s['criterion']}: {s['raters'][0]['labeler']}" for s in sections[:3])
+    if not any(s.agreement for s in sections):
+        only = "; ".join(f"{s.criterion}: {s.raters[0].labeler}" for s in sections[:3])
         only += "; ..." if len(sections) > 3 else ""
         scope = f"criterion {criterion!r} has" if criterion else "every criterion has"
         raise SimulateError(
             f"{scope} labels from one labeler only ({only}); agreement needs two or more: "
             f"{HOW_TO_ADD_RATERS}"
         )
-    return {
-        "run_dir": str(run_dir),
-        "run_id": folder.manifest.run_id,
-        "labels": len(labels),
-        "confidence": 1 - ALPHA,
-        "criteria": sections,
-    }
+    return AgreementReport(
+        run_dir=str(run_dir),
+        run_id=folder.manifest.run_id,
+        labels=len(labels),
+        confidence=1 - ALPHA,
+        criteria=sections,
+    )
 
 
 def agreement_for_card(run_dir: str | Path) -> list[str]:
@@ -115,26 +222,30 @@ def group_ratings(labels: list[Label]) -> dict[str, Ratings]:
     }
 
 
-def criterion_report(criterion: str, ratings: Ratings) -> dict[str, Any]:
+def criterion_report(criterion: str, ratings: Ratings) -> CriterionAgreement:
     """One criterion: its raters, inter-rater agreement, and each machine against people."""
     kind = infer_kind([label.value for by_unit in ratings.values() for label in by_unit.values()])
     units = set().union(*(by_unit.keys() for by_unit in ratings.values()))
     raters = [
-        {
-            "labeler": labeler,
-            "kind": _kind(by_unit),
-            "units": len(by_unit),
-        }
+        Rater(labeler=labeler, kind=_kind(by_unit), units=len(by_unit))
         for labeler, by_unit in sorted(ratings.items())
     ]
-    return {
-        "criterion": criterion,
-        "kind": kind,
-        "units": len(units),
-        "raters": raters,
-        "agreement": inter_rater(ratings, kind) if len(ratings) >= 2 else None,
-        "vs_people": against_people(ratings),
-    }
+    people = {r: by_unit for r, by_unit in ratings.items() if _kind(by_unit) == "human"}
+    ceiling = coefficients(*rating_matrix(people, kind)[::2]) if len(people) >= 2 else None
+    return CriterionAgreement(
+        criterion=criterion,
+        kind=kind,
+        units=len(units),
+        raters=raters,
+        agreement=inter_rater(ratings, kind) if len(ratings) >= 2 else None,
+        people=ceiling,
+        people_reason=None
+        if ceiling
+        else f"{len(people)} person labeled this criterion: no people-only ceiling (two needed)"
+        if len(people) == 1
+        else "no person labeled this criterion",
+        vs_people=against_people(ratings),
+    )
 
 
 def infer_kind(values: list[str]) -> str:
@@ -176,21 +287,20 @@ def rating_matrix(ratings: Ratings, kind: str) -> tuple[list[str], list[UnitKey]
     return raters, units, matrix
 
 
-def inter_rater(ratings: Ratings, kind: str) -> dict[str, Any]:
+def inter_rater(ratings: Ratings, kind: str) -> InterRater:
     """Cohen's kappa (two raters) or Fleiss' kappa (more), and Krippendorff's alpha."""
     raters, _, matrix = rating_matrix(ratings, kind)
-    result: dict[str, Any] = {"raters": raters}
-    if len(raters) == 2:
-        result["cohen_kappa"] = cohen_kappa(matrix)
-    else:
-        result["fleiss_kappa"] = fleiss_kappa(matrix)
     levels: list[Level] = ["nominal", "ordinal", "interval"] if kind == "scale" else ["nominal"]
-    result["krippendorff_alpha"] = {level: krippendorff_alpha(matrix, level) for level in levels}
-    return result
+    return InterRater(
+        raters=raters,
+        cohen_kappa=cohen_kappa(matrix) if len(raters) == 2 else None,
+        fleiss_kappa=fleiss_kappa(matrix) if len(raters) != 2 else None,
+        krippendorff_alpha={level: krippendorff_alpha(matrix, level) for level in levels},
+    )
 
 
-def _undefined(n: int, reason: str) -> dict[str, Any]:
-    return {"value": None, "n": n, "reason": reason}
+def _undefined(n: int, reason: str) -> Estimate:
+    return Estimate(value=None, n=n, reason=reason)
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -199,7 +309,7 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.reshape(values.shape), len(categories)
 
 
-def cohen_kappa(matrix: np.ndarray) -> dict[str, Any]:
+def cohen_kappa(matrix: np.ndarray) -> Estimate:
     """Cohen's kappa of a 2 x units matrix over the units both raters answered, with its CI."""
     from statsmodels.stats.inter_rater import cohens_kappa
 
@@ -212,16 +322,21 @@ def cohen_kappa(matrix: np.ndarray) -> dict[str, Any]:
         return _undefined(n, "undefined: every shared unit got the same answer")
     table = np.zeros((k, k))
     np.add.at(table, (codes[0], codes[1]), 1)
-    fit = cohens_kappa(table)  # its interval is the asymptotic 95% one
-    return {
-        "value": float(fit["kappa"]),
-        "low": float(fit["kappa_low"]),
-        "high": float(fit["kappa_upp"]),
-        "n": n,
-    }
+    with warnings.catch_warnings():  # a constant rater: statsmodels divides by a zero s.e.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = cohens_kappa(table)  # its interval is the asymptotic 95% one
+    low, high = float(fit["kappa_low"]), float(fit["kappa_upp"])
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Estimate(
+            value=float(fit["kappa"]),
+            n=n,
+            method="asymptotic",
+            reason="no interval: its standard error is undefined (a rater gave one answer)",
+        )
+    return Estimate(value=float(fit["kappa"]), low=low, high=high, n=n, method="asymptotic")
 
 
-def fleiss_kappa(matrix: np.ndarray) -> dict[str, Any]:
+def fleiss_kappa(matrix: np.ndarray) -> Estimate:
     """Fleiss' kappa of a raters x units matrix over the units every rater answered."""
     from statsmodels.stats.inter_rater import aggregate_raters
     from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
@@ -234,10 +349,10 @@ def fleiss_kappa(matrix: np.ndarray) -> dict[str, Any]:
     if k < 2:
         return _undefined(n, "undefined: every unit got the same answer")
     counts, _ = aggregate_raters(codes.T, n_cat=k)
-    return {"value": float(statsmodels_fleiss(counts, method="fleiss")), "n": n}
+    return Estimate(value=float(statsmodels_fleiss(counts, method="fleiss")), n=n)
 
 
-def krippendorff_alpha(matrix: np.ndarray, level: Level) -> dict[str, Any]:
+def krippendorff_alpha(matrix: np.ndarray, level: Level) -> Estimate:
     """Krippendorff's alpha at ``level``; n counts the units with two or more answers."""
     import krippendorff
 
@@ -249,7 +364,7 @@ def krippendorff_alpha(matrix: np.ndarray, level: Level) -> dict[str, Any]:
     if len(np.unique(pairable[~np.isnan(pairable)])) < 2:
         return _undefined(n, "undefined: every unit got the same answer")
     value = krippendorff.alpha(reliability_data=pairable, level_of_measurement=level)
-    return {"value": float(value), "n": n}
+    return Estimate(value=float(value), n=n)
 
 
 # --- judges and rules against people ----------------------------------------------------------
@@ -266,7 +381,7 @@ def people_verdicts(ratings: Ratings) -> tuple[dict[UnitKey, bool], int]:
     return verdicts, len(votes) - len(verdicts)
 
 
-def against_people(ratings: Ratings) -> list[dict[str, Any]]:
+def against_people(ratings: Ratings) -> list[VsPeople]:
     """Each judge or rule labeler of the criterion against the people's verdicts."""
     people = sorted(r for r, by_unit in ratings.items() if _kind(by_unit) == "human")
     if not people:
@@ -280,8 +395,9 @@ def against_people(ratings: Ratings) -> list[dict[str, Any]]:
         if not verdicts:
             continue
         row = judge_vs_people(verdicts, truth)
-        rows.append({"labeler": labeler, "kind": _kind(by_unit), "people": people, **row})
-        rows[-1]["ties_left_out"] = ties
+        rows.append(
+            VsPeople(labeler=labeler, kind=_kind(by_unit), people=people, ties_left_out=ties, **row)
+        )
     return rows
 
 
@@ -301,6 +417,17 @@ def judge_vs_people(verdicts: dict[UnitKey, bool], truth: dict[UnitKey, bool]) -
     positives = sum(t for _, t in shared)
     negatives = len(shared) - positives
     passes = sum(verdicts.values())
+    unlabeled = [verdicts[u] for u in verdicts if u not in truth]
+    machine = np.array([v for v, _ in shared], dtype=float)
+    people = np.array([t for _, t in shared], dtype=float)
+    people_rate = wilson(int(people.sum()), len(shared))
+    if not unlabeled:
+        ppi = Estimate(
+            **people_rate.model_dump(include={"value", "low", "high", "n", "reason"}),
+            method="people labeled every unit the labeler did: their own rate (Wilson)",
+        )
+    else:
+        ppi = ppi_mean(people, machine, np.array(unlabeled, dtype=float), 1 - ALPHA)
     return {
         "n": len(shared),
         "accuracy": wilson(correct, len(shared)),
@@ -310,17 +437,17 @@ def judge_vs_people(verdicts: dict[UnitKey, bool], truth: dict[UnitKey, bool]) -
         "corrected_pass_rate": corrected_pass_rate(
             passes, len(verdicts), tp, positives, tn, negatives
         ),
+        "agreement": coefficients(
+            ["labeler", "people"], np.array([machine, people]) if shared else np.zeros((2, 0))
+        ),
+        "people_pass_rate": people_rate,
+        "ppi_pass_rate": ppi,
     }
 
 
-def wilson(successes: int, n: int) -> dict[str, Any]:
+def wilson(successes: int, n: int) -> Rate:
     """A proportion with its Wilson score interval (statsmodels), and its n."""
-    from statsmodels.stats.proportion import proportion_confint
-
-    if n == 0:
-        return _undefined(0, "no units")
-    low, high = proportion_confint(successes, n, alpha=ALPHA, method="wilson")
-    return {"value": successes / n, "low": float(low), "high": float(high), "n": n}
+    return Rate.wilson(successes, n, 1 - ALPHA, empty="no units")
 
 
 def rogan_gladen(observed: float, sensitivity: float, specificity: float) -> float | None:
@@ -345,7 +472,7 @@ def corrected_pass_rate(
     *,
     replicates: int = BOOTSTRAP_REPLICATES,
     seed: int = BOOTSTRAP_SEED,
-) -> dict[str, Any]:
+) -> CorrectedRate:
     """The Rogan–Gladen pass rate with a percentile-bootstrap interval.
 
     Resampling n yes/no answers with replacement draws their count from Binomial(n, k/n), so
@@ -361,14 +488,14 @@ def corrected_pass_rate(
     }
     if positives == 0 or negatives == 0:
         missing = "passes" if positives == 0 else "failures"
-        return {**figure, "value": None, "reason": f"not estimable: people gave no {missing}"}
+        return CorrectedRate(
+            **figure, value=None, reason=f"not estimable: people gave no {missing}"
+        )
     value = rogan_gladen(passes / n, tp / positives, tn / negatives)
     if value is None:
-        return {
-            **figure,
-            "value": None,
-            "reason": "not estimable: sensitivity + specificity - 1 <= 0",
-        }
+        return CorrectedRate(
+            **figure, value=None, reason="not estimable: sensitivity + specificity - 1 <= 0"
+        )
     rng = np.random.default_rng(seed)
     observed = rng.binomial(n, passes / n, replicates) / n
     sensitivity = rng.binomial(positives, tp / positives, replicates) / positives
@@ -380,7 +507,119 @@ def corrected_pass_rate(
     if usable.mean() < 0.95:
         chance = f"{1 - usable.mean():.0%}"
         reason = f"interval not estimable: no better than chance in {chance} of replicates"
-        return {**figure, "low": None, "high": None, "reason": reason}
+        return CorrectedRate(**figure, reason=reason)
     tail = ALPHA / 2 * 100
     low, high = np.percentile(estimates, [tail, 100 - tail])
-    return {**figure, "low": float(low), "high": float(high)}
+    return CorrectedRate(**figure, low=float(low), high=float(high))
+
+
+# --- kappa, PABAK and AC1 with intervals from resampling units ----------------------------------
+
+COEFFICIENT_REPLICATES = 2000
+COEFFICIENT_METHOD = (
+    f"percentile bootstrap over units ({COEFFICIENT_REPLICATES} resamples, seed "
+    f"{BOOTSTRAP_SEED}); where every resample agrees as much (all units agree), the Wilson "
+    "interval of the agreeing share mapped through the coefficient"
+)
+
+
+def coefficients(raters: list[str], matrix: np.ndarray) -> Coefficients:
+    """Kappa (Cohen's for two raters, Fleiss' for more, over the units all answered), PABAK
+    and Gwet's AC1 (over the units with two or more answers, as Gwet 2014) of a raters x
+    units matrix of answer codes (NaN = not answered), each with a bootstrap interval over
+    units. Never NaN: an undefined figure is None with a reason."""
+    answered = (~np.isnan(matrix)).sum(axis=0)
+    n = int((answered >= 2).sum())
+    if n == 0:
+        missing = _undefined(0, "no unit was answered by two raters")
+        return Coefficients(
+            raters=raters, n=0, observed=missing, kappa=missing, pabak=missing, ac1=missing
+        )
+    rated = matrix[:, answered >= 1]  # one answer counts towards AC1's chance (Gwet 2014)
+    categories = np.unique(rated[~np.isnan(rated)])
+    q = max(2, categories.size)
+    codes = np.searchsorted(categories, np.nan_to_num(rated, nan=categories[0]))
+    counts = np.stack([((codes == k) & ~np.isnan(rated)).sum(axis=0) for k in range(q)], -1)
+    complete = rated[:, ~np.isnan(rated).any(axis=0)]
+    complete_codes = np.searchsorted(categories, complete) if complete.size else complete
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    draws = rng.integers(0, len(counts), (COEFFICIENT_REPLICATES, len(counts)))
+    observed_share, pabak, ac1 = _gwet(counts, q)
+    share_n = n
+    pe_pabak, pe_ac1 = 1 / q, _gwet_chance(counts, q)
+    boot_share, boot_pabak, boot_ac1 = _gwet(counts[draws], q)
+    figures = {
+        "observed": _figure(observed_share, boot_share, share_n, observed_share, 0.0),
+        "pabak": _figure(pabak, boot_pabak, share_n, observed_share, pe_pabak),
+        "ac1": _figure(ac1, boot_ac1, share_n, observed_share, pe_ac1),
+    }
+    m = complete_codes.shape[1] if complete.size else 0
+    if m == 0:
+        figures["kappa"] = _undefined(0, "no unit was answered by every rater")
+    else:
+        kappa, chance = _kappa(complete_codes, q)
+        complete_draws = rng.integers(0, m, (COEFFICIENT_REPLICATES, m))
+        boot_kappa, _ = _kappa(complete_codes[:, complete_draws], q)
+        agree = float(_agreeing(complete_codes, q))
+        figures["kappa"] = _figure(kappa, boot_kappa, m, agree, chance)
+    return Coefficients(raters=raters, n=n, **figures)
+
+
+def _gwet(counts: np.ndarray, q: int) -> tuple[Any, Any, Any]:
+    """Observed agreement, PABAK and AC1 of units x categories answer counts (the last two
+    axes; leading axes are bootstrap replicates)."""
+    per_unit = counts.sum(axis=-1)
+    two = per_unit >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pairs = (counts * (counts - 1)).sum(axis=-1) / (per_unit * (per_unit - 1))
+        share = np.where(two, pairs, 0).sum(axis=-1) / two.sum(axis=-1)
+        chance = _gwet_chance(counts, q)
+        return share, (q * share - 1) / (q - 1), (share - chance) / (1 - chance)
+
+
+def _gwet_chance(counts: np.ndarray, q: int) -> Any:
+    """Gwet's chance agreement: Σ π_k (1 - π_k) / (q - 1), π_k the mean share of answers k."""
+    per_unit = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.where(per_unit > 0, counts / per_unit, 0).mean(axis=-2)
+    return (shares * (1 - shares)).sum(axis=-1) / (q - 1)
+
+
+def _agreeing(codes: np.ndarray, q: int) -> Any:
+    """Share of agreeing pairs of answers on complete units (raters x units codes)."""
+    counts = np.stack([(codes == k).sum(axis=-2) for k in range(q)], -1)
+    raters = codes.shape[-2]
+    return ((counts * (counts - 1)).sum(axis=-1) / (raters * (raters - 1))).mean(axis=-1)
+
+
+def _kappa(codes: np.ndarray, q: int) -> tuple[Any, Any]:
+    """Cohen's kappa (two raters) or Fleiss' kappa (more) of raters x units codes, and its
+    chance agreement; a leading axis of codes is carried through (bootstrap replicates)."""
+    codes = np.moveaxis(codes, 1, 0) if codes.ndim == 3 else codes
+    agree = _agreeing(codes, q)
+    if codes.shape[-2] == 2:
+        first = np.stack([(codes[..., 0, :] == k).mean(axis=-1) for k in range(q)], -1)
+        second = np.stack([(codes[..., 1, :] == k).mean(axis=-1) for k in range(q)], -1)
+        chance = (first * second).sum(axis=-1)
+    else:
+        shares = np.stack([(codes == k).mean(axis=(-2, -1)) for k in range(q)], -1)
+        chance = (shares**2).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (agree - chance) / (1 - chance), chance
+
+
+def _figure(value: Any, replicates: np.ndarray, n: int, share: float, chance: Any) -> Estimate:
+    """A coefficient with its percentile bootstrap interval, or, when every resample gives the
+    same value, the Wilson interval of the agreeing share mapped through the coefficient."""
+    value = float(value)
+    if not math.isfinite(value):
+        return _undefined(n, "undefined: every unit got the same answer")
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size < replicates.size / 2:
+        return Estimate(value=value, n=n, reason="no interval: most resamples are undefined")
+    low, high = np.percentile(finite, [ALPHA / 2 * 100, 100 - ALPHA / 2 * 100])
+    if low == high:
+        chance = float(chance)
+        wilson_low, wilson_high = wilson_interval(round(share * n), n, 1 - ALPHA)
+        low, high = ((w - chance) / (1 - chance) for w in (wilson_low, wilson_high))
+    return Estimate(value=value, low=float(low), high=float(high), n=n, method=COEFFICIENT_METHOD)

@@ -34,18 +34,20 @@ from simulate.label.judges import (
 from simulate.label.rubrics import load_rubric_specs
 from simulate.label.rules import RuleLabeler, RuleLimits, rule_criteria
 from simulate.llm import model_spec
+from simulate.llm.cassette import record_calls
 from simulate.llm.pool import EndpointFlags, LLMPool
 from simulate.llm.settings import LLMSettings
 from simulate.runner import run_bounded
 from simulate.schema import (
-    NOT_AGENT_FAULT,
     Criterion,
     Episode,
     Label,
     LabelingRecord,
     LabelKey,
+    Model,
     Rubric,
     Usage,
+    is_rated,
 )
 from simulate.store import LABELS, RunFolder, ShardWriter
 
@@ -87,8 +89,10 @@ class LabelResult:
     stopped: str | None = None
     """Why the labeling stopped early (a spent budget, a replay miss), or None."""
     usage: list[Usage] = field(default_factory=list)
-    summary: list[dict[str, Any]] = field(default_factory=list)
-    """Per criterion and labeler over the whole folder: units, rated, passed, pass_rate."""
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """The judge's endpoint host."""
+    summary: list[CriterionTally] = field(default_factory=list)
+    """Per criterion and labeler over the whole folder."""
 
 
 @dataclass
@@ -207,6 +211,8 @@ async def _label(
         if pool is not None:
             await pool.aclose()
             result.usage = pool.meter.as_usage_list()
+            result.endpoints = dict(pool.endpoints())
+            record_calls(folder.path, pool.used_keys())
         _record_session(folder, config, plan, result)
     labelers_used = {f"rule:{c.id}" for c in plan.rules}
     if judge_name is not None:
@@ -311,7 +317,7 @@ def _todo(
     for episode in folder.episodes(ids=ids):
         for assignment in assignments:
             criterion = assignment.criterion
-            if criterion.applies_to == "episode" and episode.outcome.status in NOT_AGENT_FAULT:
+            if criterion.applies_to == "episode" and not is_rated(episode.outcome.status):
                 continue  # says nothing of the agent's quality (DESIGN): left out
             for unit in units_of(episode, criterion.applies_to):
                 key = unit_key(
@@ -373,9 +379,23 @@ def _human_examples(
     }
 
 
+class CriterionTally(Model):
+    """One labeler's labels of one criterion in a run folder."""
+
+    criterion: str
+    labeler: str
+    units: int
+    """Units labeled."""
+    rated: int
+    """Units with a pass or a fail."""
+    passed: int
+    pass_rate: float | None
+    """passed / rated; None when nothing is rated."""
+
+
 def summarize_labels(
     run_dir: str | Path, labelers: set[str] | None = None, criteria: set[str] | None = None
-) -> list[dict[str, Any]]:
+) -> list[CriterionTally]:
     """Per (criterion, labeler) in the folder: units labeled, rated (pass/fail), pass rate."""
     folder = RunFolder(run_dir)
     if not folder.has(LABELS):
@@ -395,10 +415,10 @@ def summarize_labels(
         .sort("criterion", "labeler")
         .collect()
     )
-    rows = table.to_dicts()
-    for row in rows:
-        row["pass_rate"] = row["passed"] / row["rated"] if row["rated"] else None
-    return rows
+    return [
+        CriterionTally(**row, pass_rate=row["passed"] / row["rated"] if row["rated"] else None)
+        for row in table.to_dicts()
+    ]
 
 
 def prompt_hashes() -> dict[str, str]:
@@ -424,5 +444,6 @@ def _record_session(
             failed=len(result.failures),
             stopped_because=result.stopped,
             model_usage=result.usage,
+            endpoints=result.endpoints,
         )
     )

@@ -21,7 +21,6 @@ from pydantic import Field
 from simulate.checks import called_at, contained_at, matched_at, mentioned_at
 from simulate.label import Unit, make_label, units_of
 from simulate.schema import (
-    NOT_AGENT_FAULT,
     Criterion,
     Episode,
     Label,
@@ -29,6 +28,7 @@ from simulate.schema import (
     Model,
     Scenario,
     Status,
+    is_rated,
 )
 
 
@@ -113,7 +113,7 @@ class RuleLabeler:
     def label_unit(self, episode: Episode, criterion: Criterion, unit: Unit) -> Label | None:
         """`label()` without the event loop: rules never wait."""
         if criterion.id in self._episode_rules:
-            if episode.outcome.status in NOT_AGENT_FAULT:
+            if not is_rated(episode.outcome.status):
                 return None
             scenario = Scenario.model_validate_json(episode.scenario)
             verdict = self._episode_rules[criterion.id](episode, scenario)

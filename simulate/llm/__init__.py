@@ -23,7 +23,10 @@ from pydantic import BaseModel
 from simulate.errors import ConfigError, unknown_choice
 from simulate.schema import Message, ToolCall
 
-LLMRole = Literal["user", "target", "judge", "generator"]
+LLMRole = Literal["user", "target", "agent", "judge", "generator"]
+"""Whose calls these are: the simulated user; the `openai:` target (a model Simulate plays as the
+agent under test); the agent's own calls through the model proxy (`--agent-llm-proxy`); a judge;
+a generator of personas or scenarios."""
 
 
 @dataclass

@@ -18,11 +18,12 @@ without its response models, which together are half the client's CPU per call
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -85,6 +86,8 @@ class OpenAILLM:
         meter: the run's shared usage meter; default a meter of its own.
         client: a client (`new_client(settings)`) shared with the run's other LLMs, so that
             they share one connection pool; its owner closes it. Limits stay per LLM.
+        cache: the completion cache shared with the run's other LLMs (it notes the keys the
+            run used); default one of its own in `settings.cache_dir`.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class OpenAILLM:
         role: LLMRole = "user",
         meter: UsageMeter | None = None,
         client: openai.AsyncOpenAI | None = None,
+        cache: CompletionCache | None = None,
     ) -> None:
         self.model = model
         self.settings = settings if settings is not None else LLMSettings.resolve()
@@ -103,7 +107,11 @@ class OpenAILLM:
         self.output_mode: OutputMode = "json_schema"
         """Moves to json_object, then text, once the endpoint refuses one and takes the next."""
         use_cache = self.settings.use_cache or self.settings.replay_only
-        self._cache = CompletionCache(self.settings.cache_dir) if use_cache else None
+        if not use_cache:
+            cache = None
+        elif cache is None:
+            cache = CompletionCache(self.settings.cache_dir)
+        self._cache = cache
         self._shared_client = client
         self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -224,7 +232,7 @@ class OpenAILLM:
 
     async def _call(self, request: dict[str, Any]) -> Completion:
         """One paid call, within the budget, recorded in the meter."""
-        await self.meter.admit(self.model)
+        await self.meter.admit(self.model, self.role)
         try:
             response = await self._send(request)
         except BaseException:
@@ -236,25 +244,32 @@ class OpenAILLM:
         )
         return completion
 
-    async def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _send(
+        self,
+        request: dict[str, Any],
+        *,
+        path: str = _CHAT_PATH,
+        accept: Callable[[Any], bool] | None = None,
+    ) -> dict[str, Any]:
         """POST the request under the limits, retrying transient failures with backoff.
 
         Retried: 408, 409, 429 (after its Retry-After), 5xx, timeouts, dropped connections,
-        and 200 replies that are not completions (cut-short JSON, a proxy's HTML page). Each
-        attempt passes the rate limiter and holds a concurrency slot; waits hold neither.
+        and 200 replies ``accept`` refuses (default: all but chat completions; cut-short JSON, a
+        proxy's HTML page). Each attempt passes the rate limiter and holds a concurrency slot;
+        waits hold neither.
         """
+        accept = accept or is_chat_completion
         client, semaphore, limiter = self._open()
         body, options = _split_request(request)
         attempts = self.settings.max_retries + 1
+        what = "a chat completion" if path == _CHAT_PATH else f"a {path.strip('/')} reply"
         for attempt in range(1, attempts + 1):
             wait: float | None = None
             async with semaphore:
                 if limiter is not None:
                     await limiter.acquire()
                 try:
-                    response = await client.post(
-                        _CHAT_PATH, body=body, options=options, cast_to=object
-                    )
+                    response = await client.post(path, body=body, options=options, cast_to=object)
                 except json.JSONDecodeError:
                     failure = "a 200 reply whose body is not JSON"
                 except openai.APIError as exc:
@@ -264,13 +279,72 @@ class OpenAILLM:
                     if isinstance(exc, openai.APIStatusError):
                         wait = retry_after(exc.response.headers)
                 else:
-                    if _is_completion(response):
+                    if accept(response):
                         return response
-                    failure = "a 200 reply that is not a chat completion"
+                    failure = f"a 200 reply that is not {what}"
             if attempt == attempts:
                 break
             await asyncio.sleep(wait if wait is not None else self._backoff(attempt))
         raise LLMError(self._failed(failure, attempts))
+
+    async def post(
+        self, path: str, body: dict[str, Any], accept: Callable[[Any], bool]
+    ) -> dict[str, Any]:
+        """POST a request body as it is to ``path`` (`/responses`...): one paid-call attempt
+        series under the limits and retries, without the cache or the meter (the caller's).
+
+        Raises:
+            LLMError: the endpoint failed after retries; a refused request's `__cause__` is the
+                openai error with the endpoint's status and body (none for 401 and 403).
+        """
+        try:
+            return await self._send(body, path=path, accept=accept)
+        except _FormatRejected as rejected:
+            raise rejected.error from rejected.__cause__
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[Any]:
+        """POST a streaming request body as it is, retrying until a 200 arrives; yields the
+        open HTTP response (read it with `aiter_bytes()`), holding a concurrency slot until the
+        block ends. Raises like `post`."""
+        client, semaphore, limiter = self._open()
+        attempts = self.settings.max_retries + 1
+        failure = "no attempt"
+        for attempt in range(1, attempts + 1):
+            wait: float | None = None
+            async with semaphore:
+                if limiter is not None:
+                    await limiter.acquire()
+                try:
+                    stream = await client.post(
+                        path,
+                        body=body,
+                        options={"security": {"bearer_auth": True}},
+                        cast_to=object,
+                        stream=True,
+                        stream_cls=openai.AsyncStream[object],
+                    )
+                except openai.APIError as exc:
+                    failure = self._describe(exc)
+                    if not _retryable(exc) or attempt == attempts:
+                        raise LLMError(self._failed(failure, attempt)) from _chain(exc)
+                    if isinstance(exc, openai.APIStatusError):
+                        wait = retry_after(exc.response.headers)
+                else:
+                    try:
+                        yield stream.response
+                    finally:
+                        await stream.close()
+                    return
+            if attempt == attempts:
+                break
+            await asyncio.sleep(wait if wait is not None else self._backoff(attempt))
+        raise LLMError(self._failed(failure, attempts))
+
+    @property
+    def cache(self) -> CompletionCache | None:
+        """The completion cache this LLM reads and writes (None with the cache off)."""
+        return self._cache
 
     def _backoff(self, attempt: int) -> float:
         """Seconds before retry number ``attempt``: doubling, capped, less up to 25 % jitter."""
@@ -429,7 +503,7 @@ def _split_request(request: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return body, options
 
 
-def _is_completion(data: Any) -> bool:
+def is_chat_completion(data: Any) -> bool:
     """Whether a 200 reply's JSON is a chat completion with a message to read."""
     choices = data.get("choices") if isinstance(data, dict) else None
     return bool(
@@ -441,7 +515,7 @@ def _is_completion(data: Any) -> bool:
 
 
 def _to_completion(response: Mapping[str, Any], model: str) -> Completion:
-    """A chat completion's JSON (checked by `_is_completion`) as a Completion."""
+    """A chat completion's JSON (checked by `is_chat_completion`) as a Completion."""
     choice = response["choices"][0]
     message = choice["message"]
     calls = []

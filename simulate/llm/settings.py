@@ -1,10 +1,17 @@
 """How to reach models: endpoint, key, limits, cache and prices, from flags, a file or the env.
 
     settings = LLMSettings.resolve("simulate.yaml", base_url=flag_or_none)
+    settings.for_role("judge")      # the judge's own section over the shared settings
 
 Explicit values win over the config file, which wins over the environment (`OPENAI_API_KEY`,
 `OPENAI_BASE_URL`, `SIMULATE_CACHE_DIR`). A config file names the variable that holds the key
 (`api_key_env`) and never holds the key itself. The key is a `SecretStr`, left out of every dump.
+
+Each role may have an endpoint of its own: a section `user:`, `agent:`, `judge:` or `generator:`
+in the file (base_url, api_key_env, model, limits, prices) and a flag per role
+(`--user-base-url`...). A role's base URL is, first found: its flag, `--base-url`, its section,
+the file's `base_url`, OPENAI_BASE_URL. The agent's section serves both a model Simulate plays
+as the agent (`--target openai:`) and the agent's own calls through the model proxy.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -22,15 +29,44 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from simulate.errors import ConfigError, did_you_mean
 from simulate.llm import LLMRole
 from simulate.llm.usage import Price, builtin_prices
+from simulate.loader import read_yaml
 
 OPENAI_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"
 """Sent to endpoints other than api.openai.com when no key is given (vLLM, Ollama take any)."""
 
 
+EndpointRole = Literal["user", "agent", "judge", "generator"]
+"""The roles that may each have an endpoint of their own."""
+ENDPOINT_ROLES: tuple[EndpointRole, ...] = get_args(EndpointRole)
+
+
+def endpoint_role(role: LLMRole) -> EndpointRole:
+    """The endpoint section a role's calls use: `target` (Simulate playing the agent) is `agent`."""
+    return "agent" if role == "target" else role
+
+
 def default_cache_dir() -> Path:
     """The user's cache folder for Simulate, e.g. ~/.cache/simulate (not created here)."""
     return platformdirs.user_cache_path("simulate", appauthor=False)
+
+
+class RoleEndpoint(BaseModel):
+    """One role's own endpoint settings; None leaves the shared setting in place."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = None
+    """The role's OpenAI-compatible endpoint."""
+    api_key: SecretStr | None = Field(None, exclude=True, repr=False)
+    """The role's key (read from its section's `api_key_env`); never dumped."""
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    retry_backoff_s: float | None = Field(None, ge=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """Model -> price for this role's calls, over the shared table."""
 
 
 class LLMSettings(BaseModel):
@@ -61,7 +97,9 @@ class LLMSettings(BaseModel):
     prices: dict[str, Price] = Field(default_factory=builtin_prices)
     """Model -> USD per million tokens, for cost estimates and budgets."""
     models: dict[LLMRole, str] = Field(default_factory=dict)
-    """A default model per role (user, target, judge, generator)."""
+    """A default model per role (user, target, agent, judge, generator)."""
+    roles: dict[EndpointRole, RoleEndpoint] = Field(default_factory=dict)
+    """Per-role endpoints over the settings above (config sections, `--user-base-url`...)."""
 
     @model_validator(mode="after")
     def _replay_needs_cache(self) -> LLMSettings:
@@ -80,6 +118,20 @@ class LLMSettings(BaseModel):
         parts = urlsplit(self.endpoint)
         host = parts.hostname or self.endpoint
         return f"{host}:{parts.port}" if parts.port else host
+
+    def for_role(self, role: LLMRole) -> LLMSettings:
+        """The settings one role's LLMs use: its own endpoint section over the shared settings."""
+        section = self.roles.get(endpoint_role(role))
+        if section is None:
+            return self
+        update: dict[str, Any] = {
+            name: getattr(section, name)
+            for name in RoleEndpoint.model_fields
+            if name != "prices" and getattr(section, name) is not None
+        }
+        update["prices"] = {**self.prices, **section.prices}
+        update["roles"] = {}
+        return self.model_copy(update=update)
 
     def client_key(self) -> str:
         """The key to send: the given one, or a placeholder for endpoints other than OpenAI's.
@@ -103,17 +155,20 @@ class LLMSettings(BaseModel):
         config: str | Path | None = None,
         *,
         env: Mapping[str, str] | None = None,
+        role_base_urls: Mapping[EndpointRole, str | None] | None = None,
         **given: Any,
     ) -> LLMSettings:
         """Settings from explicit values, then a config file, then the environment.
 
         Args:
             config: a YAML config file (`base_url`, `api_key_env`, `timeout_s`, `max_retries`,
-                `max_concurrency`, `requests_per_minute`, `prices`, `models`), or None.
+                `max_concurrency`, `requests_per_minute`, `prices`, `models`, and sections
+                `user`, `agent`, `judge`, `generator` of the same settings plus `model`), or None.
             env: the environment to read; defaults to `os.environ`.
+            role_base_urls: a base URL per role (`--user-base-url`...); None means not given.
             given: explicit values of `LLMSettings` fields (flags); None means not given.
                 `prices` and `models` are merged over the file's, which are merged over the
-                built-in prices.
+                built-in prices. A given `base_url` also overrides the file's sections'.
 
         Raises:
             ConfigError: the file is wrong or holds a key, or a value is out of range.
@@ -132,16 +187,44 @@ class LLMSettings(BaseModel):
                 values[name] = env[var]
         prices: dict[str, Any] = dict(builtin_prices())
         models: dict[LLMRole, str] = {}
+        roles: dict[EndpointRole, dict[str, Any]] = {}
         layers = [_read_config(Path(config), env)] if config is not None else []
         layers.append({k: v for k, v in given.items() if v is not None})
         for layer in layers:
             prices.update(layer.pop("prices", None) or {})
             models.update(layer.pop("models", None) or {})
+            for role, section in (layer.pop("roles", None) or {}).items():
+                roles.setdefault(role, {}).update(section)
             values.update(layer)
+        if given.get("base_url") is not None:  # the flag beats the file's sections
+            for section in roles.values():
+                section.pop("base_url", None)
+        for role, url in (role_base_urls or {}).items():
+            if url is not None:
+                roles.setdefault(role, {})["base_url"] = url
         try:
-            return cls(**values, prices=prices, models=models)
+            return cls(**values, prices=prices, models=models, roles=roles)
         except ValidationError as exc:
             raise ConfigError(f"LLM settings: {_first_error(exc)}") from None
+
+
+_LIMITS = ("timeout_s", "max_retries", "retry_backoff_s", "max_concurrency", "requests_per_minute")
+
+
+class _SectionFile(BaseModel):
+    """What a role's section of a config file may set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    model: str | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    retry_backoff_s: float | None = Field(None, ge=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    prices: dict[str, Price] | None = None
 
 
 class _ConfigFile(BaseModel):
@@ -158,62 +241,107 @@ class _ConfigFile(BaseModel):
     requests_per_minute: float | None = Field(None, gt=0)
     prices: dict[str, Price] | None = None
     models: dict[LLMRole, str] | None = None
+    user: _SectionFile | None = None
+    agent: _SectionFile | None = None
+    judge: _SectionFile | None = None
+    generator: _SectionFile | None = None
 
 
 def _read_config(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
-    """A config file's settings as `LLMSettings` values, the key read from `api_key_env`."""
+    """A config file's settings as `LLMSettings` values, the keys read from `api_key_env`."""
     try:
         text = path.read_text("utf-8")
-        data = yaml.safe_load(text)
-        lines = _key_lines(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config file as UTF-8") from None
+    data = read_yaml(text, str(path))  # the one safe reader: aliases bounded, lines named
+    lines = _key_lines(text)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file is a mapping of settings, not a list or text")
-    if "api_key" in data:
-        raise ConfigError(
-            f"{path}:{lines.get('api_key', 1)}: `api_key` is not allowed in a config file, since"
-            " config files get committed and shared; put the key in an environment variable and"
-            " name it with `api_key_env: OPENAI_API_KEY`"
-        )
-    for name in data:
-        if name not in _ConfigFile.model_fields:
-            raise ConfigError(
-                f"{path}:{lines.get(name, 1)}: unknown setting {name!r}"
-                f"{did_you_mean(str(name), _ConfigFile.model_fields)};"
-                f" choose from: {', '.join(_ConfigFile.model_fields)}"
-            )
+    _check_names(path, lines, data, _ConfigFile, "")
+    for role in ENDPOINT_ROLES:
+        if isinstance(data.get(role), dict):
+            _check_names(path, lines, data[role], _SectionFile, f"{role}.")
     try:
         file = _ConfigFile.model_validate(data)
     except ValidationError as exc:
-        field = str(exc.errors()[0]["loc"][0])
-        raise ConfigError(f"{path}:{lines.get(field, 1)}: {_first_error(exc)}") from None
-    values = file.model_dump(exclude_none=True, exclude={"api_key_env"})
+        loc = exc.errors()[0]["loc"]
+        field = ".".join(str(p) for p in loc[:2]) if loc[0] in ENDPOINT_ROLES else str(loc[0])
+        line = lines.get(field, lines.get(str(loc[0]), 1))
+        raise ConfigError(f"{path}:{line}: {_first_error(exc)}") from None
+    values: dict[str, Any] = {name: getattr(file, name) for name in ("base_url", *_LIMITS)}
+    values = {k: v for k, v in values.items() if v is not None}
     if file.prices is not None:
-        values["prices"] = file.prices  # keep the Price objects
+        values["prices"] = file.prices
+    models: dict[str, str] = dict(file.models or {})
     if file.api_key_env is not None:
-        key = env.get(file.api_key_env)
-        if not key:
-            raise ConfigError(
-                f"{path}:{lines.get('api_key_env', 1)}: api_key_env names"
-                f" {file.api_key_env!r}, but that environment variable is not set"
-            )
-        values["api_key"] = key
+        values["api_key"] = _key(path, lines, "api_key_env", file.api_key_env, env)
+    roles: dict[str, dict[str, Any]] = {}
+    for role in ENDPOINT_ROLES:
+        section: _SectionFile | None = getattr(file, role)
+        if section is None:
+            continue
+        settings = {name: getattr(section, name) for name in ("base_url", *_LIMITS)}
+        roles[role] = {k: v for k, v in settings.items() if v is not None}
+        if section.prices is not None:
+            roles[role]["prices"] = section.prices
+        if section.api_key_env is not None:
+            where = f"{role}.api_key_env"
+            roles[role]["api_key"] = _key(path, lines, where, section.api_key_env, env)
+        if section.model is not None:
+            models[role] = section.model
+            if role == "agent":  # the model a Simulate-played agent defaults to, too
+                models.setdefault("target", section.model)
+    values["models"] = models
+    values["roles"] = roles
     return values
 
 
+def _check_names(
+    path: Path, lines: Mapping[str, int], data: Mapping[Any, Any], schema: type[BaseModel], at: str
+) -> None:
+    """Refuse a literal key, and unknown settings with the closest known one."""
+    if "api_key" in data:
+        raise ConfigError(
+            f"{path}:{lines.get(at + 'api_key', 1)}: `{at}api_key` is not allowed in a config"
+            " file, since config files get committed and shared; put the key in an environment"
+            " variable and name it with `api_key_env: OPENAI_API_KEY`"
+        )
+    for name in data:
+        if name not in schema.model_fields:
+            raise ConfigError(
+                f"{path}:{lines.get(f'{at}{name}', 1)}: unknown setting {at + str(name)!r}"
+                f"{did_you_mean(str(name), schema.model_fields)};"
+                f" choose from: {', '.join(schema.model_fields)}"
+            )
+
+
+def _key(path: Path, lines: Mapping[str, int], where: str, var: str, env: Mapping[str, str]) -> str:
+    """The key in the environment variable ``var`` that `api_key_env` names."""
+    key = env.get(var)
+    if not key:
+        raise ConfigError(
+            f"{path}:{lines.get(where, 1)}: {where} names {var!r}, but that environment"
+            " variable is not set"
+        )
+    return key
+
+
 def _key_lines(text: str) -> dict[str, int]:
-    """Line numbers of a YAML mapping's top-level keys."""
+    """Line numbers of a YAML mapping's top-level keys, and of its sections' (`judge.model`)."""
     node = yaml.compose(text)
     if not isinstance(node, yaml.MappingNode):
         return {}
-    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+    lines: dict[str, int] = {}
+    for key, value in node.value:
+        lines[str(key.value)] = key.start_mark.line + 1
+        if isinstance(value, yaml.MappingNode) and key.value in ENDPOINT_ROLES:
+            for sub, _ in value.value:
+                lines[f"{key.value}.{sub.value}"] = sub.start_mark.line + 1
+    return lines
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -5,7 +5,8 @@ a table (USD per million tokens), and refuses a new paid call once a budget is r
 
 Each episode's own usage is counted here too: the runner opens `episode_usage()` around an
 episode, and every completion a `MeteredLLM` returns while it is open is added to it, so
-simulated users and targets never count anything themselves.
+simulated users and targets never count anything themselves. Calls made outside the episode's
+own task (the agent's, through the model proxy) reach its row through `Sessions`, by session id.
 """
 
 from __future__ import annotations
@@ -106,33 +107,46 @@ class UsageMeter:
         self,
         prices: Mapping[str, Price] | None = None,
         *,
+        role_prices: Mapping[LLMRole, Mapping[str, Price]] | None = None,
         max_calls: int | None = None,
         max_cost_usd: float | None = None,
     ) -> None:
         self.prices = dict(prices) if prices is not None else builtin_prices()
+        self.role_prices = {role: dict(table) for role, table in (role_prices or {}).items()}
+        """Price tables of roles whose endpoint has prices of its own."""
         self.max_calls = max_calls
         self.max_cost_usd = max_cost_usd
         self._rows: dict[tuple[LLMRole, str], UsageStats] = {}
         self._in_flight = 0
 
-    def require_prices(self, models: Iterable[str]) -> None:
+    def prices_for(self, role: LLMRole | None) -> Mapping[str, Price]:
+        """The price table of ``role``'s calls."""
+        return self.role_prices.get(role, self.prices) if role is not None else self.prices
+
+    def cost(
+        self, role: LLMRole, model: str, prompt_tokens: int, completion_tokens: int
+    ) -> float | None:
+        """USD for this many tokens of ``role`` on ``model``, or None when it has no price."""
+        return estimate_cost(model, prompt_tokens, completion_tokens, self.prices_for(role))
+
+    def require_prices(self, models: Iterable[str], role: LLMRole | None = None) -> None:
         """Raise ConfigError when a cost budget is set and one of ``models`` has no price."""
         if self.max_cost_usd is None:
             return
         for model in models:
-            if find_price(model, self.prices) is None:
+            if find_price(model, self.prices_for(role)) is None:
                 raise ConfigError(
                     f"no price for model {model!r}, so a cost budget cannot be kept: add it"
                     " under `prices:` in the config file (USD per million tokens:"
                     " input_per_mtok, output_per_mtok)"
                 )
 
-    def reserve(self, model: str) -> None:
+    def reserve(self, model: str, role: LLMRole | None = None) -> None:
         """Claim one paid call, or raise BudgetExceeded when a budget is reached.
 
         Every reservation ends with `record()` (the call answered) or `release()` (it failed).
         """
-        self.require_prices([model])
+        self.require_prices([model], role)
         totals = self.totals()
         if self.max_calls is not None and totals.paid_calls + self._in_flight >= self.max_calls:
             raise BudgetExceeded(f"budget reached: {self.max_calls} model calls (max_calls)")
@@ -143,10 +157,10 @@ class UsageMeter:
             )
         self._in_flight += 1
 
-    async def admit(self, model: str) -> None:
+    async def admit(self, model: str, role: LLMRole | None = None) -> None:
         """`reserve()` from async code: where a meter shares a budget with other processes
         (the Ray engine's workers) it may first have to ask for a share of it."""
-        self.reserve(model)
+        self.reserve(model, role)
 
     def release(self) -> None:
         """Give back a reservation whose call failed."""
@@ -170,7 +184,7 @@ class UsageMeter:
             row.cached_calls += 1
             return
         self.release()
-        cost = estimate_cost(model, prompt_tokens, completion_tokens, self.prices)
+        cost = self.cost(role, model, prompt_tokens, completion_tokens)
         row.cost_usd = None if cost is None or row.cost_usd is None else row.cost_usd + cost
 
     def absorb(self, rows: Mapping[tuple[LLMRole, str], UsageStats]) -> None:
@@ -217,45 +231,124 @@ class UsageMeter:
 
 # --- usage per episode ----------------------------------------------------------------------------
 
-_ROLE_ORDER = ("user", "target", "judge", "generator")
-_episode: ContextVar[dict[tuple[str, str], Usage] | None] = ContextVar(
-    "simulate_episode_usage", default=None
-)
+_ROLE_ORDER = ("user", "target", "agent", "judge", "generator")
+EpisodeRows = dict[tuple[str, str], Usage]
+"""One episode's usage so far, by (role, model)."""
+_episode: ContextVar[EpisodeRows | None] = ContextVar("simulate_episode_usage", default=None)
+_sessions: ContextVar[Sessions | None] = ContextVar("simulate_sessions", default=None)
+
+
+class Sessions:
+    """The episodes being played, by session id, so that calls made outside an episode's own
+    task (the agent's, through the model proxy) count toward its row."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, EpisodeRows] = {}
+
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[Sessions]:
+        """Register every episode that starts inside this block (the run's batch)."""
+        token = _sessions.set(self)
+        try:
+            yield self
+        finally:
+            _sessions.reset(token)
+
+    def playing(self) -> list[str]:
+        """Session ids of the episodes being played now."""
+        return list(self._rows)
+
+    def add(
+        self,
+        session_id: str | None,
+        role: LLMRole,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float | None,
+    ) -> bool:
+        """Count one call toward the episode of ``session_id``; False when it is not playing."""
+        rows = self._rows.get(session_id) if session_id else None
+        if rows is None:
+            return False
+        add_call(rows, role, model, prompt_tokens, completion_tokens, cost_usd)
+        return True
+
+
+def add_call(
+    rows: EpisodeRows,
+    role: LLMRole,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float | None,
+    calls: int = 1,
+) -> None:
+    """Add calls to an episode's rows; the row's cost stays None once a call has no price."""
+    row = rows.get((role, model))
+    if row is None:
+        row = rows[(role, model)] = Usage(
+            role=role, model=model, cost_usd=None if cost_usd is None else 0.0
+        )
+    row.calls += calls
+    row.prompt_tokens += prompt_tokens
+    row.completion_tokens += completion_tokens
+    if row.cost_usd is not None:
+        row.cost_usd = None if cost_usd is None else row.cost_usd + cost_usd
 
 
 @contextlib.contextmanager
-def episode_usage() -> Iterator[list[Usage]]:
+def episode_usage(session_id: str | None = None) -> Iterator[list[Usage]]:
     """Count the completions of the code inside (one episode) into the list it yields.
 
-    The list is filled when the block ends, one row per role and model, users first.
+    The list is filled when the block ends, one row per role and model, users first. With a
+    ``session_id``, calls counted through the run's `Sessions` under that id are added too.
     """
-    rows: dict[tuple[str, str], Usage] = {}
+    rows: EpisodeRows = {}
     token = _episode.set(rows)
+    sessions = _sessions.get() if session_id else None
+    if sessions is not None and session_id:
+        sessions._rows[session_id] = rows
     counted: list[Usage] = []
     try:
         yield counted
     finally:
         _episode.reset(token)
+        if sessions is not None and session_id:
+            sessions._rows.pop(session_id, None)
         counted += sorted(rows.values(), key=lambda u: (_ROLE_ORDER.index(u.role), u.model))
+
+
+def count_episode_usage(
+    role: LLMRole, model: str, calls: int, prompt_tokens: int, completion_tokens: int
+) -> None:
+    """Add an agent's own calls to the episode being played (no-op outside `episode_usage()`),
+    as framework adapters report them: tokens, no price (the framework's model is not ours)."""
+    rows = _episode.get()
+    if rows is not None:
+        add_call(rows, role, model, prompt_tokens, completion_tokens, None, calls=calls)
 
 
 class MeteredLLM:
     """An LLM whose completions count toward the episode being played (as one role)."""
 
-    def __init__(self, llm: LLM, role: LLMRole, model: str) -> None:
+    def __init__(
+        self, llm: LLM, role: LLMRole, model: str, meter: UsageMeter | None = None
+    ) -> None:
         self.llm = llm
         self.role: LLMRole = role
         self.model = model
+        self.meter = meter
+        """Prices the episode's rows; None leaves their cost unknown."""
 
     async def complete(self, messages: Sequence[Message], **options: Any) -> Completion:
         """The wrapped LLM's completion, counted for the episode (cached ones too)."""
         completion = await self.llm.complete(messages, **options)
         rows = _episode.get()
         if rows is not None:
-            row = rows.setdefault((self.role, self.model), Usage(role=self.role, model=self.model))
-            row.calls += 1
-            row.prompt_tokens += completion.prompt_tokens
-            row.completion_tokens += completion.completion_tokens
+            p, c = completion.prompt_tokens, completion.completion_tokens
+            cost = self.meter.cost(self.role, self.model, p, c) if self.meter else None
+            add_call(rows, self.role, self.model, p, c, cost)
         return completion
 
     def __getattr__(self, name: str) -> Any:

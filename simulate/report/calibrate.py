@@ -10,7 +10,6 @@ and completes a partial one.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
@@ -21,16 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 from scipy.optimize import brentq
-from scipy.stats import binom, norm
+from scipy.stats import binom, chi2, norm
 from statsmodels.stats.power import NormalIndPower
 
-from simulate.errors import ConfigError, RunFolderError, RunStopped
-from simulate.report.compare import NOT_RATED, check_options, compare_runs, load_outcomes
+from simulate.engines import one_cluster
+from simulate.errors import ConfigError, RunAborted, RunFolderError, RunStopped
+from simulate.report.compare import check_options, compare_runs, load_outcomes
 from simulate.runner import Tally
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, run
-from simulate.store import MANIFEST, write_atomic
+from simulate.stats import wilson_interval
+from simulate.store import MANIFEST, rated, write_atomic
 
 CALIBRATION = "calibration.json"
 POWER = 0.8
@@ -108,9 +110,9 @@ class PairCheck:
     difference: float
     """Goal rate of ``second`` minus ``first``, on their shared rated episodes."""
     p_value: float
-    """McNemar's exact test on the matched pairs (compare's primary test)."""
+    """Compare's primary test (CMH over cells: the repeats play other seeds)."""
     compared: int
-    """Pairs of episodes rated in both repeats."""
+    """Matched pairs of episodes (same persona, scenario and trial) rated in both repeats."""
     discordant: int
     """Pairs whose outcome differs between the two repeats."""
     flagged: list[str]
@@ -154,6 +156,14 @@ class Calibration:
     smallest_trusted_difference: float | None
     """The larger of ``noise_95`` and ``minimum_detectable_drop`` (None: no drop is
     detectable at this n)."""
+    sd_interval: tuple[float, float] = (0.0, 0.0)
+    """95% interval of ``sd`` (chi-square, from R repeats: wide when R is small)."""
+    noise_95_interval: tuple[float, float] = (0.0, 0.0)
+    """``noise_95`` at the ends of ``sd_interval``."""
+    false_alarm_interval: tuple[float, float] = (0.0, 1.0)
+    """95% Wilson interval of ``false_alarm_rate`` (the pairs share repeats: a rough one)."""
+    slices: tuple[SliceDetectable, ...] = ()
+    """Per persona and scenario: the smallest drop compare detects there, least first."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to calibration.json."""
@@ -197,6 +207,15 @@ def minimum_detectable_drop_paired(
         raise ValueError(
             f"need 0 <= rate, discordance <= 1 and n >= 1, got {rate}, {discordance}, {n}"
         )
+    power_at = paired_power(n, discordance, alpha)
+    if rate == 0 or power_at(rate) < power:
+        return None
+    return float(brentq(lambda d: power_at(d) - power, 0.0, rate, xtol=1e-4))
+
+
+def paired_power(n: int, discordance: float, alpha: float = 0.05) -> Callable[[float], float]:
+    """The exact power of McNemar's two-sided test over ``n`` pairs, as a function of the
+    drop, under `minimum_detectable_drop_paired`'s model."""
     totals = np.arange(n + 1)
     # For each total of discordant pairs, the largest count of the smaller side (fail -> pass
     # when the rate drops) whose exact two-sided p-value, 2 · P(K <= m), is below alpha.
@@ -208,28 +227,90 @@ def minimum_detectable_drop_paired(
         share = min(1.0, discordance + drop)
         if share == 0:
             return 0.0
-        towards_drop = (discordance / 2 + drop) / share
+        towards_drop = min(1.0, (discordance / 2 + drop) / share)
         rejects = np.where(
             critical >= 0, binom.sf(totals - critical - 1, totals, towards_drop), 0.0
         )
         return float(binom.pmf(totals, n, share) @ rejects)
 
-    if rate == 0 or power_at(rate) < power:
-        return None
-    return float(brentq(lambda d: power_at(d) - power, 0.0, rate, xtol=1e-4))
+    return power_at
+
+
+@dataclass(frozen=True)
+class SliceDetectable:
+    """How large a drop of one persona's or scenario's goal rate compare can catch."""
+
+    name: str
+    """`persona:ID` or `scenario:ID`."""
+    n: float
+    """Rated episodes of the slice per repeat, on average."""
+    rate: float
+    minimum_detectable_drop: float | None
+    """With 80% power, at alpha divided by the number of slices (Bonferroni: at least as strict
+    as the first step of compare's Holm adjustment); None when no drop is detectable."""
+    power_if_halved: float
+    """The chance compare flags the slice if its goal rate halves."""
+
+
+def slice_detectability(
+    rates: list[tuple[str, int, int, int]], repeats: int, discordance: float, alpha: float
+) -> list[SliceDetectable]:
+    """Per slice (name, rated episodes over all repeats, successes, slices tested): the
+    smallest drop compare detects and its power against the slice halving; least
+    detectable first."""
+    found = []
+    for name, rated_n, successes, tested in rates:
+        n = rated_n / repeats
+        rate = successes / rated_n if rated_n else 0.0
+        level = alpha / max(1, tested)
+        size = max(1, round(n))
+        found.append(
+            SliceDetectable(
+                name=name,
+                n=n,
+                rate=rate,
+                minimum_detectable_drop=minimum_detectable_drop_paired(
+                    rate, size, discordance, level
+                ),
+                power_if_halved=paired_power(size, discordance, level)(rate / 2),
+            )
+        )
+    return sorted(found, key=lambda s: (s.power_if_halved, s.name))
+
+
+def _slice_rates(paths: list[Path]) -> list[tuple[str, int, int, int]]:
+    """Rated episodes and successes of every persona and scenario slice, over the repeats."""
+    frames = [load_outcomes(p)[1].filter(rated()) for p in paths]
+    frame = pl.concat([f.select("persona_id", "scenario_id", "success") for f in frames])
+    rows = []
+    for column, kind in (("persona_id", "persona"), ("scenario_id", "scenario")):
+        counts = frame.group_by(column).agg(pl.len(), pl.col("success").sum()).sort(column)
+        rows += [(f"{kind}:{value}", n, s) for value, n, s in counts.iter_rows()]
+    return [(name, n, s, len(rows)) for name, n, s in rows]
+
+
+def _sd_interval(sd: float, repeats: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The chi-square interval of a standard deviation from ``repeats`` values (normal
+    repeats): sd·sqrt((R-1)/χ²) at the two tails."""
+    df = repeats - 1
+    tail = (1 - confidence) / 2
+    return (
+        sd * math.sqrt(df / chi2.ppf(1 - tail, df)),
+        sd * math.sqrt(df / chi2.ppf(tail, df)),
+    )
 
 
 def _repeat_rate(path: Path) -> RepeatRate:
     manifest, frame = load_outcomes(path)
-    rated = frame.filter(~frame["status"].is_in(NOT_RATED))
-    successes = int(rated["success"].sum())
+    rated_frame = frame.filter(rated())
+    successes = int(rated_frame["success"].sum())
     return RepeatRate(
         path=str(path),
         seed=manifest.config.seed,
         episodes=frame.height,
-        rated=rated.height,
+        rated=rated_frame.height,
         successes=successes,
-        goal_rate=successes / rated.height if rated.height else None,
+        goal_rate=successes / rated_frame.height if rated_frame.height else None,
     )
 
 
@@ -272,6 +353,7 @@ def measure_noise(
     discordance = sum(p.discordant / p.compared for p in pairs) / len(pairs)
     mdd = minimum_detectable_drop_paired(mean_rate, round(n), discordance, alpha)
     noise_95 = float(norm.ppf(0.975)) * math.sqrt(2) * sd
+    sd_low, sd_high = _sd_interval(sd, len(rates))
     false_alarms = sum(bool(p.flagged) for p in pairs)
     calibration = Calibration(
         folder=str(out),
@@ -293,13 +375,17 @@ def measure_noise(
         minimum_detectable_drop=mdd,
         minimum_detectable_drop_independent=minimum_detectable_drop(mean_rate, n, alpha),
         smallest_trusted_difference=None if mdd is None else max(noise_95, mdd),
+        sd_interval=(sd_low, sd_high),
+        noise_95_interval=(noise_95 * sd_low / sd, noise_95 * sd_high / sd) if sd else (0.0, 0.0),
+        false_alarm_interval=wilson_interval(false_alarms, len(pairs)),
+        slices=tuple(slice_detectability(_slice_rates(paths), len(paths), discordance, alpha)),
     )
     _write_json(Path(out) / CALIBRATION, calibration.to_dict())
     return calibration
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 async def calibrate(
@@ -326,17 +412,13 @@ async def calibrate(
             are kept and ``resume`` continues.
     """
     check_options(alpha, correction)
-    with contextlib.ExitStack() as stack:
-        if config.engine == "ray":  # one cluster for every repeat, not one each
-            from simulate.engines.ray import cluster
-
-            stack.enter_context(cluster(config.ray_address))
+    with one_cluster(config):
         for index, repeat in enumerate(repeat_configs(config, repeats), 1):
             if on_repeat:
                 on_repeat(index, repeat)
             result = await run(repeat, on_start=on_start, on_episode=on_episode)
             if result.stopped:
-                raise RunStopped(
+                raise (RunAborted if result.aborted else RunStopped)(
                     f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept"
                 )
     return measure_noise(config.out, repeats, alpha=alpha, correction=correction)

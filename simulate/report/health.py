@@ -14,7 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from simulate.stats import wilson_interval
+from simulate.schema import Model
+from simulate.stats import Rate
 from simulate.store import RunFolder
 from simulate.users.faults import MIN_REPEAT_WORDS, assistant_phrases
 
@@ -33,9 +34,69 @@ EXAMPLE_CHARS = 160
 """Example user messages are cut to this many characters (the report's excerpt length)."""
 
 
-def _rate(hits: int, n: int) -> dict[str, Any]:
-    low, high = wilson_interval(hits, n)
-    return {"value": hits / n if n else None, "low": low, "high": high, "n": n, "count": hits}
+class Spread(Model):
+    """Mean and standard deviation of a length, over ``n`` messages."""
+
+    mean: float | None
+    sd: float | None
+    n: int
+
+
+class Ratio(Model):
+    """distinct-n: distinct n-grams over all n-grams."""
+
+    value: float | None
+    distinct: int
+    n: int
+
+
+class HealthRow(Model):
+    """One persona's (or the whole run's) simulator-health figures."""
+
+    persona_id: str
+    episodes: int
+    user_messages: int
+    words: Spread
+    chars: Spread
+    distinct_1: Ratio
+    distinct_2: Ratio
+    repeat_rate: Rate
+    episodes_with_repeat: Rate
+    assistant_like_rate: Rate
+    simulator_error_share: Rate
+    flags: list[str]
+    """What looks wrong: `repeats itself`, `sounds like an assistant`, `simulator errors`."""
+
+
+class HealthExample(Model):
+    """A flagged user message (cut to `EXAMPLE_CHARS`)."""
+
+    episode_id: str
+    persona_id: str
+    turn_index: int
+    content: str
+
+
+class Thresholds(Model):
+    repeat_rate: float
+    assistant_like_rate: float
+    simulator_error_share: float
+    min_repeat_words: int
+
+
+class HealthReport(Model):
+    """Simulator health per persona and overall (`simulator_health`)."""
+
+    overall: HealthRow
+    per_persona: list[HealthRow]
+    examples: dict[str, list[HealthExample]]
+    """`repeated` and `assistant_like` -> a few flagged user messages."""
+    thresholds: Thresholds
+    note: str
+
+
+def _rate(hits: int, n: int) -> Rate:
+    return Rate.wilson(hits, n, empty="no messages")
 
 
 def scan_user_messages(run_dir: str | Path) -> pl.LazyFrame:
@@ -125,8 +186,8 @@ def _message_aggs() -> list[pl.Expr]:
     ]
 
 
-def simulator_health(run_dir: str | Path, examples: int = 3) -> dict[str, Any]:
-    """Simulator-health figures per persona and overall, as plain data.
+def simulator_health(run_dir: str | Path, examples: int = 3) -> HealthReport:
+    """Simulator-health figures per persona and overall.
 
     Each persona row carries message length (words and characters: mean, sd), distinct-1 and
     distinct-2, the repeat rate and assistant-like rate of user messages and the share of
@@ -165,60 +226,61 @@ def simulator_health(run_dir: str | Path, examples: int = 3) -> dict[str, Any]:
         "episodes": int(per_episode["episodes"].sum()),
         "simulator_errors": int(per_episode["simulator_errors"].sum()),
     }
-    return {
-        "overall": _health_row("all", overall),
-        "per_persona": [_health_row(r["persona_id"], r) for r in per_persona.to_dicts()],
-        "examples": {
-            kind: frame.to_dicts() for kind, frame in zip(EXAMPLE_KINDS, found, strict=True)
+    return HealthReport(
+        overall=_health_row("all", overall),
+        per_persona=[_health_row(r["persona_id"], r) for r in per_persona.to_dicts()],
+        examples={
+            kind: [HealthExample(**row) for row in frame.to_dicts()]
+            for kind, frame in zip(EXAMPLE_KINDS, found, strict=True)
         },
-        "thresholds": {
-            "repeat_rate": FLAG_REPEAT_RATE,
-            "assistant_like_rate": FLAG_ASSISTANT_RATE,
-            "simulator_error_share": FLAG_SIMULATOR_ERRORS,
-            "min_repeat_words": MIN_REPEAT_WORDS,
-        },
-        "note": (
+        thresholds=Thresholds(
+            repeat_rate=FLAG_REPEAT_RATE,
+            assistant_like_rate=FLAG_ASSISTANT_RATE,
+            simulator_error_share=FLAG_SIMULATOR_ERRORS,
+            min_repeat_words=MIN_REPEAT_WORDS,
+        ),
+        note=(
             "repeats: a user message equal to an earlier one of the same episode after "
             f"lower-casing and dropping punctuation, {MIN_REPEAT_WORDS}+ words; assistant-like: "
             "contains a phrase from simulate/prompts/assistant_phrases.yaml"
         ),
-    }
+    )
 
 
-def _health_row(persona_id: str, row: dict[str, Any]) -> dict[str, Any]:
+def _health_row(persona_id: str, row: dict[str, Any]) -> HealthRow:
     """One persona's (or the whole run's) figures, with rates, intervals and flags."""
     n_messages = int(row.get("user_messages") or 0)
     n_episodes = int(row["episodes"])
-    figures: dict[str, Any] = {
-        "persona_id": persona_id,
-        "episodes": n_episodes,
-        "user_messages": n_messages,
-        "words": {"mean": row.get("words_mean"), "sd": row.get("words_sd"), "n": n_messages},
-        "chars": {"mean": row.get("chars_mean"), "sd": row.get("chars_sd"), "n": n_messages},
-        "distinct_1": _ratio(row.get("distinct_unigrams"), row.get("unigrams")),
-        "distinct_2": _ratio(row.get("distinct_bigrams"), row.get("bigrams")),
-        "repeat_rate": _rate(int(row.get("repeats") or 0), n_messages),
-        "episodes_with_repeat": _rate(int(row.get("episodes_with_repeat") or 0), n_episodes),
-        "assistant_like_rate": _rate(int(row.get("assistant_like") or 0), n_messages),
-        "simulator_error_share": _rate(int(row["simulator_errors"]), n_episodes),
-    }
+    repeat_rate = _rate(int(row.get("repeats") or 0), n_messages)
+    assistant_like = _rate(int(row.get("assistant_like") or 0), n_messages)
+    errors = _rate(int(row["simulator_errors"]), n_episodes)
     flags = []
-    if (figures["repeat_rate"]["value"] or 0) > FLAG_REPEAT_RATE:
+    if (repeat_rate.value or 0) > FLAG_REPEAT_RATE:
         flags.append("repeats itself")
-    if (figures["assistant_like_rate"]["value"] or 0) > FLAG_ASSISTANT_RATE:
+    if (assistant_like.value or 0) > FLAG_ASSISTANT_RATE:
         flags.append("sounds like an assistant")
-    if (figures["simulator_error_share"]["value"] or 0) > FLAG_SIMULATOR_ERRORS:
+    if (errors.value or 0) > FLAG_SIMULATOR_ERRORS:
         flags.append("simulator errors")
-    figures["flags"] = flags
-    return figures
+    return HealthRow(
+        persona_id=persona_id,
+        episodes=n_episodes,
+        user_messages=n_messages,
+        words=Spread(mean=row.get("words_mean"), sd=row.get("words_sd"), n=n_messages),
+        chars=Spread(mean=row.get("chars_mean"), sd=row.get("chars_sd"), n=n_messages),
+        distinct_1=_ratio(row.get("distinct_unigrams"), row.get("unigrams")),
+        distinct_2=_ratio(row.get("distinct_bigrams"), row.get("bigrams")),
+        repeat_rate=repeat_rate,
+        episodes_with_repeat=_rate(int(row.get("episodes_with_repeat") or 0), n_episodes),
+        assistant_like_rate=assistant_like,
+        simulator_error_share=errors,
+        flags=flags,
+    )
 
 
-def _ratio(distinct: int | None, total: int | None) -> dict[str, Any]:
-    return {
-        "value": (distinct or 0) / total if total else None,
-        "distinct": distinct or 0,
-        "n": total or 0,
-    }
+def _ratio(distinct: int | None, total: int | None) -> Ratio:
+    return Ratio(
+        value=(distinct or 0) / total if total else None, distinct=distinct or 0, n=total or 0
+    )
 
 
 def _examples(messages: pl.LazyFrame, kind: str, limit: int) -> pl.LazyFrame:

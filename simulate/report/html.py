@@ -11,7 +11,8 @@ from typing import Any
 
 import jinja2
 
-from simulate.report.figures import pass_k_highlights
+from simulate.report.figures import RunReport, Slice, pass_k_highlights
+from simulate.report.realism import RealismReport
 from simulate.store import write_atomic
 
 REPORT_FILE = "report.html"
@@ -24,40 +25,44 @@ _PLOT_W = 360
 _RIGHT_W = 130
 
 
-def rate_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def rate_chart(rows: list[Slice]) -> dict[str, Any]:
     """Geometry of a horizontal bar chart of goal rates with interval whiskers and n.
 
     ``rows`` are slices from the report; their order is kept (worst first). The label column
     grows with the longest label (pack ids like `language-switching.german_speaker`), up to a
     limit past which labels are cut with `…` (the full name is in the bar's tooltip).
     """
-    longest = max((len(str(row["value"])) for row in rows), default=0)
+    longest = max((len(row.value) for row in rows), default=0)
     fits = min(longest, int((_MAX_LABEL_W - 14) / _CHAR_W))
     label_w = max(_LABEL_W, 14 + math.ceil(_CHAR_W * fits))
     bars = []
     for i, row in enumerate(rows):
-        rate = row["goal_rate"]
+        rate = row.goal_rate
         y = 24 + i * _BAR_ROW
-        value = rate["value"]
+        value = rate.value
         # A slice with nothing rated has no rate and no interval: no bar and no whisker (its
         # Wilson interval, 0%–100%, would be drawn as if it had been measured).
-        whisker = value is not None
+        interval = rate.interval if value is not None else None
+        population = row.goal_rate_population.interval
         bars.append(
             {
-                "label": _fit(str(row["value"]), fits),
+                "label": _fit(row.value, fits),
                 "y": y,
                 "mid": y + (_BAR_ROW - 6) / 2,
                 "width": 0 if value is None else value * _PLOT_W,
-                "low": label_w + rate["low"] * _PLOT_W if whisker else None,
-                "high": label_w + rate["high"] * _PLOT_W if whisker else None,
-                "text": (
-                    f"n/a · n={rate['n']}" if value is None else f"{value:.0%} · n={rate['n']}"
-                ),
+                "low": label_w + interval[0] * _PLOT_W if interval else None,
+                "high": label_w + interval[1] * _PLOT_W if interval else None,
+                "text": (f"n/a · n={rate.n}" if value is None else f"{value:.0%} · n={rate.n}"),
                 "title": (
-                    f"{row['value']}: goal rate "
+                    f"{row.value}: goal rate "
                     + ("n/a" if value is None else f"{value:.1%}")
-                    + (f", 95% interval {rate['low']:.1%}–{rate['high']:.1%}" if whisker else "")
-                    + f", n={rate['n']}"
+                    + (f", 95% interval {interval[0]:.1%}–{interval[1]:.1%}" if interval else "")
+                    + (
+                        f", population {population[0]:.1%}–{population[1]:.1%}"
+                        if population
+                        else ""
+                    )
+                    + f", n={rate.n}"
                 ),
             }
         )
@@ -138,10 +143,10 @@ _SHARE_MEASURES = (
 )
 
 
-def paired_chart(realism: dict[str, Any]) -> dict[str, Any]:
+def paired_chart(realism: RealismReport) -> dict[str, Any]:
     """Geometry of the realism chart: for each share measure, a bar for the simulated users
     and one for people, each with its interval's whisker and n."""
-    measures = {m["id"]: m for m in realism["measures"]}
+    measures = {m.id: m for m in realism.measures}
     rows = []
     y = 24
     for ident in _SHARE_MEASURES:
@@ -149,12 +154,12 @@ def paired_chart(realism: dict[str, Any]) -> dict[str, Any]:
         if measure is None:
             continue
         for side, css in (("simulated", "sim"), ("human", "hum")):
-            figure = measure[side] or {}
-            value = figure.get("value")
-            low, high = figure.get("low"), figure.get("high")
+            figure = getattr(measure, side)
+            value = figure.value if figure else None
+            low, high = (figure.low, figure.high) if figure else (None, None)
             rows.append(
                 {
-                    "label": measure["name"] if side == "simulated" else "",
+                    "label": measure.name if side == "simulated" else "",
                     "side": "simulated" if side == "simulated" else "people",
                     "css": css,
                     "y": y,
@@ -164,7 +169,7 @@ def paired_chart(realism: dict[str, Any]) -> dict[str, Any]:
                     "high": None if high is None else _LABEL_W + high * _PLOT_W,
                     "text": "n/a"
                     if value is None
-                    else f"{'sim' if css == 'sim' else 'people'} {value:.0%} · n={figure['n']}",
+                    else f"{'sim' if css == 'sim' else 'people'} {value:.0%} · n={figure.n}",
                 }
             )
             y += _BAR_ROW - 4
@@ -200,27 +205,27 @@ def _load_template(name: str) -> str:
     return resources.files("simulate").joinpath("templates", name).read_text(encoding="utf-8")
 
 
-def render_report(report: dict[str, Any]) -> str:
+def render_report(report: RunReport) -> str:
     """The report as a self-contained HTML page."""
-    slices = report["slices"]
+    slices = report.slices
     charts = {
-        "personas": rate_chart([s for s in slices if s["dimension"] == "persona"]),
-        "scenarios": rate_chart([s for s in slices if s["dimension"] == "scenario"]),
-        "outcomes": count_chart(report["overall"]["outcomes"]),
-        "turns": histogram({int(k): v for k, v in report["turn_counts"].items()}),
+        "personas": rate_chart([s for s in slices if s.dimension == "persona"]),
+        "scenarios": rate_chart([s for s in slices if s.dimension == "scenario"]),
+        "outcomes": count_chart(report.overall.outcomes),
+        "turns": histogram(report.turn_counts),
     }
-    if report.get("realism"):
-        charts["realism"] = paired_chart(report["realism"])
+    if report.realism:
+        charts["realism"] = paired_chart(report.realism)
     wrong = {
-        (e["episode_id"], e["turn_index"])
-        for kind in report["failure_kinds"]
-        for e in kind["examples"]
-        if e["turn_index"] is not None
+        (e.episode_id, e.turn_index)
+        for kind in report.failure_kinds
+        for e in kind.examples
+        if e.turn_index is not None
     }
     template = _environment().get_template("report.html.j2")
     return template.render(report=report, charts=charts, wrong=wrong)
 
 
-def write_report_html(report: dict[str, Any], path: str | Path) -> Path:
+def write_report_html(report: RunReport, path: str | Path) -> Path:
     """Render the report and write it atomically (temporary file, then rename)."""
     return write_atomic(path, render_report(report))

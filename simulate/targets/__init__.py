@@ -2,35 +2,36 @@
 
 Every target speaks the same protocol, whatever carries it (a Python call, HTTP, JSON lines):
 
-    request:  {"session_id": str, "messages": [{"role": "user"|"assistant", "content": str}]}
+    request:  {"session_id": str, "messages": [OpenAI chat messages, tool calls included]}
     reply:    "text"  or  {"reply": str, "tool_calls": [...]?, "context": [str]?, "end": bool?}
+              or an OpenAI chat-completion message (see `targets.protocol` for every shape)
 
-The agent never sees the persona or the scenario: only the conversation.
+Framework adapters (`agents:`, `pydantic-ai:`, `langgraph:`) drive an agent object the
+framework's own way instead. The agent never sees the persona or the scenario: only the
+conversation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import Field, ValidationError
+from simulate.errors import unknown_choice
+from simulate.schema import Message
+from simulate.targets.protocol import Reply, parse_reply, to_protocol
 
-from simulate.errors import TargetError, unknown_choice
-from simulate.schema import Message, Model, ToolCall
-
-
-class Reply(Model):
-    """One answer of the agent under test."""
-
-    reply: str = ""
-    """The text the user sees."""
-    tool_calls: list[ToolCall] = Field(default_factory=list)
-    """Tools the agent called to produce this reply."""
-    context: list[str] = Field(default_factory=list)
-    """Passages the agent used (retrieval), for faithfulness checks."""
-    end: bool = False
-    """The agent closes the conversation."""
+__all__ = [
+    "TARGETS",
+    "Reply",
+    "Target",
+    "TargetFactory",
+    "TargetOptions",
+    "load_target",
+    "parse_reply",
+    "target_from_object",
+    "to_protocol",
+]
 
 
 class Target(Protocol):
@@ -55,32 +56,17 @@ class TargetOptions:
     """For `openai:` targets: a YAML file of tools the model may call (`--tools`)."""
     get_llm: Callable[[str, str], Any] | None = None
     """(model spec, role) -> the run's shared LLM, for model-backed targets."""
-
-
-def to_protocol(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """The conversation as the protocol's plain dicts: user and assistant text only."""
-    return [
-        {"role": m.role, "content": m.content} for m in messages if m.role in ("user", "assistant")
-    ]
-
-
-def parse_reply(raw: Any, source: str) -> Reply:
-    """Read a protocol reply (a string or a dict), or raise TargetError naming ``source``."""
-    if isinstance(raw, Reply):
-        return raw
-    if isinstance(raw, str):
-        return Reply(reply=raw)
-    if isinstance(raw, dict):
-        try:
-            return Reply.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "reply"
-            raise TargetError(f"{source} replied out of protocol: {where}: {first['msg']}") from exc
-    raise TargetError(
-        f"{source} replied out of protocol: expected a string or an object with 'reply', "
-        f"got {type(raw).__name__}"
-    )
+    headers: tuple[tuple[str, str], ...] = ()
+    """For `http:` targets: headers sent with every request (`--header`, already expanded)."""
+    secrets: tuple[str, ...] = ()
+    """Values redacted from every error message (the headers' credentials)."""
+    retries: int = 2
+    """For `http:` targets: retries of a request after a connection error, 429 or 503."""
+    max_reply_chars: int = 100_000
+    """Longest reply accepted (`--max-reply-chars`); HTTP bodies are cut off beyond it."""
+    agent_env: Callable[[str], Mapping[str, str]] | None = None
+    """Session id -> environment variables for that episode's agent process (`cmd:`): the
+    model proxy's address and token (`--agent-llm-proxy`)."""
 
 
 def _python(arg: str, options: TargetOptions) -> TargetFactory:
@@ -113,11 +99,20 @@ def _demo(arg: str, options: TargetOptions) -> TargetFactory:
     return load_python_target_class(DemoAgent)
 
 
+def _adapter(kind: str) -> Callable[[str, TargetOptions], TargetFactory]:
+    def load(arg: str, options: TargetOptions) -> TargetFactory:
+        from simulate.targets.frameworks import load_adapter
+
+        return load_adapter(kind, arg, options)
+
+    return load
+
+
 def load_python_target_class(cls: type) -> TargetFactory:
     """A factory for a class with `respond()` (and optionally `reset()`): one instance each."""
     from simulate.targets.python import PythonTarget
 
-    return lambda session_id: PythonTarget(cls(), source=cls.__name__)
+    return lambda session_id: PythonTarget(cls(), source=cls.__name__, session_id=session_id)
 
 
 #: `--target` spec prefix -> factory maker. `http:`/`https:` keep the whole URL.
@@ -128,7 +123,22 @@ TARGETS: dict[str, Callable[[str, TargetOptions], TargetFactory]] = {
     "cmd": _cmd,
     "openai": _openai,
     "demo": _demo,
+    "agents": _adapter("agents"),
+    "pydantic-ai": _adapter("pydantic-ai"),
+    "langgraph": _adapter("langgraph"),
 }
+
+
+def target_from_object(obj: Any, options: TargetOptions | None = None) -> TargetFactory:
+    """A factory for an agent given as a Python object rather than a spec: a framework's agent
+    or graph (when its framework is imported), a function, a class, or an object with
+    `respond()`."""
+    from simulate.targets.frameworks import adapter_for
+    from simulate.targets.python import python_factory
+
+    options = options or TargetOptions()
+    source = getattr(obj, "__qualname__", None) or type(obj).__name__
+    return adapter_for(obj) or python_factory(obj, f"python:{source}", options)
 
 
 def needs_llm(spec: str) -> bool:
@@ -140,7 +150,8 @@ def load_target(spec: str, options: TargetOptions | None = None) -> TargetFactor
     """Turn a `--target` spec into a factory of per-episode targets.
 
     Forms: `python:FILE_OR_MODULE:CALLABLE`, `http://host/path`, `cmd:"COMMAND"`,
-    `openai:MODEL` (with `system_prompt`), `demo`.
+    `openai:MODEL` (with `system_prompt`), `demo`, and the framework adapters
+    `agents:FILE:AGENT`, `pydantic-ai:FILE:AGENT`, `langgraph:FILE:GRAPH`.
     """
     options = options or TargetOptions()
     kind, _, arg = spec.partition(":")

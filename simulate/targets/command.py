@@ -7,23 +7,33 @@ The protocol, one subprocess per episode (started on its first turn):
     stdout  one JSON line back per turn: "text" or {"reply": "...", "tool_calls": [...],
             "context": [...], "end": false}
     stderr  free for logs; the last line is quoted when the agent fails
+    env     Simulate's own, plus the model proxy's address and token with --agent-llm-proxy
 
 The process should answer until stdin closes. Exiting early, closing stdout or writing a line
-that is not JSON ends the episode as `target_error`. When the episode ends the process gets
-stdin closed and SIGTERM, then SIGKILL after a short grace.
+that is not JSON ends the episode as `target_error`. Each agent runs in a process group of its
+own: when the episode ends, stdin is closed and the group gets SIGTERM, then SIGKILL after a
+short grace, so processes the agent started go too. On Linux the agent is also killed when
+the runner dies (PR_SET_PDEATHSIG), so even a SIGKILLed run leaves no agent behind; elsewhere
+an agent should exit when its stdin closes. Credentials in the command line (`--api-key X`)
+are redacted from every message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
+import os
 import shlex
 import shutil
+import signal
+import sys
 from collections.abc import Callable, Sequence
 
 from simulate.errors import ConfigError, TargetError
 from simulate.schema import Message
+from simulate.store import redact
 from simulate.targets import Reply, TargetOptions, parse_reply, to_protocol
 
 _LINE_LIMIT = 16 * 1024 * 1024
@@ -41,7 +51,7 @@ class CommandTargetFactory:
         Raises:
             ConfigError: the command is empty, badly quoted, or its program is not found.
         """
-        flag = f"--target cmd:{command}"
+        flag = redact(f"--target cmd:{command}")
         try:
             argv = shlex.split(command)
         except ValueError as exc:
@@ -50,7 +60,7 @@ class CommandTargetFactory:
             raise ConfigError('--target cmd: empty command; expected cmd:"PROGRAM ARGS..."')
         if shutil.which(argv[0]) is None:
             raise ConfigError(
-                f"{flag}: program {argv[0]!r} not found (not on PATH or not executable)"
+                f"{flag}: program {redact(argv[0])!r} not found (not on PATH or not executable)"
             )
         self.argv = argv
         self.options = options
@@ -86,7 +96,7 @@ class CommandTarget:
         self.session_id = session_id
         self.options = options
         self.grace_s = grace_s
-        self.source = f"cmd:{shlex.join(argv)}"
+        self.source = redact(f"cmd:{shlex.join(argv)}")
         self._on_close = on_close
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr = bytearray()
@@ -100,9 +110,9 @@ class CommandTarget:
             raise TargetError(f"{self.source}: the session is closed")
         if self._broken:
             raise TargetError(f"{self.source}: {self._broken}")
-        proc = self._proc or await self._start()
         request = {"session_id": self.session_id, "messages": to_protocol(messages)}
         try:
+            proc = self._proc or await self._start()  # a turn cut short while starting breaks too
             return await self._exchange(proc, json.dumps(request) + "\n")
         except asyncio.CancelledError:
             # A reply may still arrive and would be read as the next turn's: stop trusting it.
@@ -138,6 +148,8 @@ class CommandTarget:
         return parse_reply(data, self.source)
 
     async def _start(self) -> asyncio.subprocess.Process:
+        agent_env = self.options.agent_env
+        env = {**os.environ, **agent_env(self.session_id)} if agent_env else None
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -145,9 +157,12 @@ class CommandTarget:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 limit=_LINE_LIMIT,
+                env=env,
+                start_new_session=True,  # its own process group, killed whole at the end
+                preexec_fn=_die_with_parent(),
             )
         except OSError as exc:
-            raise TargetError(f"cannot start {self.source}: {exc}") from exc
+            raise TargetError(f"cannot start {self.source}: {redact(str(exc))}") from exc
         self._stderr_task = asyncio.create_task(self._read_stderr(self._proc.stderr))
         return self._proc
 
@@ -171,10 +186,11 @@ class CommandTarget:
 
     def _last_stderr(self) -> str:
         lines = self._stderr.decode(errors="replace").strip().splitlines()
-        return f"; last stderr line: {lines[-1][:300]!r}" if lines else ""
+        return f"; last stderr line: {redact(lines[-1][:300])!r}" if lines else ""
 
     async def aclose(self) -> None:
-        """Stop the process: close stdin, SIGTERM, SIGKILL after the grace. Safe to call twice."""
+        """Stop the process group: close stdin, SIGTERM, SIGKILL after the grace. Safe to call
+        twice."""
         if self._closed:
             return
         self._closed = True
@@ -186,15 +202,42 @@ class CommandTarget:
         if proc.returncode is None:
             if proc.stdin is not None:
                 proc.stdin.close()
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
+            _signal_group(proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), self.grace_s)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                _signal_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
+        _signal_group(proc.pid, signal.SIGKILL)  # what the agent started and left behind
         if self._stderr_task is not None:
             self._stderr_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._stderr_task
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    """Send ``signum`` to a process group; one that is gone already is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a function for the child to run before it starts: ask the kernel to SIGKILL
+    it when this process dies (PR_SET_PDEATHSIG), so no agent outlives a killed runner."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the runner died before the request took effect
+            os._exit(1)
+
+    return arm
+
+
+_PR_SET_PDEATHSIG = 1

@@ -19,18 +19,18 @@ calls and their results are recorded in the transcript:
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from simulate.errors import ConfigError, TargetError
 from simulate.llm import LLM
+from simulate.loader import read_yaml
 from simulate.schema import Message, Model, ToolCall
 from simulate.targets import Reply, TargetFactory, TargetOptions
+from simulate.targets.protocol import expand_tool_turns, tool_message
 
 MAX_TOOL_ROUNDS = 8
 
@@ -62,15 +62,12 @@ class ToolSpec(Model):
 def load_tools(path: str) -> list[ToolSpec]:
     """Read a tools file (`tools:` list, or a bare list); ConfigError names file and tool."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--tools {path!r}: cannot read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(
-            f"{path}{line}: YAML syntax error: {getattr(exc, 'problem', exc)}"
-        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--tools {path!r}: not UTF-8 text") from exc
+    data = read_yaml(text, path)  # the one safe reader: aliases bounded, lines named
     items = data.get("tools") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{path}: expected a `tools:` list of tools")
@@ -131,7 +128,10 @@ class OpenAITarget:
 
     async def respond(self, messages: Sequence[Message]) -> Reply:
         """Answer the conversation, running tool calls until the model writes to the user."""
-        conversation = [Message(role="system", content=self.system_prompt), *_expand(messages)]
+        conversation = [
+            Message(role="system", content=self.system_prompt),
+            *expand_tool_turns(messages),
+        ]
         functions = [t.as_function() for t in self.tools.values()] or None
         made: list[ToolCall] = []
         for _ in range(MAX_TOOL_ROUNDS):
@@ -149,7 +149,7 @@ class OpenAITarget:
                     tool_calls=[c.model_copy(update={"result": None}) for c in calls],
                 )
             )
-            conversation += [_tool_message(c) for c in calls]
+            conversation += [tool_message(c) for c in calls]
         raise TargetError(f"the model kept calling tools for {MAX_TOOL_ROUNDS} rounds")
 
     async def _run(self, call: ToolCall, index: int) -> ToolCall:
@@ -169,29 +169,6 @@ class OpenAITarget:
         except Exception as exc:  # the tool's failure is the model's to handle, as in production
             result = {"error": f"{type(exc).__name__}: {exc}"}
         return call.model_copy(update={"result": result})
-
-
-def _tool_message(call: ToolCall) -> Message:
-    content = call.result if isinstance(call.result, str) else json.dumps(call.result, default=str)
-    return Message(role="tool", tool_call_id=call.id, content=content)
-
-
-def _expand(messages: Sequence[Message]) -> list[Message]:
-    """The transcript as the model saw it: each reply's tool calls and results before its text."""
-    expanded: list[Message] = []
-    for message in messages:
-        if message.role == "assistant" and message.tool_calls:
-            expanded.append(
-                Message(
-                    role="assistant",
-                    tool_calls=[c.model_copy(update={"result": None}) for c in message.tool_calls],
-                )
-            )
-            expanded += [_tool_message(c) for c in message.tool_calls]
-            expanded.append(Message(role="assistant", content=message.content))
-        elif message.role in ("user", "assistant"):
-            expanded.append(Message(role=message.role, content=message.content))
-    return expanded
 
 
 def openai_target_factory(model: str, options: TargetOptions) -> TargetFactory:

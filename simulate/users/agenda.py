@@ -2,19 +2,30 @@
 
 The user has an agenda: state the request, answer what the agent asks from `known_info` (heard
 in the agent's own words: `understanding.py`), say what it does not know, confirm when asked
-and wait for the result, push back as the scenario's `instructions` say and on a refusal
-(never thanking it), and stop when the success checks hold (goal reached) or when its patience
-runs out without progress (gave up) — never while a new question asking it to go ahead is
-open. It never sends the same message twice, and its templates are filled grammatically
-(`wording.py`). Persona traits shape the words; personas
-tagged `adversarial` insert attacks at seeded turns; a scenario tagged `attack:<kind>` sends
-that attack as the user's second message. Tags `behavior:<name>` (persona or scenario) switch
-on the stress behaviours: `long_messages` (the opening buried in a long story),
-`switch_language` (from the second message on, the persona's `traits.language`, else Spanish),
-`non_native` (non-native English). A scenario instruction "... change your mind: <new
-request>" makes the user drop its request for that one when the agent first asks to go ahead.
-Everything random comes from the episode's seed, so the same seed and the same agent give the
-same conversation.
+("Shall I go ahead?": yes, go ahead; "Is this order correct?": yes, it is) and wait for the
+result, push back as the scenario's `instructions` say and on a refusal (never thanking it),
+and stop when the success checks hold (goal reached) or when its patience runs out without
+progress (gave up) — never while a new question asking it to go ahead is open. It never sends
+the same message twice, and its templates are filled grammatically (`wording.py`).
+
+It speaks as people do rather than reciting its scenario: a written `opening` is said as
+written, but a description is asked for in a person's words ("I'd like to order a Latte that
+has Vanilla Sweetener." -> "can I get a latte with vanilla sweetener?", `requests.py`), its
+details said with it or, by a terse user, later. Instructions "Then: ..." are later steps,
+said in order when the agent asks nothing the user must answer first ("Then: I want to ask
+what kind of syrup you have." -> "What kind of syrup do you have?"). How a message is typed
+(greeting, please, full stops, commas, lower case, typos, a typo fixed with "*word") is the
+persona's voice (`voice.py`), drawn from its traits.
+
+Personas tagged `adversarial` insert attacks at seeded turns; a scenario tagged
+`attack:<kind>` sends that attack as the user's second message. Tags `behavior:<name>`
+(persona or scenario) switch on the stress behaviours: `long_messages` (the opening buried in
+a long story), `switch_language` (from the second message on, the persona's
+`traits.language`, else Spanish), `non_native` (non-native English). A scenario instruction
+"... change your mind: <new request>" makes the user drop its request for that one when the
+agent first asks to go ahead. Everything random comes from the episode's seed (the words from
+one stream, the typing from another), so the same seed and the same agent give the same
+conversation.
 
 Phrases live in `simulate/prompts/agenda.yaml` and `attacks.yaml`.
 """
@@ -30,13 +41,16 @@ from simulate import prompts
 from simulate.checks import called_tools, has_goal_checks, negated, unmet_goal_checks
 from simulate.schema import EpisodeSpec, Message
 from simulate.users import EpisodeState, UserTurn, attack_kinds, default_attacks
+from simulate.users.requests import Step, Want, direct_question, read_step, read_want
 from simulate.users.understanding import (
     Asked,
     FactIndex,
+    asks_to_check,
     asks_to_go_ahead,
     is_request,
     sentences,
 )
+from simulate.users.voice import add_please, add_typos, casually, dress, voice_of
 from simulate.users.wording import (
     business,
     compile_domains,
@@ -75,6 +89,18 @@ _INSIST_THING = re.compile(
 _OPEN_QUESTION = re.compile(r"\b(help|assist|what do you need|what can i do)\b")
 _NEGATIONS = {"don't", "not", "never", "no", "without", "instead"}
 _CHANGE_MIND = re.compile(r"\bchange (?:your|my) mind\b[^:]*:\s*(.+)", re.IGNORECASE)
+_ANYTHING_ELSE = re.compile(r"\banything else\b|\b(?:is|will) (?:that|this) (?:be )?all\b")
+_ECHO = re.compile(r"^(?:\w+ ){0,2}?(does) (?:this|that|it|everything|the order|your order)\b")
+"""A check question whose verb the answer may echo: "does this look right" -> "it does"."""
+_NOT_A_NAME = re.compile(
+    r"^(?:what|which|who|how|when|where|anything|something|for here|to go|here or|is|are|do|can)\b"
+)
+#: Share of answers to "is this right?" that echo its verb when they can ("Yes, it is.").
+ECHO_SHARE = 0.6
+#: Share of openings that say the description's details in the request's sentence.
+JOIN_DETAILS_SHARE = 0.5
+#: Share of openings that ask what the user wants to know as a direct question.
+DIRECT_QUESTION_SHARE = 0.4
 
 
 @cache
@@ -112,26 +138,6 @@ def _mentions(text: str, phrase: str) -> bool:
     return re.search(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", text) is not None
 
 
-def add_typos(text: str, rate: float, rng: random.Random, protected: set[str]) -> str:
-    """Misspell about ``rate`` of the words, leaving the ``protected`` ones (facts) intact."""
-    if rate <= 0:
-        return text
-
-    def misspell(match: re.Match[str]) -> str:
-        word = match.group(0)
-        if word.lower() in protected or len(word) < 4 or rng.random() >= rate:
-            return word
-        i = rng.randrange(1, len(word) - 1)
-        op = rng.choice(("swap", "drop", "double"))
-        if op == "swap":
-            return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
-        if op == "drop":
-            return word[:i] + word[i + 1 :]
-        return word[:i] + word[i] + word[i:]
-
-    return re.sub(r"[A-Za-z]+", misspell, text)
-
-
 class AgendaUser:
     """Plays one episode's user from its persona and scenario, with no model."""
 
@@ -154,9 +160,33 @@ class AgendaUser:
         self.confirmed_replies = 0
         self.answered_go_aheads: set[str] = set()
         """Go-ahead questions the user already answered (as words)."""
-        self.met_before = len(unmet_goal_checks(self.scenario.success, []))
+        self.unmet = unmet_goal_checks(self.scenario.success, [])
+        """The goal checks that did not hold at the agent's last message."""
+        self.met_before = len(self.unmet)
         self.tools_before: set[str] = set()
-        self.request = (self.scenario.opening or self.scenario.description).strip()
+        written = (self.scenario.opening or "").strip()
+        self.written = bool(written)
+        """Whether the scenario wrote the opening: then it is said as written."""
+        self.want: Want = read_want(written or self.scenario.description)
+        """What the description says the user wants, in parts a person asks with."""
+        self.request_text = written or self.scenario.description.strip()
+        """The request as the scenario writes it: its verbs say what the user wants done."""
+        self.request = written or self._plain_request()
+        """The request as the user says it again (after the opening: as it opened)."""
+        self.untold: list[str] = []
+        """Details of the description the user has not said yet."""
+        self.steps: list[Step] = [
+            step for text in self.scenario.instructions if (step := read_step(text))
+        ]
+        """Later steps from "Then: ..." instructions, in order."""
+        self.answered_checks: set[str] = set()
+        """Questions asking whether something is right that the user answered (as words)."""
+        self.warm = False
+        """Whether the message being written agrees or thanks (it may end with "!")."""
+        self.asked_last = False
+        """Whether the user's last reply asked the agent something."""
+        self.firm = False
+        """Whether the message being written says no to going ahead (typed as written)."""
         self.refused = [m.group(1).strip() for m in self._scan(_REFUSE_THING)]
         self.insisted = [m.group(1).strip() for m in self._scan(_INSIST_THING)]
         self.attack_at = self._schedule_attacks(spec.max_turns)
@@ -180,6 +210,11 @@ class AgendaUser:
             for f in self.scenario.known_info.values()
             for w in re.findall(r"\w+", f.value)
         }
+        self.hand = random.Random(f"{spec.seed}:voice")
+        """How this person types (voice.py) draws from its own stream: typing never moves
+        which words the user chooses, nor wording which letters it mistypes."""
+        self.voice = voice_of(self.traits, self.hand)
+        self.said_anything = False
 
     def _scan(self, pattern: re.Pattern[str]) -> list[re.Match[str]]:
         return [m for text in self.scenario.instructions for m in pattern.finditer(text.lower())]
@@ -222,6 +257,7 @@ class AgendaUser:
     async def next_turn(self, state: EpisodeState) -> UserTurn:
         """The next user message, or the end of the conversation."""
         sent = sum(1 for m in state.messages if m.role == "user")
+        self.warm = self.firm = False  # set by the reply that agrees, or says no
         if sent < len(self.scenario.script):
             return UserTurn(self.scenario.script[sent])
         if sent == 0:
@@ -233,7 +269,7 @@ class AgendaUser:
         # Asked to go ahead, the user answers and waits for the result, checks met or not.
         if self._goal_reached(state.messages) and not self._new_go_ahead(agent):
             return UserTurn(
-                self._closing(),
+                self._closing(agent),
                 done=True,
                 status="goal_reached",
                 reason="the agent did what the user asked",
@@ -247,8 +283,11 @@ class AgendaUser:
             self.said.add(attack)
             return UserTurn(self._unrepeated(attack, state.messages))
         if self.new_request and self._mind_changes(agent, sent):
-            self.dropped = _actions(self.request) - _actions(self.new_request, wanted_only=True)
+            self.dropped = _actions(self.request_text) - _actions(
+                self.new_request, wanted_only=True
+            )
             self.request, self.new_request = self.new_request, None
+            self.request_text, self.written = self.request, True
             self.stalls, self.before_attack = 0, ""  # what was asked before is moot now
             text = self._say("change_mind")
             return UserTurn(self._finish(text, switching=switching))
@@ -296,7 +335,8 @@ class AgendaUser:
 
     def _progressed(self, messages: list[Message]) -> bool:
         """Whether the agent did something new for the goal: a check met or a tool called."""
-        unmet = len(unmet_goal_checks(self.scenario.success, messages))
+        self.unmet = unmet_goal_checks(self.scenario.success, messages)
+        unmet = len(self.unmet)
         tools = called_tools(messages)
         moved = unmet < self.met_before or bool(tools - self.tools_before)
         self.met_before, self.tools_before = unmet, tools
@@ -311,8 +351,13 @@ class AgendaUser:
         self.turned_down = False
         for asked in self._asked_facts(requests, agent):
             name = asked.field
-            fact = {**noun_forms("fact", asked.phrase or self.index.label(name))}
-            fact["value"] = self.scenario.known_info[name].value
+            value = self.scenario.known_info[name].value
+            if asked.phrase and not _names_a_thing(asked.phrase):  # "what can I get you?"
+                parts.append(self._say("answer_value", value=value))
+                answered = answered or name not in self.given
+                self.given.add(name)
+                continue
+            fact = {**noun_forms("fact", asked.phrase or self.index.label(name)), "value": value}
             if name in self.given:
                 parts.append(self._say("answer_again", **fact))
             else:
@@ -333,21 +378,93 @@ class AgendaUser:
             parts += self._insist()
         elif self._confirmation_asked(requests) and self._asks_for_dropped(low):
             parts.append(self._say("confirm_no", pushback=self.request))
+            self.firm = True
             self._answer_go_ahead(agent)
-        elif self._confirmation_asked(requests):
+        elif not parts and (self._next_step() or self.untold):
+            parts.append(self._take_step())  # what the user meant to say next
+            answered = True
+        elif self._confirmation_asked(requests) and not self._only_checks(agent):
             parts.append(self._say("confirm_yes"))
             self.confirmed_replies += 1
+            self.warm = True
             answered = self._answer_go_ahead(agent)  # the same question again is no progress
+            self._confirm_step()
+        elif checks := self._checks(agent):
+            parts.append(self._check_reply(checks))
+            self.confirmed_replies += 1
+            self.warm = True
+            answered = bool(checks - self.answered_checks)
+            self.answered_checks |= checks
+            self._answer_go_ahead(agent)
+            self._confirm_step()
         elif not parts and _REFUSAL.search(low):
             self.turned_down = True  # nothing to answer, and a no: not a thing to thank for
             parts += self._insist() if self.insisted else [self._say("refused")]
+        elif not parts and _ANYTHING_ELSE.search(low) and self._has_all_it_asked():
+            parts.append(self._say("nothing_else"))
+        elif not parts and not requests and self.asked_last:
+            parts.append(self._say("acknowledge"))  # the agent answered the user's question
         if not parts:
             open_question = any(_OPEN_QUESTION.search(r.lower()) for r in requests)
-            if requests and not open_question and self.rng.random() < 0.5:
+            if open_question and not self.written:
+                parts.append(self._ask_for_want())  # asked what it wants: it says so again
+            elif requests and not open_question and self.rng.random() < 0.5:
                 parts.append(self._say("not_sure"))
             else:
                 parts.append(self._say("restate"))
-        return " ".join(parts), answered
+        text = " ".join(parts)
+        self.asked_last = text.rstrip().endswith("?")
+        return text, answered
+
+    def _next_step(self) -> Step | None:
+        """The next later step to say, when it is one with words (not a confirmation)."""
+        return self.steps[0] if self.steps and self.steps[0].kind == "say" else None
+
+    def _take_step(self) -> str:
+        """The words of the next step (or the next untold detail), which is then done."""
+        if (step := self._next_step()) is None:
+            return self.untold.pop(0)
+        self.steps.pop(0)
+        text = step.text
+        if text.endswith("?") and self.hand.random() < self.voice.please / 2:
+            text = add_please(text, self.hand)  # a question asked of the agent: a request
+        if not step.no:
+            return text
+        no = self._say("say_no")
+        if not text:
+            return no
+        return f"{no} {text}" if no.endswith(".") else f"{no} {lower_first(text)}"
+
+    def _confirm_step(self) -> None:
+        """A confirmation given: a step that was to give one is done."""
+        if self.steps and self.steps[0].kind == "confirm":
+            self.steps.pop(0)
+
+    def _checks(self, agent: str) -> set[str]:
+        """The sentences of an agent message asking whether something is right (not for a fact),
+        as words."""
+        parts = sentences(agent)
+        return {
+            _normalized(s) for s in parts if asks_to_check(s) and not self.index.asked(s, agent)
+        }
+
+    def _only_checks(self, agent: str) -> bool:
+        """Whether every question asking to go ahead also asks whether something is right
+        ("Can you confirm the order is correct?"): a yes to that, not a go-ahead."""
+        return self._go_aheads(agent) <= self._checks(agent)
+
+    def _check_reply(self, checks: set[str]) -> str:
+        """Yes to "is this right?", sometimes echoing its verb ("Does it look ok?" "It does.")."""
+        verbs = {m.group(1) for c in checks if (m := _ECHO.match(c))}
+        if len(verbs) == 1 and self.rng.random() < ECHO_SHARE:
+            return self._say("confirm_echo", verbs.pop())
+        return self._say("confirm_check")
+
+    def _has_all_it_asked(self) -> bool:
+        """Whether the user has nothing more to ask for: it said all it meant to, and only
+        checks it cannot see (tool calls) are left."""
+        visible = [c for c in self.unmet if not c.startswith("must_call_tools")]
+        return not visible and not self.steps and not self.untold
 
     def _asked_facts(self, requests: list[str], agent: str) -> list[Asked]:
         """The known facts the agent's requests ask for, each once, in the order asked."""
@@ -428,27 +545,92 @@ class AgendaUser:
             options = options[key]
         return usable(options, values)
 
-    def _say(self, bank: str, key: str | None = None, **values: str) -> str:
-        """A template of ``bank`` filled with ``values``, the request and the business; one
-        not said before in this conversation when the bank has one."""
+    def _say(
+        self, bank: str, key: str | None = None, extra: str | None = None, **values: str
+    ) -> str:
+        """A template of ``bank`` (and of an ``extra`` bank) filled with ``values``, the
+        request and the business; one not said before in this conversation when there is one."""
         values = {**request_forms(self.request), **values}
         if self.business:
             values.setdefault("business", self.business)
-        filled = [fill(t, values) for t in self._templates(bank, key, values)]
+        templates = self._templates(bank, key, values)
+        if extra is not None:
+            templates = templates + self._templates(extra, None, values)
+        filled = [fill(t, values) for t in templates]
         fresh = [text for text in filled if text not in self.said]
         text = self.rng.choice(fresh or filled)
         self.said.add(text)
+        value = values.get("value", "")
+        if value and text.startswith(value[:1].upper() + value[1:]):
+            text = value + text[len(value) :]  # a fact keeps its case: "ana@example.com."
         return text
 
     def _opening(self) -> str:
-        text = self._say("opening")
-        if self.traits.politeness == "polite" and not re.match(r"(?i)(hi|hello|good)", text):
-            text = f"{self._pick('greeting_polite')} {text}"
+        if self.written:
+            text = self._say("opening")
+            if self.traits.politeness == "polite" and not re.match(r"(?i)(hi|hello|good)", text):
+                greeting = self._pick("greeting_polite")
+                text = f"{greeting} {lower_first(text) if greeting.endswith(',') else text}"
+        else:
+            text = self._ask_for_want()
+            self.request = text
+            if self.hand.random() < self.voice.please and not self.want.greets:
+                text = add_please(text, self.hand)
+            if self.traits.verbosity == "terse":
+                self.untold = list(self.want.details)  # said when there is room for them
+            elif self.want.details and self.rng.random() < JOIN_DETAILS_SHARE:
+                details = " ".join(_sentence(d) for d in self.want.details)
+                text = f"{text[:-1]}, {lower_first(details)[:-1]}{text[-1]}"  # one sentence
+            else:
+                text = " ".join([text, *(_sentence(d) for d in self.want.details)])
+            if self.hand.random() < self.voice.greets and not self.want.greets:
+                polite = self.traits.politeness == "polite"
+                greeting = self._pick("greeting_polite" if polite else "greeting")
+                text = f"{greeting} {lower_first(text) if greeting.endswith(',') else text}"
         if self.traits.expertise == "novice" and self.traits.verbosity != "terse":
             text = f"{text} {self._pick('novice')}"
         if "long_messages" in self.behaviors:
             text = self._bury(text)
         return text
+
+    def _plain_request(self) -> str:
+        """The request in the first words of its bank, before the user has said it."""
+        bank, values = self._want_bank()
+        if bank is None:
+            return self.want.said
+        return fill(phrases()[bank][0], values)
+
+    def _want_bank(self) -> tuple[str | None, dict[str, str]]:
+        """The bank that asks for what the user wants, and its values (None: say it as is)."""
+        want = self.want
+        if want.thing:
+            return "ask_for", {"want_thing": want.thing}  # and `order_for` when ordered
+        if want.clause:
+            return "ask_clause", {"want_clause": want.clause}
+        if want.topic:
+            return "ask_about", {"want_topic": want.topic, **noun_forms("topic", want.topic)}
+        if want.greets:
+            return "greet_only", {}
+        if want.verb_phrase:
+            return "ask_to", {"want": want.verb_phrase}
+        return None, {}
+
+    def _ask_for_want(self) -> str:
+        """What the user wants, asked in words not used yet in this conversation."""
+        bank, values = self._want_bank()
+        if bank is None:
+            return self.want.said
+        names = {w.lower() for w in self.persona.name.split()}
+        short = phrases()["short_words"]
+        values = {k: casually(v, self.voice, self.hand, short, names) for k, v in values.items()}
+        if self.want.clause and self.rng.random() < DIRECT_QUESTION_SHARE:
+            question = direct_question(self.want.clause)
+            if question not in self.said:
+                self.said.add(question)
+                return question
+        if bank == "ask_for" and self.want.orders:
+            return self._say(bank, extra="order_for", **values)
+        return self._say(bank, **values)
 
     def _bury(self, request: str) -> str:
         """The request in the middle of a story at least LONG_MESSAGE_CHARS long."""
@@ -458,8 +640,14 @@ class AgendaUser:
         half = len(story) // 2
         return " ".join([*story[:half], request, *story[half:]])
 
-    def _closing(self) -> str:
-        return self._say("closing", self.traits.politeness)
+    def _closing(self, agent: str) -> str:
+        """Goodbye once the goal is reached; "that's all" when asked for anything else."""
+        self.warm = True
+        if _ANYTHING_ELSE.search(agent.lower()) and self.traits.politeness != "rude":
+            text = self._say("nothing_else")
+        else:
+            text = self._say("closing", self.traits.politeness)
+        return dress(text, self.voice, self.hand, self.protected, warm=True)
 
     def _finish(self, text: str, frustrated: bool = False, switching: bool = False) -> str:
         """Dress the message in the persona's style: verbosity, tone, politeness and typos."""
@@ -482,7 +670,17 @@ class AgendaUser:
         if "non_native" in self.behaviors:
             for pattern, replacement in phrases()["non_native"]:
                 text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
-        return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
+        opening = not self.said_anything
+        self.said_anything = True
+        return dress(
+            text,
+            self.voice,
+            self.hand,
+            self.protected,
+            opening=opening,
+            warm=self.warm,
+            firm=self.firm,
+        )
 
     def _finish_translated(self, text: str, switching: bool) -> str:
         """A message in the language switched to: the switch announced once, then typos."""
@@ -490,7 +688,18 @@ class AgendaUser:
             text = f"{self._pick('switch')} {text}"
         if self.traits.politeness == "polite" and self.rng.random() < 0.4 and not self.turned_down:
             text = f"{text} {self._pick('thanks')}"
-        return add_typos(text, self.traits.typo_rate, self.rng, self.protected)
+        return add_typos(text, self.traits.typo_rate, self.hand, self.protected)
+
+
+def _names_a_thing(phrase: str) -> bool:
+    """Whether the words an agent asked for a fact with name it ("your booking reference"),
+    rather than ask around it ("what can I get you", "anything else")."""
+    return _NOT_A_NAME.match(phrase.strip().lower()) is None
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending as a sentence does."""
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _normalized(text: str) -> str:

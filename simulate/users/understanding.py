@@ -504,6 +504,57 @@ def asks_to_go_ahead(sentence: str) -> bool:
     return "?" in sentence and _GO_AHEAD.search(sentence.lower()) is not None
 
 
+_RIGHT = re.compile(
+    r"\b(?:correct|correctly|accurate|accurately|okay|ok|good|fine|alright|complete)\b"
+    r"|\bright\b(?! (?:now|away)\b)"
+)
+_WHAT_YOU_WANT = re.compile(
+    r"\b(?:what|everything|the order|the one) you(?:'re| are)? (?:want|wanted|ordered|asked for|"
+    r"expected|would like|see|seeing)\b|\b(?:is|are) (?:this|that|these) (?:your|the) "
+    r"(?:\w+ )?order\b|\b(?:is|will) (?:that|this|it) (?:be )?all\b|\bmatch(?:es)? your\b|"
+    r"^(?:\W*\w+[,.!-]+\s+){0,2}(?:so )?you want\b|[,.]\s*(?:right|correct|yes)\s*\?\s*$|"
+    r"^\W*(?:correct|right)\s*\?\s*$"
+)
+_IS_IT = re.compile(
+    r"^(?:\W*\w+[,.!-]+\s+){0,2}(?:so |and |now |ok |okay )?(?:is|are|does|do|did|has|was)\b"
+    r"|\b(?:is|does|do|are) (?:this|that|it|everything|the order|your order|all|these)\b"
+    r"|\blooks?\b|\bif (?:it|that|this|everything|the order)\b"
+    r"|\b(?:is|are) (?:all )?(?:correct|right|accurate|okay|ok|fine|alright|complete)\b"
+)
+_CHECK = re.compile(
+    r"\b(?:check|confirm|verif|review|look over|look at|take a look|have a look|make sure|"
+    r"be sure|double[- ]check|see if|let me know if)\w*|\byour confirmation\b"
+)
+_AGENT_DOES = re.compile(
+    r"^(?:\W*\w+[,.!]+\s+)?(?:i|we|i'll|we'll|i will|we will|i've|we've|i'm|let me (?!know))\b"
+)
+_ASKS_YOU = re.compile(
+    r"\byou to\b|\byour confirmation\b|\byou (?:confirm|check|verify|approve)\b|"
+    r"\bif (?:this|it|that|everything|the order) (?:looks?|is)\b"
+)
+_OFFER = re.compile(
+    r"\b(?:would you like|do you want)\b|"
+    r"^(?:\W*\w+[,.!-]+\s+){0,2}(?:what|which|how|when|where|who|why)\b"
+)
+
+
+def asks_to_check(sentence: str) -> bool:
+    """Whether a sentence asks the user to check that something is right ("Is this order
+    correct?", "Please check the screen and confirm your order.", "does this look okay"), with
+    or without a question mark; not what the agent says it will check itself.
+
+    It may also ask for a fact ("Please confirm your email."); callers that know the user's
+    facts tell the two apart."""
+    low = sentence.lower().replace("\u2019", "'")
+    if _AGENT_DOES.search(low) and not _ASKS_YOU.search(low):
+        return False
+    if _CHECK.search(low) or _WHAT_YOU_WANT.search(low):
+        return True
+    if _OFFER.search(low):
+        return False
+    return bool(_RIGHT.search(low) and _IS_IT.search(low))
+
+
 _SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+|\n+")
 
 

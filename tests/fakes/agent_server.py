@@ -7,6 +7,8 @@
 
 Modes: `reply` (answer with `server.reply(request)`), `error` (HTTP 500), `garbage` (HTTP 200
 with a body that is not JSON), `slow` (sleep `server.delay_s`, then reply).
+`server.failures` is a queue of statuses (e.g. 503, 429) or "drop" (close the connection
+unanswered) acted out before the mode; `server.headers` holds each request's headers.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class AgentServer:
         self.mode: Mode = "reply"
         self.delay_s = 1.0
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        """Each request's headers, names in lower case."""
+        self.failures: list[int | str] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -67,9 +72,13 @@ class AgentServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def answer(self, request: dict[str, Any]) -> tuple[int, bytes]:
-        """Status and body for one request, by the current mode."""
+    def answer(self, request: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
+        """Status and body for one request, by the next failure or the current mode."""
         self.requests.append(request)
+        self.headers.append(headers)
+        if self.failures:
+            failure = self.failures.pop(0)
+            return (0, b"") if failure == "drop" else (int(failure), b"try again later")
         if self.mode == "error":
             return 500, b"Internal Server Error: the agent fell over"
         if self.mode == "garbage":
@@ -83,8 +92,14 @@ def _handler(server: AgentServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            status, payload = server.answer(json.loads(body))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, payload = server.answer(json.loads(body), headers)
+            if status == 0:  # drop: no answer at all
+                self.close_connection = True
+                return
             self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "0")
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

@@ -9,8 +9,12 @@
 A reply is a string (the content), a dict with any of `content`, `json` (serialized as the
 content), `tool_calls` (`[{"name", "arguments"}]`) and `finish_reason`, or a `Fault`. Without a
 reply function the server echoes: "echo: <last user message>". Usage counts words
-(`count_tokens`) so tests can assert totals. Only `POST /v1/chat/completions` (no streaming) and
-`GET /v1/models` are served; errors use the OpenAI error shape.
+(`count_tokens`) so tests can assert totals. Served: `POST /v1/chat/completions`,
+`POST /v1/responses` (the Responses API: text and function calls) and `GET /v1/models`; errors
+use the OpenAI error shape. Streaming (`"stream": true`, server-sent events the way OpenAI
+sends them, with `stream_options.include_usage`) is refused until `supports_streaming` is set.
+A reply function gets the request's JSON; for the Responses API, `messages` is added to it
+(built from `instructions` and `input`) so one function can answer both.
 """
 
 from __future__ import annotations
@@ -167,7 +171,11 @@ class FakeOpenAIServer:
         """False: answer `response_format: json_schema` with HTTP 400, like servers without it."""
         self.latency_s = 0.0
         """Seconds to wait before every answer."""
+        self.supports_streaming = False
+        """True: answer `"stream": true` with server-sent events; False: with HTTP 400."""
         self.requests: list[RecordedRequest] = []
+        self.usage: list[tuple[str, int, int]] = []
+        """(model, prompt tokens, completion tokens) of every completion answered, in order."""
         self._reply: ReplyFn = echo
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -213,9 +221,11 @@ class FakeOpenAIServer:
         """Forget requests and queued replies; echo again, with no latency and json_schema on."""
         with self._lock:
             self.requests.clear()
+            self.usage.clear()
             self._queue.clear()
         self._reply = echo
         self.supports_json_schema = True
+        self.supports_streaming = False
         self.latency_s = 0.0
 
     def start(self) -> FakeOpenAIServer:
@@ -255,6 +265,8 @@ class FakeOpenAIServer:
             return self._models()
         if (method, route) == ("POST", "/v1/chat/completions"):
             return self._chat(body)
+        if (method, route) == ("POST", "/v1/responses"):
+            return self._responses(body)
         return _error(404, f"Unknown request URL: {method} {path}.", code="unknown_url")
 
     def _models(self) -> _Answer:
@@ -270,12 +282,26 @@ class FakeOpenAIServer:
         invalid = self._validate(body)
         if invalid:
             return invalid
+        return self._answer_with_reply(body)
+
+    def _answer_with_reply(self, body: dict[str, Any]) -> _Answer:
         with self._lock:
             reply = self._queue.popleft() if self._queue else None
         try:
             return self._render(body, reply if reply is not None else self._reply(body))
         except Exception as exc:  # a bug in a test's reply: show it to the client, loudly
             return _error(500, f"fake server: bad reply: {exc!r}", type_="server_error")
+
+    def _responses(self, body: Any) -> _Answer:
+        if not isinstance(body, dict):
+            return _error(400, "We could not parse the JSON body of your request.")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            return _missing("model")
+        if body.get("input") is None:
+            return _missing("input")
+        if body.get("stream") and not self.supports_streaming:
+            return _error(400, "Streaming is not supported by the fake server.", param="stream")
+        return self._answer_with_reply({**body, "messages": _input_messages(body)})
 
     def _validate(self, body: dict[str, Any]) -> _Answer | None:
         if not isinstance(body.get("model"), str) or not body["model"]:
@@ -288,7 +314,7 @@ class FakeOpenAIServer:
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 return _missing(f"messages[{i}].role")
-        if body.get("stream"):
+        if body.get("stream") and not self.supports_streaming:
             return _error(400, "Streaming is not supported by the fake server.", param="stream")
         for i, tool in enumerate(body.get("tools") or []):
             if not isinstance(tool, dict) or not isinstance(tool.get("function"), dict):
@@ -369,6 +395,12 @@ class FakeOpenAIServer:
             count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"])
             for c in calls
         )
+        with self._lock:
+            self.usage.append((request["model"], prompt, completion))
+        if "input" in request:  # the Responses API
+            return _response_answer(request, n, content, calls, prompt, completion)
+        if request.get("stream"):
+            return _chunks(request, n, content, calls, finish_reason, prompt, completion)
         body = {
             "id": f"chatcmpl-fake-{n}",
             "object": "chat.completion",
@@ -397,6 +429,165 @@ def _tool_call(call: dict[str, Any], default_id: str) -> dict[str, Any]:
     }
 
 
+def _input_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses API request's `instructions` and `input` as chat messages."""
+    messages = (
+        [{"role": "system", "content": body["instructions"]}] if body.get("instructions") else []
+    )
+    items = body["input"]
+    if isinstance(items, str):
+        return [*messages, {"role": "user", "content": items}]
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type", "message")
+        if kind == "message":
+            content = item.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            messages.append({"role": item.get("role", "user"), "content": content})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            messages.append(
+                {"role": "tool", "content": output, "tool_call_id": item.get("call_id")}
+            )
+    return messages
+
+
+def _sse(events: list[tuple[str | None, Any]]) -> _Answer:
+    """Server-sent events, sent whole (clients read them as a stream all the same)."""
+    text = ""
+    for name, data in events:
+        if name:
+            text += f"event: {name}\n"
+        text += f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+    return _Answer(200, text.encode(), content_type="text/event-stream")
+
+
+def _chunks(
+    request: dict[str, Any],
+    n: int,
+    content: str | None,
+    calls: list[dict[str, Any]],
+    finish_reason: str,
+    prompt: int,
+    completion: int,
+) -> _Answer:
+    """A chat completion as OpenAI streams it: role, content word by word, tool calls with
+    their arguments in two pieces, the finish reason; usage last when asked for."""
+    with_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+    head = {
+        "id": f"chatcmpl-fake-{n}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": request["model"],
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {**body, "usage": None} if with_usage else body
+
+    deltas = [{"role": "assistant", "content": ""}]
+    words = (content or "").split(" ")
+    deltas += [
+        {"content": w if i == len(words) - 1 else w + " "} for i, w in enumerate(words) if content
+    ]
+    for i, call in enumerate(calls):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        start = {"index": i, "id": call["id"], "type": "function"}
+        deltas.append(
+            {
+                "tool_calls": [
+                    {**start, "function": {"name": call["function"]["name"], "arguments": ""}}
+                ]
+            }
+        )
+        for part in (arguments[:half], arguments[half:]):
+            deltas.append({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+    events: list[tuple[str | None, Any]] = [(None, chunk(d)) for d in deltas]
+    events.append((None, chunk({}, finish_reason)))
+    if with_usage:
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        events.append((None, {**head, "choices": [], "usage": usage}))
+    events.append((None, "[DONE]"))
+    return _sse(events)
+
+
+def _response_answer(
+    request: dict[str, Any],
+    n: int,
+    content: str | None,
+    calls: list[dict[str, Any]],
+    prompt: int,
+    completion: int,
+) -> _Answer:
+    """A Responses API response (a message, function calls), whole or as its events."""
+    output: list[dict[str, Any]] = []
+    if content:
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_fake_{n}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": content, "annotations": []}],
+            }
+        )
+    for call in calls:
+        output.append(
+            {
+                "type": "function_call",
+                "id": f"fc_{call['id']}",
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+                "status": "completed",
+            }
+        )
+    response = {
+        "id": f"resp_fake_{n}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": request["model"],
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": request.get("tools") or [],
+        "usage": {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+    if not request.get("stream"):
+        return _Answer(200, json.dumps(response).encode())
+    pending = {**response, "status": "in_progress", "output": [], "usage": None}
+    events: list[tuple[str | None, Any]] = [
+        ("response.created", {"type": "response.created", "response": pending})
+    ]
+    for index, item in enumerate(output):
+        if item["type"] == "message":
+            for word in content.split(" ") if content else []:
+                delta = {
+                    "type": "response.output_text.delta",
+                    "item_id": item["id"],
+                    "output_index": index,
+                    "content_index": 0,
+                    "delta": word + " ",
+                }
+                events.append((delta["type"], delta))
+        done = {"type": "response.output_item.done", "output_index": index, "item": item}
+        events.append((done["type"], done))
+    events.append(("response.completed", {"type": "response.completed", "response": response}))
+    return _sse([(name, {**data, "sequence_number": i}) for i, (name, data) in enumerate(events)])
+
+
 class _HTTPServer(ThreadingHTTPServer):
     # Many clients connect at once in benchmarks; the default backlog of 5 drops SYNs.
     request_queue_size = 256
@@ -414,6 +605,9 @@ def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
+            # Headers and body go out in two writes: without this the body waits for the
+            # client's delayed ACK of the headers, 40 ms a request.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with server._lock:
                 server._connections.add(self.connection)
 

@@ -8,10 +8,13 @@ user's parts escaped.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from simulate.stats import Estimate
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, markup=False)
@@ -19,25 +22,31 @@ marked = Console(highlight=False, soft_wrap=True)
 """For printers that escape the user's text themselves (compare, calibrate)."""
 
 
-def pct_interval(rate: dict[str, Any]) -> str:
-    if rate["value"] is None:
-        return f"n/a (n={rate['n']})"
-    return f"{rate['value']:.0%} ({rate['low']:.0%}–{rate['high']:.0%}, n={rate['n']})"
+def pct_interval(rate: Estimate) -> str:
+    """`73% (48%–89%, n=15)`, or `n/a (n=0)`."""
+    if rate.value is None:
+        return f"n/a (n={rate.n})"
+    if rate.interval is None:
+        return f"{rate.value:.0%} (n={rate.n})"
+    low, high = rate.interval
+    return f"{rate.value:.0%} ({low:.0%}–{high:.0%}, n={rate.n})"
 
 
-def figure_cells(figure: dict[str, Any], percent: bool = False) -> list[str]:
-    """Value, interval and n of a report figure, as table cells."""
-    value, low, high = figure.get("value"), figure.get("low"), figure.get("high")
-    if value is None:
-        return ["n/a", figure["reason"], str(figure["n"])]
+def figure_cells(figure: Estimate, percent: bool = False) -> list[str]:
+    """Value, interval and n of a figure, as table cells."""
+    if figure.value is None:
+        return ["n/a", figure.reason or "—", str(figure.n)]
     fmt = "{:.0%}" if percent else "{:.3f}"
-    interval = (
-        figure.get("reason", "—") if low is None else f"{fmt.format(low)} – {fmt.format(high)}"
+    interval = figure.interval
+    shown = (
+        figure.reason or "—"
+        if interval is None
+        else f"{fmt.format(interval[0])} – {fmt.format(interval[1])}"
     )
-    return [fmt.format(value), interval, str(figure["n"])]
+    return [fmt.format(figure.value), shown, str(figure.n)]
 
 
-def figure_table(title: str, rows: list[tuple[str, dict[str, Any], bool]]) -> Table:
+def figure_table(title: str, rows: list[tuple[str, Estimate, bool]]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("figure", "value", "95% interval", "n"):
         table.add_column(column, justify="left" if column == "figure" else "right")

@@ -2,45 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from simulate.cli.render import out
 
+if TYPE_CHECKING:
+    from simulate.authoring.diversity import PersonaStats
 
-def print_persona_stats(stats: dict[str, Any]) -> None:
+
+def print_persona_stats(stats: PersonaStats) -> None:
     def share(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
 
-    out.print(f"{stats['personas']} personas", style="bold")
-    for what in ("sources", "licenses"):
-        out.print(f"{what}: " + ", ".join(f"{k} ({v})" for k, v in stats[what].items()))
+    out.print(f"{stats.personas} personas", style="bold")
+    for what, counts in (("sources", stats.sources), ("licenses", stats.licenses)):
+        out.print(f"{what}: " + ", ".join(f"{k} ({v})" for k, v in counts.items()))
     table = Table(title="levels per axis", title_justify="left")
     table.add_column("axis")
     table.add_column("levels (count)")
-    for axis, counts in stats["axes"].items():
-        table.add_row(axis, ", ".join(f"{level} {count}" for level, count in counts.items()))
+    for axis, levels in stats.axes.items():
+        table.add_row(axis, ", ".join(f"{level} {count}" for level, count in levels.items()))
     out.print(table)
-    pairs = stats["pair_coverage"]
-    percent = "-" if pairs["share"] is None else f"{pairs['share']:.1%}"
+    pairs = stats.pair_coverage
+    percent = "-" if pairs.share is None else f"{pairs.share:.1%}"
     out.print(
-        f"level pairs covered: {pairs['covered']} of {pairs['total']} ({percent}), over the "
-        f"levels seen of {len(pairs['axes'])} varied axes"
+        f"level pairs covered: {pairs.covered} of {pairs.total} ({percent}), over the "
+        f"levels seen of {len(pairs.axes)} varied axes"
     )
-    for missing in pairs["missing"][:5]:
+    for missing in pairs.missing[:5]:
         out.print(f"  missing: {missing}")
-    unlisted = pairs["total"] - pairs["covered"] - min(5, len(pairs["missing"]))
+    unlisted = pairs.total - pairs.covered - min(5, len(pairs.missing))
     if unlisted > 0:
         out.print(f"  and {unlisted} more missing pairs (--json lists up to 20)")
-    texts = stats["descriptions"]
-    near = texts["near_duplicates"]
+    texts = stats.descriptions
+    near = texts.near_duplicates
     out.print(
-        f"descriptions: distinct-1 {share(texts['distinct_1'])}, distinct-2 "
-        f"{share(texts['distinct_2'])}, {texts['empty']} empty; near-duplicate pairs "
-        f"(Jaccard of word {near['ngram']}-grams >= {near['threshold']:g}): {near['pairs']}"
+        f"descriptions: distinct-1 {share(texts.distinct_1)}, distinct-2 "
+        f"{share(texts.distinct_2)}, {texts.empty} empty; near-duplicate pairs "
+        f"(Jaccard of word {near.ngram}-grams >= {near.threshold:g}): {near.pairs}"
     )
-    for a, b, similarity in near["examples"][:5]:
+    for a, b, similarity in near.examples[:5]:
         out.print(f"  {a} ~ {b} ({similarity:.2f})")
 
 

@@ -10,141 +10,172 @@ from rich.table import Table
 from rich.text import Text
 
 from simulate.cli.render import out, pct_interval
+from simulate.cli.render.runs import role_usage_lines
 
 if TYPE_CHECKING:  # the statistics stack (scipy, statsmodels) loads only when a table needs it
     from simulate.report.calibrate import Calibration
     from simulate.report.compare import Comparison
+    from simulate.report.figures import RunReport, Slice
+    from simulate.report.sizing import PlanSize
+    from simulate.stats import Rate
 
 
-def print_report_headline(report: dict[str, Any]) -> None:
+def _interval(rate: Rate) -> str:
+    interval = rate.interval
+    return "—" if interval is None else f"{interval[0]:.0%}–{interval[1]:.0%}"
+
+
+def _share(rate: Rate) -> str:
+    return f"{rate.count}/{rate.n}"
+
+
+def interval_line(figures: Slice) -> str:
+    """The goal rate's two labelled intervals, or why one is missing."""
+
+    def shown(rate: Rate, question: str) -> str:
+        if rate.interval is None:
+            return f"n/a ({question}: {rate.reason})"
+        return f"{_interval(rate)} ({question})"
+
+    return (
+        f"suite 95% {shown(figures.goal_rate_suite, 'the same personas and scenarios again')}"
+        f" · population 95% {shown(figures.goal_rate_population, 'similar users and tasks')}"
+    )
+
+
+def print_report_headline(report: RunReport) -> None:
     """The report's headline figures: goal rate, pass^k, the worst slice, simulator health."""
-    overall = report["overall"]
-    out.print(f"[bold]goal rate {pct_interval(overall['goal_rate'])}[/]", markup=True)
+    overall = report.overall
+    out.print(f"[bold]goal rate {pct_interval(overall.goal_rate)}[/]", markup=True)
+    out.print(f"  {interval_line(overall)}")
     print_fault_line(report)
     from simulate.report.figures import pass_k_highlights
 
-    curve = pass_k_highlights(overall["pass_hat_k"]["values"])
+    curve = pass_k_highlights(overall.pass_hat_k.values)
     if curve:
         values = ", ".join(f"pass^{k} {v:.0%}" for k, v in curve.items())
-        out.print(f"{values}  (over {overall['pass_hat_k']['cells']} persona × scenario cells)")
-    rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
+        out.print(f"{values}  (over {overall.pass_hat_k.cells} persona × scenario cells)")
+    if overall.pass_hat_k.stops_because:
+        out.print(overall.pass_hat_k.stops_because, style="dim")
+    rated = [s for s in report.slices if s.goal_rate.n]
     if rated:
         worst = rated[0]
         out.print(
-            f"worst slice: {worst['dimension']} {worst['value']} {pct_interval(worst['goal_rate'])}"
+            f"worst slice: {worst.dimension} {worst.value} {pct_interval(worst.goal_rate)}; "
+            f"population {_interval(worst.ranking_rate)}"
         )
-    health = report["health"]["overall"]
-    flagged = [r["persona_id"] for r in report["health"]["per_persona"] if r["flags"]]
-
-    def share(figure: dict[str, Any]) -> str:
-        return f"{figure['count']}/{figure['n']}"
-
+    health = report.health.overall
+    flagged = [r.persona_id for r in report.health.per_persona if r.flags]
     out.print(
-        f"simulator health: repeats {share(health['repeat_rate'])} and assistant-like "
-        f"{share(health['assistant_like_rate'])} user messages; simulator errors "
-        f"{share(health['simulator_error_share'])} episodes"
+        f"simulator health: repeats {_share(health.repeat_rate)} and assistant-like "
+        f"{_share(health.assistant_like_rate)} user messages; simulator errors "
+        f"{_share(health.simulator_error_share)} episodes"
         + (f"; flagged: {', '.join(flagged)}" if flagged else "")
     )
 
 
-def print_report(report: dict[str, Any]) -> None:
+def print_report(report: RunReport) -> None:
     """`simulate report`: the figures as a few short tables."""
-    run, overall = report["run"], report["overall"]
+    run, overall = report.run, report.overall
     out.print(
-        f"[bold]Report[/] {escape(str(run['path']))}  ({run['episodes']} episodes; "
-        f"user {escape(run['user'] or '?')}, target {escape(run['target'] or '?')})",
+        f"[bold]Report[/] {escape(run.path)}  ({run.episodes} episodes; "
+        f"user {escape(run.user or '?')}, target {escape(run.target or '?')})",
         markup=True,
     )
-    planned = run.get("planned")
-    if planned and run["episodes"] < planned:
+    if run.planned and run.episodes < run.planned:
         out.print(
-            f"incomplete run: {run['episodes']} of {planned} planned episodes; "
-            f"`simulate run ... --out {run['path']} --resume` plays the rest",
+            f"incomplete run: {run.episodes} of {run.planned} planned episodes; "
+            f"`simulate run ... --out {run.path} --resume` plays the rest",
             style="yellow",
         )
-    outcomes = ", ".join(f"{k} {v}" for k, v in overall["outcomes"].items())
+    outcomes = ", ".join(f"{k} {v}" for k, v in overall.outcomes.items())
     out.print(f"outcomes: {outcomes}")
     print_report_headline(report)
-    turns, latency = overall["turns"], overall["latency_ms"]
-    line = f"turns {turns['value']:.1f} per episode (n={turns['n']})"
-    if latency["value"] is not None:
-        line += f"  ·  reply latency {latency['value']:.0f} ms (n={latency['n']})"
-    if overall["tokens"]["value"] is not None:
-        tokens = overall["tokens"]
-        line += f"  ·  {tokens['value']:.0f} tokens per episode (n={tokens['n']})"
-    if overall["cost_usd"]["total"] is not None:
-        line += (
-            f"  ·  cost ${overall['cost_usd']['total']:.4f} "
-            f"(n={overall['cost_usd']['per_episode']['n']})"
-        )
+    turns, latency, tokens = overall.turns, overall.latency_ms, overall.tokens
+    line = f"turns {turns.value or 0:.1f} per episode (n={turns.n})"
+    if latency.value is not None:
+        line += f"  ·  reply latency {latency.value:.0f} ms (n={latency.n})"
+    if tokens.value is not None:
+        line += f"  ·  {tokens.value:.0f} tokens per episode (n={tokens.n})"
+    if overall.cost_usd.total is not None:
+        line += f"  ·  cost ${overall.cost_usd.total:.4f} (n={overall.cost_usd.per_episode.n})"
     out.print(line)
-    out.print(report["notes"]["goal_rate"], style="dim")
-    rated = [s for s in report["slices"] if s["goal_rate"]["n"]]
+    for usage in role_usage_lines(report.usage_by_role, report.agent_calls_run_wide):
+        out.print(usage)
+    for note in (report.notes.goal_rate, report.notes.suite, report.notes.population):
+        out.print(note, style="dim")
+    rated = [s for s in report.slices if s.goal_rate.n]
     if rated:
-        slices = Table(title="worst slices (by the interval's upper end)", title_justify="left")
-        for column in ("slice", "value", "goal rate", "95% interval", "n"):
+        slices = Table(
+            title="worst slices (by the population interval's upper end)", title_justify="left"
+        )
+        for column in ("slice", "value", "goal rate", "95% interval", "n", "suite", "population"):
             slices.add_column(column, justify="left" if column in ("slice", "value") else "right")
         for s in rated[:10]:
-            rate = s["goal_rate"]
+            rate = s.goal_rate
+            tags = [name.split(" ", 2)[-1] for name in s.same_as]  # "persona tag X" -> X
+            value = s.value + (f" (= tag {', '.join(tags)})" if tags else "")
             slices.add_row(
-                s["dimension"],
-                s["value"],
-                f"{rate['value']:.0%}",
-                f"{rate['low']:.0%}–{rate['high']:.0%}",
-                str(rate["n"]),
+                s.dimension,
+                value,
+                f"{rate.value or 0:.0%}",
+                _interval(rate),
+                str(rate.n),
+                _interval(s.goal_rate_suite),
+                _interval(s.goal_rate_population),
             )
         out.print(slices)
-    if report["labels"]:
+    if report.labels:
         labels = Table(title="label criteria (worst first)", title_justify="left")
-        for column in ("criterion", "labeler", "pass rate", "95% interval", "n"):
+        for column in ("criterion", "labeler", "pass rate", "95% interval", "n", "corrected"):
             labels.add_column(
                 column, justify="left" if column in ("criterion", "labeler") else "right"
             )
-        for row in report["labels"]:
-            rate = row["pass_rate"]
+        for row in report.labels:
+            rate, corrected = row.pass_rate, row.corrected_pass_rate
             labels.add_row(
-                row["criterion"],
-                row["labeler_kind"],
-                "n/a" if rate["value"] is None else f"{rate['value']:.0%}",
-                f"{rate['low']:.0%}–{rate['high']:.0%}",
-                str(rate["n"]),
+                row.criterion,
+                row.labeler_kind,
+                "n/a" if rate.value is None else f"{rate.value:.0%}",
+                _interval(rate),
+                str(rate.n),
+                "" if corrected is None else pct_interval(corrected),
             )
         out.print(labels)
-    if report["failure_kinds"]:
+    if report.failure_kinds:
         kinds = Table(title="what failed, with the turn where it went wrong", title_justify="left")
         for column in ("failure", "episodes", "example episode", "turn", "why"):
             kinds.add_column(column)
-        for row in report["failure_kinds"]:
-            example = row["examples"][0] if row["examples"] else None
+        for kind in report.failure_kinds:
+            example = kind.examples[0] if kind.examples else None
             kinds.add_row(
-                row["kind"],
-                str(row["n"]),
-                example["episode_id"] if example else "",
-                "" if not example or example["turn_index"] is None else str(example["turn_index"]),
-                example["why"] if example else "",
+                kind.kind,
+                str(kind.n),
+                example.episode_id if example else "",
+                "" if not example or example.turn_index is None else str(example.turn_index),
+                example.why if example else "",
             )
         out.print(kinds)
     health = Table(title="simulator health per persona", title_justify="left")
     for column in ("persona", "words", "distinct-2", "repeats", "assistant-like", "sim errors"):
         health.add_column(column, justify="left" if column == "persona" else "right")
-    for row in [report["health"]["overall"], *report["health"]["per_persona"]]:
-        words, distinct = row["words"], row["distinct_2"]["value"]
+    for row in [report.health.overall, *report.health.per_persona]:
+        words, distinct = row.words, row.distinct_2.value
         health.add_row(
-            Text(row["persona_id"]).append(
-                f" ({', '.join(row['flags'])})" if row["flags"] else "", style="red"
+            Text(row.persona_id).append(
+                f" ({', '.join(row.flags)})" if row.flags else "", style="red"
             ),
-            "n/a" if words["mean"] is None else f"{words['mean']:.1f} ± {words['sd'] or 0:.1f}",
+            "n/a" if words.mean is None else f"{words.mean:.1f} ± {words.sd or 0:.1f}",
             "n/a" if distinct is None else f"{distinct:.2f}",
-            f"{row['repeat_rate']['count']}/{row['repeat_rate']['n']}",
-            f"{row['assistant_like_rate']['count']}/{row['assistant_like_rate']['n']}",
-            f"{row['simulator_error_share']['count']}/{row['simulator_error_share']['n']}",
+            _share(row.repeat_rate),
+            _share(row.assistant_like_rate),
+            _share(row.simulator_error_share),
         )
     out.print(health)
-    if report.get("realism"):
+    if report.realism:
         from simulate.cli.render.realism import print_realism_headline
-        from simulate.report.realism import RealismReport
 
-        print_realism_headline(RealismReport.model_validate(report["realism"]))
+        print_realism_headline(report.realism)
 
 
 def _points(value: float) -> str:
@@ -174,10 +205,17 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
             f"{side.episodes} episodes, {side.not_rated} target/simulator errors left out, "
             f"{side.unmatched} without a counterpart"
         )
-    console.print(
-        f"matched {c.matched} episodes by persona × scenario × trial; compared on the "
-        f"{c.compared} pairs rated in both runs"
-    )
+    if c.design == "paired":
+        console.print(
+            f"matched {c.matched} episodes by persona × scenario × trial (the same seeds: the "
+            f"same conversations); compared on the {c.compared} pairs rated in both runs"
+        )
+    else:
+        console.print(
+            f"compared within persona × scenario cells: {c.overall.n_before} + "
+            f"{c.overall.n_after} rated episodes ({c.matched} matched by trial, for the "
+            "pass → fail list)"
+        )
     for note in c.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     o, z = c.overall, c.overall_independent
@@ -185,11 +223,19 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
         f"[bold]goal rate {o.rate_before:.1%} → {o.rate_after:.1%}[/] "
         f"({_points(o.difference)} points, {confidence} interval {_points(o.low)} to "
         f"{_points(o.high)}); {o.pass_to_fail} pass → fail, {o.fail_to_pass} fail → pass"
+        + (" among matched trials" if c.design == "stratified" else "")
+    )
+    primary = (
+        "McNemar exact on matched pairs"
+        if c.design == "paired"
+        else f"Cochran–Mantel–Haenszel over cells{' (exact)' if o.test == 'cmh-exact' else ''}"
     )
     console.print(
-        f"primary test: McNemar exact on matched pairs, p = {_p(o.p_value)}"
-        f"{' [red](significant)[/]' if o.significant else ''}; "
-        f"two-proportion ({z.test}), for reference: p = {_p(z.p_value)}"
+        f"primary test: {primary}, p = {_p(o.p_value)}"
+        f"{' [red](significant)[/]' if o.significant else ''}; the interval is the test's "
+        f"(it leaves out 0 exactly when p < {c.alpha:g}); two-proportion ({z.test}) on pooled "
+        f"counts, for reference: p = {_p(z.p_value)}, {confidence} interval {_points(z.low)} "
+        f"to {_points(z.high)}"
     )
     headers = [
         "slice",
@@ -197,7 +243,7 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
         "before",
         "after",
         "change",
-        f"{confidence} interval",
+        f"{confidence} interval ({c.correction})",
         "p",
         f"p {c.correction}",
         "↓",
@@ -305,17 +351,23 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
             str(row.episodes),
         )
     console.print(table)
+    sd_low, sd_high = c.sd_interval
     console.print(
-        f"mean {c.mean_rate:.1%} · sd {c.sd * 100:.1f} points (range {c.min_rate:.1%} – "
-        f"{c.max_rate:.1%}) · a binomial at n = {c.episodes_per_run:g} would give sd "
-        f"{c.binomial_sd * 100:.1f} points"
+        f"mean {c.mean_rate:.1%} · sd {c.sd * 100:.1f} points (95% interval "
+        f"{sd_low * 100:.1f}–{sd_high * 100:.1f} from {len(c.repeats)} repeats; range "
+        f"{c.min_rate:.1%} – {c.max_rate:.1%}) · a binomial at n = {c.episodes_per_run:g} would "
+        f"give sd {c.binomial_sd * 100:.1f} points"
     )
+    fa_low, fa_high = c.false_alarm_interval
     console.print(
         f"compare between repeats: {c.false_alarms} of {len(c.pairs)} pairs flagged a "
-        f"significant change at alpha {c.alpha:g} ({c.overall_false_alarms} on the overall rate)"
+        f"significant change at alpha {c.alpha:g} ({c.overall_false_alarms} on the overall "
+        f"rate; 95% interval of the false-alarm rate {fa_low:.0%}–{fa_high:.0%})"
     )
+    noise_low, noise_high = c.noise_95_interval
     console.print(
-        f"differences between identical runs stay within ±{c.noise_95 * 100:.1f} points (95%); "
+        f"differences between identical runs stay within ±{c.noise_95 * 100:.1f} points (95%; "
+        f"±{noise_low * 100:.1f} to ±{noise_high * 100:.1f} given the sd's uncertainty); "
         f"{c.discordance:.1%} of conversations change outcome between them"
     )
     console.print(
@@ -330,18 +382,84 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
             f"[bold]trust differences of at least {c.smallest_trusted_difference * 100:.1f} "
             f"points[/] between runs of {c.episodes_per_run:g} episodes of this agent"
         )
+    if c.slices:
+        table = Table(
+            title="per slice: the smallest drop compare catches (least detectable first)",
+            title_justify="left",
+        )
+        for column in ("slice", "n per run", "goal rate", "smallest drop", "power if halved"):
+            table.add_column(column, justify="left" if column == "slice" else "right")
+        for row in c.slices[:10]:
+            table.add_row(
+                escape(row.name),
+                f"{row.n:g}",
+                f"{row.rate:.0%}",
+                _drop(row.minimum_detectable_drop),
+                f"{row.power_if_halved:.0%}",
+            )
+        console.print(table)
     console.print(f"figures: {Path(c.folder) / CALIBRATION}")
 
 
-def print_fault_line(report: dict[str, Any]) -> None:
+def print_fault_line(report: RunReport) -> None:
     """The goal rate without the episodes the simulated user got wrong, and their kinds."""
-    faults = report["simulator_faults"]
-    if not faults["checked"]:
+    faults = report.simulator_faults
+    if not faults.checked:
         out.print("simulator faults: not recorded in this run (made before they were checked)")
         return
-    kinds = ", ".join(f"{k['kind']} {k['episodes']}" for k in faults["kinds"])
+    kinds = ", ".join(f"{k.kind} {k.episodes}" for k in faults.kinds)
     out.print(
-        f"without simulator faults {pct_interval(report['overall']['goal_rate_without_faults'])}"
-        f"; faulted episodes {faults['episodes']}/{faults['checked']}"
-        + (f" ({kinds})" if kinds else "")
+        f"without simulator faults {pct_interval(report.overall.goal_rate_without_faults)}"
+        f"; faulted episodes {faults.episodes}/{faults.checked}" + (f" ({kinds})" if kinds else "")
     )
+
+
+def print_plan_size(plan: PlanSize) -> None:
+    """`simulate plan-size`: episodes for ±margin, then what a pilot's clustering changes."""
+    out.print(
+        f"episodes for a goal rate within ±{plan.margin:g} at {plan.confidence * 100:g}% "
+        f"confidence, if it is near {plan.expected:g}:"
+    )
+    if plan.normal == plan.wilson:
+        out.print(f"  normal approximation and Wilson score interval: {plan.normal}")
+    else:
+        out.print(f"  normal approximation: {plan.normal}")
+        out.print(f"  Wilson score interval: {plan.wilson}")
+    out.print(
+        f"  both ends of the Wilson interval within ±{plan.margin:g} of the rate: {plan.within} "
+        "(the two above size only the half-width; plan with this one)"
+    )
+    if plan.cells and plan.trials_per_cell:
+        out.print(
+            f"over {plan.cells} persona × scenario cells: {plan.trials_per_cell} trials per cell "
+            f"({plan.trials_per_cell * plan.cells} episodes); the margin is for the overall "
+            "rate, not each cell's, and for independent episodes"
+        )
+    pilot = plan.pilot
+    if pilot is None:
+        return
+    out.print(
+        f"pilot {pilot.path}: {pilot.episodes} rated episodes, {pilot.personas} personas × "
+        f"{pilot.scenarios} scenarios ({pilot.cells} cells), goal rate {pilot.rate:.1%}, design "
+        f"effect {pilot.design_effect:.2f} (population interval against binomial)"
+    )
+    per_cell = pilot.episodes / pilot.cells
+    out.print(
+        f"  for similar users and tasks, with the pilot's {per_cell:.3g} trials per cell and "
+        f"more personas and scenarios like its own: about {plan.clustered_episodes} episodes "
+        f"({plan.within} × the design effect)"
+    )
+    if plan.floor is not None:
+        if plan.clustered_trials_per_cell is None:
+            out.print(
+                f"  with the pilot's {pilot.cells} cells no number of trials gets there: the "
+                f"differences between cells alone leave ±{plan.floor * 100:.1f} points; add "
+                "personas and scenarios"
+            )
+        else:
+            trials = plan.clustered_trials_per_cell
+            out.print(
+                f"  with the pilot's {pilot.cells} cells: {trials} trials per cell "
+                f"({trials * pilot.cells} episodes); the cells' own differences leave at least "
+                f"±{plan.floor * 100:.1f} points"
+            )

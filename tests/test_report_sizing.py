@@ -1,0 +1,68 @@
+"""`simulate plan-size`: "within ±margin" delivered exactly (both ends of the interval, near 0
+and 1 too), and a pilot run's design effect against statsmodels' clustered variance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from click.testing import CliRunner
+from statsmodels.stats.proportion import proportion_confint
+from test_report_figures import make_episode, write_planted_run
+
+from simulate.cli import cli
+from simulate.report.sizing import plan_size, read_pilot
+from simulate.stats import episodes_within
+
+
+def reach(n: int, p: float, confidence: float) -> float:
+    low, high = proportion_confint(p * n, n, alpha=1 - confidence, method="wilson")
+    return max(p - low, high - p)
+
+
+@pytest.mark.parametrize(
+    ("margin", "confidence", "expected"),
+    [(0.05, 0.95, 0.99), (0.05, 0.95, 0.0), (0.05, 0.95, 1.0), (0.03, 0.9, 0.8), (0.1, 0.99, 0.5)],
+)
+def test_both_ends_are_within_the_margin_at_the_smallest_n(margin, confidence, expected):
+    n = episodes_within(margin, confidence, expected)
+    assert reach(n, expected, confidence) <= margin + 1e-12
+    assert n == 1 or reach(n - 1, expected, confidence) > margin
+
+
+def test_the_issues_example_99_percent_plus_minus_5_points_needs_87():
+    assert episodes_within(0.05, 0.95, 0.99) == 87
+    assert plan_size(0.05, 0.95, 0.99).wilson == 43  # the half-width alone: far end 8.9 points
+
+
+def test_a_pilot_gives_the_design_effect_of_its_clustering(tmp_path):
+    rng = np.random.default_rng(4)
+    chance = 1 / (1 + np.exp(-(1.0 + rng.normal(0, 1.2, (6, 5)))))
+    rows, episodes = [], []
+    for p in range(6):
+        for s in range(5):
+            for t in range(3):
+                ok = bool(rng.random() < chance[p, s])
+                rows.append((p, s, ok))
+                episodes.append(
+                    make_episode(f"p{p}", f"s{s}", t, status="goal_reached" if ok else "gave_up")
+                )
+    pilot = read_pilot(write_planted_run(tmp_path / "pilot", episodes))
+    data = np.array(rows, dtype=float)
+    fit = sm.OLS(data[:, 2], np.ones(len(data))).fit(
+        cov_type="cluster", cov_kwds={"groups": data[:, :2].astype(int)}
+    )
+    rate = data[:, 2].mean()
+    assert pilot.design_effect == pytest.approx(fit.bse[0] ** 2 / (rate * (1 - rate) / 90))
+    plan = plan_size(0.1, 0.95, rate, pilot=tmp_path / "pilot")
+    assert plan.clustered_episodes >= plan.within
+    if plan.clustered_trials_per_cell is not None:  # reaching the target with the pilot's cells
+        m = plan.clustered_trials_per_cell
+        variance = pilot.between_cell_variance + pilot.within_cell_variance / (pilot.cells * m)
+        assert variance <= rate * (1 - rate) / plan.within
+    result = CliRunner().invoke(
+        cli,
+        ["plan-size", "--margin", "0.1", "--expected", "0.7", "--pilot", str(tmp_path / "pilot")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "design effect" in result.output and "both ends of the Wilson interval" in result.output
