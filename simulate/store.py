@@ -531,10 +531,20 @@ _LABEL_KEY_COLUMNS = [
 ]
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
+"""A URL's scheme (`s3://`; `s3:/` once pathlib has collapsed it), not a drive letter (`C:/`)."""
+
+
 class RunFolder:
     """One run folder on disk: its manifest, its shards, their readers and writers."""
 
     def __init__(self, path: str | Path) -> None:
+        if _URL.match(str(path)):
+            raise RunFolderError(
+                f"{str(path)!r}: run folders at URLs (s3://, gs://, ...) are not supported; give"
+                " a local path (for a Ray cluster of several machines, one on a file system"
+                " every node mounts)"
+            )
         self.path = Path(path)
         self._checked: dict[tuple[str, int, int], str | None] = {}
         """Shard problems found so far, by (name, size, mtime): each shard is checked once."""

@@ -312,3 +312,21 @@ def test_repair_moves_bad_shards_aside_and_says_what_was_lost(tmp_path):
     assert (tmp_path / "quarantine" / "episodes" / "part-zforeign.parquet").is_file()
     again = CliRunner().invoke(cli, ["repair", str(tmp_path)])
     assert "nothing to repair" in again.output
+
+
+def test_a_run_folder_at_a_url_is_one_error_and_no_local_folder(tmp_path, monkeypatch, capsys):
+    """`--out s3://bucket/run` is refused, not written to a local folder named `s3:`."""
+    from simulate.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shop = Path(__file__).parent / "data" / "shop"
+    run = ["run", "--personas", str(shop / "personas.yaml"), "--scenarios"]
+    run += [str(shop / "scenarios.yaml"), "--target", "demo", "--out", "s3://bucket/run", "-q"]
+    for args in (run, ["report", "gs://bucket/run"]):
+        with pytest.raises(SystemExit) as exit:
+            main(args)
+        assert exit.value.code == 1
+        err = capsys.readouterr().err
+        assert "run folders at URLs (s3://, gs://, ...) are not supported" in err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
