@@ -156,11 +156,17 @@ def run_command(
                 1, f"regression against {baseline} at alpha {alpha:g} (see {config.out}/gate.json)"
             )
         stop_if_stopped(gated.result)
+        fail_under(gated.result, config.fail_under)
         return
     result = play(config, quiet)
     print_summary(result, summarize_run(result.run_dir))
     stop_if_stopped(result)
-    verdict = result.verdict(config.fail_under)
+    fail_under(result, config.fail_under)
+
+
+def fail_under(result: RunResult, bar: float | None) -> None:
+    """`--fail-under`: exit 1 when the goal rate's upper bound is below the bar."""
+    verdict = result.verdict(bar)
     if verdict:
         stop(1, f"error: {verdict}")
 
