@@ -222,3 +222,20 @@ def test_when_every_person_answered_alike_the_corrected_rate_keeps_their_uncerta
     low, high = wilson_interval(6, 6)
     assert (figure.low, figure.high) == pytest.approx((low, high))
     assert figure.low < 0.7 and figure.high == pytest.approx(1.0)
+
+
+def test_the_reports_people_pass_rate_counts_units_not_labels(tmp_path):
+    # Two people labeled the same 20 episodes (they disagree on 4); the people's rate is over
+    # the 16 episodes with a majority, not over 40 labels.
+    episodes = [make_episode("p", f"s{i}", 0) for i in range(20)]
+    ana = [i < 12 for i in range(20)]
+    bo = [i < 12 if i >= 4 else not (i < 12) for i in range(20)]
+    labels = [
+        binary_labels(name, answers)[i].model_copy(update={"episode_id": e.episode_id})
+        for name, answers in (("human:ana", ana), ("human:bo", bo))
+        for i, e in enumerate(episodes)
+    ]
+    run = write_planted_run(tmp_path / "run", episodes, labels)
+    people = next(c for c in build_report(run).labels if c.labeler_kind == "human")
+    assert people.labels == 40 and people.pass_rate.n == 16
+    assert people.pass_rate.count == 8  # episodes 4..11 pass for both
