@@ -190,6 +190,13 @@ def json_lines(
             ) from None
 
 
+def json_shape(value: Any) -> str:
+    """What a JSON value is, for an error: `keys 'a', 'b'` of an object, else `a JSON list`."""
+    if isinstance(value, dict):
+        return f"keys {', '.join(repr(k) for k in list(value)[:5])}"
+    return f"a JSON {type(value).__name__}"
+
+
 def _items(path: Path, shown: str, model: type[BaseModel]) -> list[_Item]:
     """Split a file's documents into items: mappings, lists of them, or a `personas:` list."""
     text = read_text(path, shown)

@@ -672,7 +672,12 @@ def cmh_compare(
 
 
 def miettinen_interval(
-    difference: float, p_value: float, null_se: float, confidence: float = 0.95
+    difference: float,
+    p_value: float,
+    null_se: float,
+    confidence: float = 0.95,
+    *,
+    no_change_n: int = 0,
 ) -> tuple[float, float]:
     """An interval for ``difference`` that agrees with the test that gave ``p_value``.
 
@@ -680,12 +685,20 @@ def miettinen_interval(
     studies"): the standard error is the one at which the estimate's z equals the test's,
     ``|difference| / z(p)``, so the interval leaves out 0 exactly when ``p_value`` is below
     ``1 - confidence``. Given an adjusted p-value (Holm), it is adjusted the same way. With no
-    difference the null standard error is used. Clipped to [-1, 1], a difference of rates.
+    difference the null standard error is used; when that is 0 too (not one outcome changed in
+    ``no_change_n`` pairs), the exact bound on how often one could change: ±(1 - (α/2)^(1/n)),
+    Clopper–Pearson's for 0 of n, never a zero-width interval. Clipped to [-1, 1], a difference
+    of rates.
     """
     _check_confidence(confidence)
     from scipy.stats import norm
 
     z = z_value(confidence)
+    if difference == 0 and null_se == 0:
+        if no_change_n < 1:
+            return (-1.0, 1.0)
+        bound = 1 - ((1 - confidence) / 2) ** (1 / no_change_n)
+        return (-bound, bound)
     if difference == 0 or p_value >= 1:
         se = null_se if difference == 0 else math.inf
     else:
@@ -730,6 +743,16 @@ def ppi_mean(
     lam = ppi_power_tuning(y, f, f_unlabeled)
     value = float(lam * f_unlabeled.mean() + (y - lam * f).mean())
     se = math.sqrt((lam * f_unlabeled).std() ** 2 / big_n + (y - lam * f).std() ** 2 / n)
+    if se == 0 and np.isin(y, (0.0, 1.0)).all():
+        # every answer alike: a normal interval would claim certainty from n people's labels
+        people = Rate.wilson(int(y.sum()), n, confidence)
+        return Estimate(
+            value=value,
+            low=people.low,
+            high=people.high,
+            n=n + big_n,
+            method=f"{PPI_METHOD}; no spread in {n} people's labels: their Wilson interval",
+        )
     z = z_value(confidence)
     return Estimate(
         value=value,

@@ -20,7 +20,7 @@ from test_report_figures import make_episode, write_planted_run
 from simulate.card import agreement_lines
 from simulate.label.agreement import agreement_report, coefficients
 from simulate.report.figures import build_report
-from simulate.stats import ppi_mean
+from simulate.stats import ppi_mean, wilson_interval
 
 
 def strict_json(text: str) -> object:
@@ -210,3 +210,32 @@ def test_the_report_and_the_card_show_the_corrected_rate_beside_the_raw_one(tmp_
     assert judge.corrected_pass_rate is not None and "PPI++" in judge.corrected_pass_rate.method
     lines = " ".join(agreement_lines(agreement_report(run)))
     assert "raw" in lines and "corrected by people's labels (PPI++)" in lines
+
+
+def test_when_every_person_answered_alike_the_corrected_rate_keeps_their_uncertainty():
+    # Six units labeled by people, all yes; the rule says no on 15 of 108: the normal interval
+    # has no spread (λ = 0, every y alike), so the people's own Wilson interval stands.
+    y = np.ones(6)
+    f = np.ones(6)
+    rest = (np.arange(102) >= 15).astype(float)
+    figure = ppi_mean(y, f, rest)
+    low, high = wilson_interval(6, 6)
+    assert (figure.low, figure.high) == pytest.approx((low, high))
+    assert figure.low < 0.7 and figure.high == pytest.approx(1.0)
+
+
+def test_the_reports_people_pass_rate_counts_units_not_labels(tmp_path):
+    # Two people labeled the same 20 episodes (they disagree on 4); the people's rate is over
+    # the 16 episodes with a majority, not over 40 labels.
+    episodes = [make_episode("p", f"s{i}", 0) for i in range(20)]
+    ana = [i < 12 for i in range(20)]
+    bo = [i < 12 if i >= 4 else not (i < 12) for i in range(20)]
+    labels = [
+        binary_labels(name, answers)[i].model_copy(update={"episode_id": e.episode_id})
+        for name, answers in (("human:ana", ana), ("human:bo", bo))
+        for i, e in enumerate(episodes)
+    ]
+    run = write_planted_run(tmp_path / "run", episodes, labels)
+    people = next(c for c in build_report(run).labels if c.labeler_kind == "human")
+    assert people.labels == 40 and people.pass_rate.n == 16
+    assert people.pass_rate.count == 8  # episodes 4..11 pass for both

@@ -240,3 +240,11 @@ def test_noise_figures_carry_intervals_and_slices_their_detectable_drop(calibrat
         assert row["power_if_halved"] == pytest.approx(power)
     powers = [s["power_if_halved"] for s in slices]
     assert powers == sorted(powers)
+
+
+def test_the_sd_interval_never_passes_what_a_rate_can_spread():
+    # Two repeats: the chi-square upper end is ~32 x the sd; a rate's sd is at most 0.5.
+    from simulate.report.calibrate import _sd_interval
+
+    low, high = _sd_interval(0.02, 2)
+    assert low < 0.02 and high == 0.5

@@ -108,6 +108,20 @@ def test_miettinen_limits_by_hand():
     assert miettinen_interval(0.0, 1.0, 0.05) == pytest.approx((-0.098, 0.098), abs=1e-3)
 
 
+def test_no_change_at_all_is_not_a_zero_width_interval(tmp_path: Path):
+    # A run against itself: not one of the 60 pairs changed; the interval holds what 60 pairs
+    # cannot rule out (Clopper-Pearson's bound for 0 of 60), not [0, 0].
+    same = np.random.default_rng(3).random((*SHAPE, 2)) < 0.8
+    run = write_run(tmp_path / "b", same)
+    comparison = compare_runs(run, run)
+    overall = comparison.overall
+    assert overall.difference == 0 and not overall.significant
+    bound = 1 - 0.025 ** (1 / overall.n_before)
+    assert (overall.low, overall.high) == pytest.approx((-bound, bound))
+    for change in comparison.slices:
+        assert change.low < 0 < change.high, change.name
+
+
 def test_compare_json_is_strict_json_and_names_the_design(tmp_path: Path):
     import json
 

@@ -112,6 +112,17 @@ def test_until_decided_stops_at_a_regression_and_exits_1(tmp_path):
     assert "regression after" not in same.output
 
 
+def test_fail_under_holds_with_until_decided(tmp_path):
+    base = tmp_path / "base"
+    assert play("--target", "demo", "--out", str(base)).exit_code == 0
+    result = play(
+        "--target", "demo", "--trials", "2", "--seed", "4", "--out", str(tmp_path / "gated"),
+        "--baseline", str(base), "--until-decided", "--fail-under", "0.95",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "below --fail-under 0.95" in result.output
+
+
 def test_until_decided_needs_a_baseline():
     result = play("--target", "demo", "--out", "x", "--until-decided")
     assert result.exit_code == 2 and "--until-decided needs --baseline RUN" in result.output

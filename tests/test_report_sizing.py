@@ -66,3 +66,40 @@ def test_a_pilot_gives_the_design_effect_of_its_clustering(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "design effect" in result.output and "both ends of the Wilson interval" in result.output
+
+
+def crossed_rates(rng, personas: int, scenarios: int, trials: int, runs: int) -> np.ndarray:
+    """Goal rates of ``runs`` suites drawn afresh from one population of users and tasks:
+    logit 0.8 + persona effect + scenario effect, each normal with sd 0.8."""
+    rates = np.empty(runs)
+    for i in range(runs):
+        logit = 0.8 + rng.normal(0, 0.8, (personas, 1)) + rng.normal(0, 0.8, (1, scenarios))
+        chance = 1 / (1 + np.exp(-logit))
+        rates[i] = rng.binomial(trials, chance).sum() / (personas * scenarios * trials)
+    return rates
+
+
+def test_the_pilot_plan_for_similar_users_and_tasks_reaches_the_margin(tmp_path):
+    # A pilot of 12 personas x 10 scenarios x 2 trials from a crossed population; the plan
+    # (57 x 47 here), drawn afresh 300 times, lands within ±5 points of the population's rate
+    # 91% of the time: near the 95% asked, short of it by what a variance measured on 12 and
+    # 10 clusters misses. Kish's episodes x design effect (30 x 25) managed 75%.
+    rng = np.random.default_rng(8)
+    logit = 0.8 + rng.normal(0, 0.8, (12, 1)) + rng.normal(0, 0.8, (1, 10))
+    chance = 1 / (1 + np.exp(-logit))
+    episodes = [
+        make_episode(
+            f"p{p}", f"s{s}", t, status="goal_reached" if rng.random() < chance[p, s] else "gave_up"
+        )
+        for p in range(12)
+        for s in range(10)
+        for t in range(2)
+    ]
+    write_planted_run(tmp_path / "pilot", episodes)
+    truth = float(np.mean(crossed_rates(rng, 400, 400, 1, 3)))
+    plan = plan_size(0.05, 0.95, truth, pilot=tmp_path / "pilot")
+    assert plan.clustered_personas is not None and plan.clustered_scenarios is not None
+    assert plan.clustered_personas > 12 and plan.clustered_scenarios > 10
+    rates = crossed_rates(rng, plan.clustered_personas, plan.clustered_scenarios, 2, 300)
+    within = np.mean(np.abs(rates - truth) <= 0.05)
+    assert within >= 0.9, (within, plan)

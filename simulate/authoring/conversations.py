@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from simulate.errors import ConfigError, RunFolderError
-from simulate.loader import json_lines, read_text
+from simulate.loader import json_lines, json_shape, read_text
 from simulate.schema import (
     SCHEMA_VERSION,
     Episode,
@@ -155,12 +155,7 @@ def read_openai_jsonl(path: str | Path) -> list[RealConversation]:
     for number, row in json_lines(text, shown, expected):
         where = f"{shown}:{number}"
         if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-            got = (
-                f"keys {', '.join(repr(k) for k in list(row)[:5])}"
-                if isinstance(row, dict)
-                else f"a JSON {type(row).__name__}"
-            )
-            raise ConfigError(f"{where}: {got}; {expected}")
+            raise ConfigError(f"{where}: {json_shape(row)}; {expected}")
         messages = [_openai_message(m, i, where) for i, m in enumerate(row["messages"], start=1)]
         if not any(m.role == "user" and m.content.strip() for m in messages):
             raise ConfigError(f"{where}: the conversation has no user message with text")

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from simulate.authoring.conversations import TASK_FROM_WRITER, RealConversation
 from simulate.errors import ConfigError
-from simulate.loader import read_text
+from simulate.loader import json_shape, read_text
 from simulate.schema import Message, Scenario, ToolCall
 
 _TEMPLATE_CALL = re.compile(r"^(call|response) (\S+) (?:request|response) (.*?)\s*$", re.M)
@@ -73,12 +73,7 @@ def read_taskmaster(path: str | Path) -> list[RealConversation]:
     for line, item in _array_items(text, shown):
         where = f"{shown}:{line}"
         if not isinstance(item, dict) or not isinstance(item.get("utterances"), list):
-            got = (
-                f"keys {', '.join(repr(k) for k in list(item)[:5])}"
-                if isinstance(item, dict)
-                else f"a JSON {type(item).__name__}"
-            )
-            raise ConfigError(f"{where}: a dialog with {got}; expected 'utterances'")
+            raise ConfigError(f"{where}: a dialog with {json_shape(item)}; expected 'utterances'")
         messages = _messages(item["utterances"], where)
         if not any(m.role == "user" for m in messages):
             raise ConfigError(f"{where}: the dialog has no user utterance")

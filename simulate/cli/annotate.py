@@ -8,6 +8,7 @@ import webbrowser
 import click
 
 from simulate.cli import serve
+from simulate.cli.options import setting
 from simulate.errors import ConfigError
 from simulate.store import RunFolder
 
@@ -24,26 +25,14 @@ from simulate.store import RunFolder
 )
 @click.option("--annotator", required=True, metavar="NAME", help="Who labels (human:NAME).")
 @click.option("--blind", is_flag=True, help="Hide judge and rule suggestions until you answer.")
-@click.option(
-    "--overlap",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1),
-    help="People each episode goes to (for agreement).",
-)
+@setting("--overlap", 1, click.IntRange(1), "People each episode goes to (for agreement).")
 @click.option(
     "--adjudicate",
     is_flag=True,
     help="Decide units people answered differently; the decision outranks them.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    default=8765,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port (0: any free one).",
-)
+@setting("--host", "127.0.0.1", None, "Address to listen on.")
+@setting("--port", 8765, click.IntRange(0, 65535), "Port (0: any free one).")
 @click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
 def annotate_command(
     run_dir: str,

@@ -13,7 +13,7 @@ import click
 from rich.table import Table
 
 from simulate.cli import run_async, stop
-from simulate.cli.options import CONCURRENCY, llm_options
+from simulate.cli.options import CONCURRENCY, llm_options, setting
 from simulate.cli.render import err, out
 from simulate.cli.render.authoring import print_persona_stats, print_probe
 from simulate.errors import ConfigError
@@ -108,12 +108,12 @@ def import_tau2_command(
 @click.argument("file", type=click.Path())
 @click.option("-o", "--out", "out_file", required=True, metavar="FILE", help="Persona YAML.")
 @click.option("--n", "n", required=True, type=int, help="How many personas to sample.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Sampling and Faker seed.")
-@click.option(
+@setting("--seed", 0, int, "Sampling and Faker seed.")
+@setting(
     "--locale",
-    default="en_US",
-    show_default=True,
-    help="Faker locale for names and contact details; several, comma-separated, mix.",
+    "en_US",
+    None,
+    "Faker locale for names and contact details; several, comma-separated, mix.",
 )
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 def import_personahub_command(
@@ -139,13 +139,12 @@ def import_personahub_command(
 @import_group.command("conversations")
 @click.argument("file", type=click.Path())
 @click.option("-o", "--out", "out_dir", required=True, metavar="REF/", help="Reference folder.")
-@click.option(
+@setting(
     "--format",
-    "fmt",
-    type=click.Choice(["auto", "openai", "taskmaster", "run"]),
-    default="auto",
-    show_default=True,
-    help="openai: chat JSONL with `messages`; taskmaster: Taskmaster JSON; run: a run folder.",
+    "auto",
+    click.Choice(["auto", "openai", "taskmaster", "run"]),
+    "openai: chat JSONL with `messages`; taskmaster: Taskmaster JSON; run: a run folder.",
+    dest="fmt",
 )
 @click.option("--mask-pii", is_flag=True, help="Mask e-mails, phone and card numbers.")
 @click.option("--source", help="Where the conversations come from [the format's, else the file].")
@@ -157,14 +156,10 @@ def import_personahub_command(
     metavar="OUT.yaml",
     help="Also propose scenarios (and OUT.personas.yaml personas) from the conversations.",
 )
-@click.option(
-    "--drafts",
-    default=30,
-    show_default=True,
-    type=click.IntRange(1, 1000),
-    help="Conversations to draft from, spread over their kinds.",
+@setting(
+    "--drafts", 30, click.IntRange(1, 1000), "Conversations to draft from, spread over their kinds."
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed of drafts.")
+@setting("--seed", 0, int, "Sampling seed of drafts.")
 @click.option("--llm", "model", metavar="MODEL", help="Richer drafts written by this model.")
 @llm_options
 def import_conversations_command(
@@ -240,11 +235,11 @@ def personas_group() -> None:
 
 @personas_group.command("generate")
 @click.option("--n", "n", required=True, type=click.IntRange(1, 100_000), help="How many personas.")
-@click.option(
+@setting(
     "--locale",
-    default="en_US",
-    show_default=True,
-    help="Faker locales, comma-separated; personas are spread over them (an axis).",
+    "en_US",
+    None,
+    "Faker locales, comma-separated; personas are spread over them (an axis).",
 )
 @click.option(
     "--traits",
@@ -253,14 +248,13 @@ def personas_group() -> None:
     metavar="FILE",
     help="YAML `axes:` narrowing built-in axes and adding your own (axis: [levels]).",
 )
-@click.option(
+@setting(
     "--coverage",
-    type=click.Choice(["pairwise", "random"]),
-    default="pairwise",
-    show_default=True,
-    help="pairwise: every pair of levels of two axes occurs, then seeded samples; random: samples.",
+    "pairwise",
+    click.Choice(["pairwise", "random"]),
+    "pairwise: every pair of levels of two axes occurs, then seeded samples; random: samples.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Coverage and Faker seed.")
+@setting("--seed", 0, int, "Coverage and Faker seed.")
 @click.option("-o", "--out", "out_file", required=True, metavar="FILE", help="Persona YAML.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option(
@@ -268,13 +262,7 @@ def personas_group() -> None:
     metavar="llm:MODEL",
     help="Have a model write each persona a backstory and way of speaking (one call each).",
 )
-@click.option(
-    "--concurrency",
-    default=8,
-    show_default=True,
-    type=CONCURRENCY,
-    help="Personas enriched at once.",
-)
+@setting("--concurrency", 8, CONCURRENCY, "Personas enriched at once.")
 @llm_options
 def personas_generate_command(
     n: int,
@@ -328,12 +316,11 @@ def personas_generate_command(
 
 @personas_group.command("stats")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option(
+@setting(
     "--threshold",
-    default=0.8,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True),
-    help="Jaccard similarity of word 3-grams from which two descriptions are near-duplicates.",
+    0.8,
+    click.FloatRange(0, 1, min_open=True),
+    "Jaccard similarity of word 3-grams from which two descriptions are near-duplicates.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def personas_stats_command(paths: Sequence[str], threshold: float, as_json: bool) -> None:
@@ -369,7 +356,7 @@ def scenarios_group() -> None:
     metavar="MODEL",
     help="Model that writes them: gpt-4o-mini, openai:MODEL or llm:MODEL [models.user].",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@setting("--seed", 0, int, "Sampling seed.")
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature.")
 @click.option("-o", "--out", "out_file", required=True, metavar="FILE", help="Scenario YAML.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
@@ -401,7 +388,7 @@ def scenarios_generate_command(no_cache: bool, **options: Any) -> None:
     metavar="N",
     help="Keep N combinations of each templated scenario, drawn with --seed [all].",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@setting("--seed", 0, int, "Sampling seed.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 def scenarios_expand_command(
     file: str, out_file: str, sample: int | None, seed: int, force: bool
@@ -461,13 +448,12 @@ def packs_add_command(names: tuple[str, ...], out_dir: str, force: bool) -> None
 
 
 @click.command("schema")
-@click.option(
+@setting(
     "--out",
-    "out_dir",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder for persona.schema.json and scenario.schema.json.",
+    ".",
+    click.Path(file_okay=False),
+    "Folder for persona.schema.json and scenario.schema.json.",
+    dest="out_dir",
 )
 def schema_command(out_dir: str) -> None:
     """Write JSON schemas of persona and scenario files, for editors' YAML validation."""

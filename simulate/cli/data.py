@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from simulate.cli.options import setting
 from simulate.cli.render import err, out
 from simulate.cli.render.runs import print_transcript
 from simulate.errors import ConfigError
@@ -19,13 +20,7 @@ from simulate.store import RunFolder
 @click.option("--persona", "persona_id", help="Only this persona.")
 @click.option("--scenario", "scenario_id", help="Only this scenario.")
 @click.option("--episode", "episode_id", help="Only this episode id.")
-@click.option(
-    "--limit",
-    default=5,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Transcripts to print (0 = all).",
-)
+@setting("--limit", 5, click.IntRange(0), "Transcripts to print (0 = all).")
 @click.option("--json", "as_json", is_flag=True, help="Print episodes as JSON lines.")
 def show_command(run_dir: str, failed: bool, limit: int, as_json: bool, **filters: Any) -> None:
     """Print transcripts of a run, filtered."""

@@ -10,35 +10,39 @@ from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from simulate.cli import run_async, stop
-from simulate.cli.options import CONCURRENCY, engine_options, llm_options, rule_limit_options
+from simulate.cli.options import (
+    CONCURRENCY,
+    engine_options,
+    llm_options,
+    rule_limit_options,
+    setting,
+)
 from simulate.cli.render import err, out
 from simulate.cli.render.labels import print_agreement, print_golden, print_label_summary
 
 
 @click.command("golden")
 @click.argument("run_dir", type=click.Path())
-@click.option(
+@setting(
     "--split",
-    default="0.8,0.1,0.1",
-    show_default=True,
+    "0.8,0.1,0.1",
+    None,
+    "Fractions of persona x scenario pairs per split; they sum to 1.",
     metavar="TRAIN,VAL,TEST",
-    help="Fractions of persona x scenario pairs per split; they sum to 1.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Split seed.")
-@click.option(
+@setting("--seed", 0, int, "Split seed.")
+@setting(
     "--precedence",
-    default="adjudicator,human,judge,rule",
-    show_default=True,
-    help="Labeler kinds, strongest first; kinds left out are ignored.",
+    "adjudicator,human,judge,rule",
+    None,
+    "Labeler kinds, strongest first; kinds left out are ignored.",
 )
 @click.option(
     "--keep-disputed",
     is_flag=True,
     help="Keep disputed units, marked, instead of leaving them out.",
 )
-@click.option(
-    "--license", "license_id", default="cc-by-4.0", show_default=True, help="Hub licence id."
-)
+@setting("--license", "cc-by-4.0", None, "Hub licence id.", dest="license_id")
 @click.option("--out", type=click.Path(file_okay=False), help="Golden folder [RUN/golden].")
 def golden_command(
     run_dir: str,
@@ -79,12 +83,11 @@ def golden_command(
     metavar="llm:MODEL",
     help="Who answers the rubric, e.g. llm:gpt-4o-mini [models.judge of --llm-config].",
 )
-@click.option(
+@setting(
     "--samples",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1, 100),
-    help="Ask the judge this many times per unit and keep the majority.",
+    1,
+    click.IntRange(1, 100),
+    "Ask the judge this many times per unit and keep the majority.",
 )
 @click.option("--rules-only", is_flag=True, help="Only the rule checks: offline, no model.")
 @click.option(
@@ -102,19 +105,12 @@ def golden_command(
     metavar="ID",
     help="Only these criteria, of the rules or rubrics (repeatable).",
 )
-@click.option(
-    "--concurrency",
-    default=8,
-    show_default=True,
-    type=CONCURRENCY,
-    help="Units judged at once.",
-)
-@click.option(
+@setting("--concurrency", 8, CONCURRENCY, "Units judged at once.")
+@setting(
     "--human-examples",
-    default=3,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Labels people gave in this run shown to the judge as examples, per criterion.",
+    3,
+    click.IntRange(0),
+    "Labels people gave in this run shown to the judge as examples, per criterion.",
 )
 @rule_limit_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")

@@ -15,6 +15,15 @@ TRIALS = click.IntRange(1, 10_000)
 TURNS = click.IntRange(1, 1000)
 
 
+def setting(
+    name: str, default: Any, type: Any, help: str, *, dest: str | None = None, **attrs: Any
+) -> Any:
+    """An option with a default, which `--help` shows: `setting("--seed", 0, int, "Run seed.")`
+    (``type`` None: the default's; ``dest`` the parameter's name when not the flag's)."""
+    names = (name, dest) if dest else (name,)
+    return click.option(*names, default=default, show_default=True, type=type, help=help, **attrs)
+
+
 def llm_options(func: Any) -> Any:
     """Model endpoint, cache and budget options, shared by `run`, `demo` and `label`."""
     options = [
@@ -72,13 +81,11 @@ def llm_options(func: Any) -> Any:
 def engine_options(func: Any) -> Any:
     """`--engine`, `--ray-address`, `--workers`: where the work is played."""
     options = [
-        click.option(
+        setting(
             "--engine",
-            type=click.Choice(["local", "ray"]),
-            default="local",
-            show_default=True,
-            help="local: this process; ray: shards over a Ray cluster (pip install "
-            "'simulate[ray]').",
+            "local",
+            click.Choice(["local", "ray"]),
+            "local: this process; ray: shards over a Ray cluster (pip install 'simulate[ray]').",
         ),
         click.option(
             "--ray-address",
@@ -99,47 +106,22 @@ def engine_options(func: Any) -> Any:
 def run_options(func: Any) -> Any:
     """Options shared by `run` and `demo`."""
     options = [
-        click.option(
-            "--user",
-            default="agenda",
-            show_default=True,
-            help="Simulated user: agenda (offline) or scripted.",
-        ),
-        click.option(
-            "--trials",
-            default=1,
-            show_default=True,
-            type=TRIALS,
-            help="Conversations per persona x scenario.",
-        ),
-        click.option("--seed", default=0, show_default=True, type=int, help="Run seed."),
-        click.option(
-            "--concurrency",
-            default=8,
-            show_default=True,
-            type=CONCURRENCY,
-            help="Conversations played at once.",
-        ),
-        click.option(
-            "--max-turns",
-            default=12,
-            show_default=True,
-            type=TURNS,
-            help="Agent replies before an episode ends as max_turns.",
-        ),
-        click.option(
+        setting("--user", "agenda", None, "Simulated user: agenda (offline) or scripted."),
+        setting("--trials", 1, TRIALS, "Conversations per persona x scenario."),
+        setting("--seed", 0, int, "Run seed."),
+        setting("--concurrency", 8, CONCURRENCY, "Conversations played at once."),
+        setting("--max-turns", 12, TURNS, "Agent replies before an episode ends as max_turns."),
+        setting(
             "--max-episodes",
-            default=MAX_EPISODES,
-            show_default=True,
-            type=click.IntRange(1),
-            help="Refuse a larger plan (it is counted before anything is built).",
+            MAX_EPISODES,
+            click.IntRange(1),
+            "Refuse a larger plan (it is counted before anything is built).",
         ),
-        click.option(
+        setting(
             "--turn-timeout",
-            default=30.0,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            help="Seconds one agent reply may take.",
+            30.0,
+            click.FloatRange(min=0, min_open=True),
+            "Seconds one agent reply may take.",
         ),
         click.option(
             "--persona",
@@ -175,14 +157,13 @@ def run_options(func: Any) -> Any:
             type=click.FloatRange(0, 2),
             help="Sampling temperature of the LLM user.",
         ),
-        click.option(
+        setting(
             "--resimulate-faults",
-            default=0,
-            show_default=True,
-            type=click.IntRange(0),
-            metavar="N",
-            help="Play an episode with simulator faults again with a new seed, up to N times "
+            0,
+            click.IntRange(0),
+            "Play an episode with simulator faults again with a new seed, up to N times "
             "(attempts set aside go to RUN/discarded/).",
+            metavar="N",
         ),
         click.option(
             "--dry-run",
@@ -205,21 +186,19 @@ def target_check_options(func: Any) -> Any:
             help="Do not send the target one opening turn before the run (which stops the run "
             "at once when it fails).",
         ),
-        click.option(
+        setting(
             "--stop-after-errors",
-            default=5,
-            show_default=True,
-            type=click.IntRange(0),
-            metavar="K",
-            help="Stop the run (exit 1) when the first K episodes all end in target or "
+            5,
+            click.IntRange(0),
+            "Stop the run (exit 1) when the first K episodes all end in target or "
             "simulator errors; 0 never stops.",
+            metavar="K",
         ),
-        click.option(
+        setting(
             "--max-reply-chars",
-            default=100_000,
-            show_default=True,
-            type=click.IntRange(1),
-            help="A longer agent reply ends its episode as target_error.",
+            100_000,
+            click.IntRange(1),
+            "A longer agent reply ends its episode as target_error.",
         ),
     ]
     for option in reversed(options):
@@ -233,26 +212,23 @@ def rule_limit_options(func: Any) -> Any:
 
     defaults = RuleLimits()
     options = [
-        click.option(
+        setting(
             "--max-turns",
-            default=defaults.max_turns,
-            show_default=True,
-            type=click.IntRange(1),
-            help="Rule max_turns: agent replies a conversation may take.",
+            defaults.max_turns,
+            click.IntRange(1),
+            "Rule max_turns: agent replies a conversation may take.",
         ),
-        click.option(
+        setting(
             "--reply-chars",
-            default=defaults.reply_chars,
-            show_default=True,
-            type=click.IntRange(1),
-            help="Rule reply_chars: characters one agent reply may have.",
+            defaults.reply_chars,
+            click.IntRange(1),
+            "Rule reply_chars: characters one agent reply may have.",
         ),
-        click.option(
+        setting(
             "--latency-ms",
-            default=defaults.latency_ms,
-            show_default=True,
-            type=click.FloatRange(min=0, min_open=True),
-            help="Rule latency_ms: milliseconds one agent reply may take.",
+            defaults.latency_ms,
+            click.FloatRange(min=0, min_open=True),
+            "Rule latency_ms: milliseconds one agent reply may take.",
         ),
     ]
     for option in reversed(options):

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from simulate.cli import run_async
-from simulate.cli.options import llm_options
+from simulate.cli.options import llm_options, setting
 from simulate.cli.render import err, out
 from simulate.cli.render.realism import print_realism
 from simulate.llm.pool import EndpointFlags
@@ -29,29 +29,14 @@ from simulate.report.replay import replay as replay_reference
     metavar="REF",
     help="Next-turn replay: the simulated user writes each user turn of REF's conversations.",
 )
-@click.option(
-    "--user",
-    default="agenda",
-    show_default=True,
-    help="Simulated user for --replay: agenda (offline) or llm:MODEL.",
-)
+@setting("--user", "agenda", None, "Simulated user for --replay: agenda (offline) or llm:MODEL.")
 @click.option("--limit", type=click.IntRange(1), help="Replay only the first N conversations.")
 @click.option("--temperature", type=click.FloatRange(0, 2), help="The LLM user's temperature.")
-@click.option(
-    "--concurrency",
-    default=8,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Conversations replayed at once.",
+@setting("--concurrency", 8, click.IntRange(1), "Conversations replayed at once.")
+@setting(
+    "--resamples", 500, click.IntRange(10, 100_000), "Bootstrap resamples behind every interval."
 )
-@click.option(
-    "--resamples",
-    default=500,
-    show_default=True,
-    type=click.IntRange(10, 100_000),
-    help="Bootstrap resamples behind every interval.",
-)
-@click.option("--seed", default=0, show_default=True, type=int, help="Folds and bootstrap seed.")
+@setting("--seed", 0, int, "Folds and bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option(
     "-o",

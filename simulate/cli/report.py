@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from simulate.cli import stop
+from simulate.cli.options import setting
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_comparison, print_report
 
@@ -20,13 +21,7 @@ if TYPE_CHECKING:
 @click.argument("run_dir", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 @click.option("--no-html", is_flag=True, help="Do not write RUN/report.html.")
-@click.option(
-    "--examples",
-    default=3,
-    show_default=True,
-    type=click.IntRange(0, 50),
-    help="Example episodes per failure kind.",
-)
+@setting("--examples", 3, click.IntRange(0, 50), "Example episodes per failure kind.")
 def report_command(run_dir: str, as_json: bool, no_html: bool, examples: int) -> None:
     """Goal rates with intervals, pass^k, worst slices, label criteria, failures and simulator
     health; writes RUN/report.html."""
@@ -58,19 +53,14 @@ def write_html(report: RunReport, run_dir: str | Path) -> Path:
     type=click.FloatRange(0, 0.5, min_open=True),
     help="Half-width of the goal rate's interval, e.g. 0.05 for ±5 points.",
 )
-@click.option(
+@setting(
     "--confidence",
-    default=0.95,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Confidence level of the interval.",
+    0.95,
+    click.FloatRange(0, 1, min_open=True, max_open=True),
+    "Confidence level of the interval.",
 )
-@click.option(
-    "--expected",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="The goal rate you expect (0.5 is the worst case).",
+@setting(
+    "--expected", 0.5, click.FloatRange(0, 1), "The goal rate you expect (0.5 is the worst case)."
 )
 @click.option(
     "--cells",
@@ -101,27 +91,15 @@ def plan_size_command(
     is_flag=True,
     help="Exit 1 when the overall goal rate, or a slice's after correction, drops significantly.",
 )
-@click.option(
-    "--alpha",
-    default=0.05,
-    show_default=True,
-    type=float,
-    help="Significance level of the tests; intervals are at 1 - alpha.",
-)
-@click.option(
+@setting("--alpha", 0.05, float, "Significance level of the tests; intervals are at 1 - alpha.")
+@setting(
     "--correction",
-    default="holm",
-    show_default=True,
+    "holm",
+    None,
+    "P-value adjustment across slices: holm, bonferroni, fdr_bh, hommel, sidak...",
     metavar="METHOD",
-    help="P-value adjustment across slices: holm, bonferroni, fdr_bh, hommel, sidak...",
 )
-@click.option(
-    "--limit",
-    default=20,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Pass -> fail conversations to list (0 = all).",
-)
+@setting("--limit", 20, click.IntRange(0), "Pass -> fail conversations to list (0 = all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare_command(
     before: str,

@@ -12,7 +12,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from simulate.cli import run_async, stop
-from simulate.cli.options import run_options, target_check_options
+from simulate.cli.options import run_options, setting, target_check_options
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_calibration, print_report_headline
 from simulate.cli.render.runs import (
@@ -91,12 +91,11 @@ RESUME_HINT = "continue with the same command plus --resume"
     help="For http targets: a header for every request, ${VAR} read from the environment "
     "(repeatable; never recorded).",
 )
-@click.option(
+@setting(
     "--target-retries",
-    default=2,
-    show_default=True,
-    type=click.IntRange(0, 10),
-    help="For http targets: retries after a connection error, 429 or 503 (with backoff).",
+    2,
+    click.IntRange(0, 10),
+    "For http targets: retries after a connection error, 429 or 503 (with backoff).",
 )
 @target_check_options
 @click.option(
@@ -118,19 +117,17 @@ RESUME_HINT = "continue with the same command plus --resume"
     help="Play one trial of every cell per round, up to --trials rounds, and stop as soon as an "
     "always-valid test against --baseline decides; exit 1 on a regression.",
 )
-@click.option(
+@setting(
     "--margin",
-    default=0.05,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="With --until-decided: the drop that counts; smaller ones may pass as no regression.",
+    0.05,
+    click.FloatRange(0, 1, min_open=True, max_open=True),
+    "With --until-decided: the drop that counts; smaller ones may pass as no regression.",
 )
-@click.option(
+@setting(
     "--alpha",
-    default=0.05,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="With --until-decided: the chance of a false alarm, however many rounds.",
+    0.05,
+    click.FloatRange(0, 1, min_open=True, max_open=True),
+    "With --until-decided: the chance of a false alarm, however many rounds.",
 )
 @run_options
 def run_command(
@@ -160,23 +157,23 @@ def run_command(
                 1, f"regression against {baseline} at alpha {alpha:g} (see {config.out}/gate.json)"
             )
         stop_if_stopped(gated.result)
+        fail_under(gated.result, config.fail_under)
         return
     result = play(config, quiet)
     print_summary(result, summarize_run(result.run_dir))
     stop_if_stopped(result)
-    verdict = result.verdict(config.fail_under)
+    fail_under(result, config.fail_under)
+
+
+def fail_under(result: RunResult, bar: float | None) -> None:
+    """`--fail-under`: exit 1 when the goal rate's upper bound is below the bar."""
+    verdict = result.verdict(bar)
     if verdict:
         stop(1, f"error: {verdict}")
 
 
 @click.command("demo")
-@click.option(
-    "--out",
-    default="outputs/demo",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Run folder.",
-)
+@setting("--out", "outputs/demo", click.Path(file_okay=False), "Run folder.")
 @run_options
 def demo_command(quiet: bool, dry_run: bool, **options: Any) -> None:
     """Play the bundled personas and scenarios against the bundled airline agent, offline."""
@@ -328,12 +325,11 @@ NOT_FOR_CALIBRATE = frozenset(
     "calibrate",
     params=[p for p in run_command.params if p.name not in NOT_FOR_CALIBRATE],
 )
-@click.option(
+@setting(
     "--repeats",
-    default=5,
-    show_default=True,
-    type=click.IntRange(2),
-    help="Times to play the configuration, with seeds SEED, SEED+1, ...",
+    5,
+    click.IntRange(2),
+    "Times to play the configuration, with seeds SEED, SEED+1, ...",
 )
 @click.option(
     "--out",
@@ -342,13 +338,9 @@ NOT_FOR_CALIBRATE = frozenset(
     help="Calibration folder: DIR/repeat-1 ... and DIR/calibration.json.",
 )
 @click.option("--resume", is_flag=True, help="Reuse the finished repeats in --out; play the rest.")
-@click.option("--alpha", default=0.05, show_default=True, type=float, help="Compare's level.")
-@click.option(
-    "--correction",
-    default="holm",
-    show_default=True,
-    metavar="METHOD",
-    help="Compare's p-value adjustment across slices.",
+@setting("--alpha", 0.05, float, "Compare's level.")
+@setting(
+    "--correction", "holm", None, "Compare's p-value adjustment across slices.", metavar="METHOD"
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def calibrate_command(

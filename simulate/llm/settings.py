@@ -211,35 +211,30 @@ class LLMSettings(BaseModel):
 _LIMITS = ("timeout_s", "max_retries", "retry_backoff_s", "max_concurrency", "requests_per_minute")
 
 
-class _SectionFile(BaseModel):
+class _EndpointFile(BaseModel):
+    """What a config file may set for an endpoint, at its top or in a role's section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    retry_backoff_s: float | None = Field(None, ge=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    prices: dict[str, Price] | None = None
+
+
+class _SectionFile(_EndpointFile):
     """What a role's section of a config file may set."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str | None = None
-    api_key_env: str | None = None
     model: str | None = None
-    timeout_s: float | None = Field(None, gt=0)
-    max_retries: int | None = Field(None, ge=0)
-    retry_backoff_s: float | None = Field(None, ge=0)
-    max_concurrency: int | None = Field(None, ge=1)
-    requests_per_minute: float | None = Field(None, gt=0)
-    prices: dict[str, Price] | None = None
 
 
-class _ConfigFile(BaseModel):
+class _ConfigFile(_EndpointFile):
     """The fields a config file may set."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str | None = None
-    api_key_env: str | None = None
-    timeout_s: float | None = Field(None, gt=0)
-    max_retries: int | None = Field(None, ge=0)
-    retry_backoff_s: float | None = Field(None, ge=0)
-    max_concurrency: int | None = Field(None, ge=1)
-    requests_per_minute: float | None = Field(None, gt=0)
-    prices: dict[str, Price] | None = None
     models: dict[LLMRole, str] | None = None
     user: _SectionFile | None = None
     agent: _SectionFile | None = None

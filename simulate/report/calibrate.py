@@ -289,14 +289,18 @@ def _slice_rates(paths: list[Path]) -> list[tuple[str, int, int, int]]:
     return [(name, n, s, len(rows)) for name, n, s in rows]
 
 
+MAX_RATE_SD = 0.5
+"""The largest standard deviation a rate in [0, 1] can have."""
+
+
 def _sd_interval(sd: float, repeats: int, confidence: float = 0.95) -> tuple[float, float]:
     """The chi-square interval of a standard deviation from ``repeats`` values (normal
-    repeats): sd·sqrt((R-1)/χ²) at the two tails."""
+    repeats): sd·sqrt((R-1)/χ²) at the two tails; a rate's sd is at most 0.5, so no higher."""
     df = repeats - 1
     tail = (1 - confidence) / 2
     return (
-        sd * math.sqrt(df / chi2.ppf(1 - tail, df)),
-        sd * math.sqrt(df / chi2.ppf(tail, df)),
+        min(MAX_RATE_SD, sd * math.sqrt(df / chi2.ppf(1 - tail, df))),
+        min(MAX_RATE_SD, sd * math.sqrt(df / chi2.ppf(tail, df))),
     )
 
 
@@ -376,7 +380,11 @@ def measure_noise(
         minimum_detectable_drop_independent=minimum_detectable_drop(mean_rate, n, alpha),
         smallest_trusted_difference=None if mdd is None else max(noise_95, mdd),
         sd_interval=(sd_low, sd_high),
-        noise_95_interval=(noise_95 * sd_low / sd, noise_95 * sd_high / sd) if sd else (0.0, 0.0),
+        noise_95_interval=(
+            (min(1.0, noise_95 * sd_low / sd), min(1.0, noise_95 * sd_high / sd))
+            if sd
+            else (0.0, 0.0)
+        ),
         false_alarm_interval=wilson_interval(false_alarms, len(pairs)),
         slices=tuple(slice_detectability(_slice_rates(paths), len(paths), discordance, alpha)),
     )

@@ -333,7 +333,7 @@ def _change(
         )
         p_value, test = stratified.p_value, stratified.test
         difference, null_se = stratified.difference, stratified.null_se
-    low, high = miettinen_interval(difference, p_value, null_se, 1 - alpha)
+    low, high = miettinen_interval(difference, p_value, null_se, 1 - alpha, no_change_n=min(n1, n2))
     return SliceChange(
         name=name,
         kind=kind,
@@ -389,7 +389,13 @@ def _adjusted(changes: list[SliceChange], alpha: float, correction: str) -> list
     adjusted = adjust_pvalues([c.p_value for c in changes], correction)  # type: ignore[arg-type]
     done = []
     for change, p in zip(changes, adjusted, strict=True):
-        low, high = miettinen_interval(change.difference, p, change.null_se or 0.0, 1 - alpha)
+        low, high = miettinen_interval(
+            change.difference,
+            p,
+            change.null_se or 0.0,
+            1 - alpha,
+            no_change_n=min(change.n_before, change.n_after),
+        )
         update = {"p_adjusted": p, "significant": p < alpha, "low": low, "high": high}
         done.append(SliceChange(**{**asdict(change), **update}))
     return sorted(done, key=lambda c: (c.difference, c.p_value, c.name))

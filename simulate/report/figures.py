@@ -653,7 +653,9 @@ def _read_episodes(run_dir: str | Path, ids: set[str]) -> dict[str, Episode]:
 def _label_criteria(run_dir: str | Path) -> list[LabelCriterion]:
     """Every label criterion's pass rate by labeler kind, with interval; worst first.
 
-    A unit judged more than once by the same labeler counts once, with its latest label.
+    A unit judged more than once by the same labeler counts once, with its latest label; a
+    unit labeled by several labelers of a kind (two people) counts once, with their majority
+    (ties left out), so n is units, not labels.
     """
     folder = RunFolder(run_dir)
     if not folder.has(LABELS):
@@ -672,8 +674,6 @@ def _label_criteria(run_dir: str | Path) -> list[LabelCriterion]:
         .group_by("criterion", "labeler_kind")
         .agg(
             pl.len().alias("labels"),
-            pl.col("passed").is_not_null().sum().alias("n"),
-            pl.col("passed").sum().alias("passes"),
             pl.col("episode_id").n_unique().alias("episodes"),
             pl.col("labeler").unique().sort().alias("labelers"),
             pl.col("turn_index").is_not_null().any().alias("per_turn"),
@@ -681,6 +681,12 @@ def _label_criteria(run_dir: str | Path) -> list[LabelCriterion]:
         )
         .collect()
     )
+    verdicts = (
+        _majority(latest, [*_UNIT, "labeler_kind"])
+        .group_by("criterion", "labeler_kind")
+        .agg(pl.len().alias("n"), pl.col("verdict").sum().alias("passes"))
+    )
+    labels = labels.join(verdicts, on=["criterion", "labeler_kind"], how="left")
     rows = [
         LabelCriterion(
             criterion=r["criterion"],
@@ -690,7 +696,7 @@ def _label_criteria(run_dir: str | Path) -> list[LabelCriterion]:
             labels=r["labels"],
             episodes=r["episodes"],
             mean_score=r["mean_score"],
-            pass_rate=Rate.wilson(int(r["passes"] or 0), int(r["n"]), CONFIDENCE),
+            pass_rate=Rate.wilson(int(r["passes"] or 0), int(r["n"] or 0), CONFIDENCE),
             corrected_pass_rate=corrected.get((r["criterion"], r["labeler_kind"])),
         )
         for r in labels.to_dicts()
@@ -706,27 +712,32 @@ def _label_criteria(run_dir: str | Path) -> list[LabelCriterion]:
     )
 
 
+_UNIT = ("criterion", "episode_id", "turn_index", "tool_call_index")
+"""What one label is about."""
+
+
+def _majority(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """One `verdict` per group of ``by``: its labels' majority pass; ties are left out."""
+    return (
+        frame.filter(pl.col("passed").is_not_null())
+        .group_by(by)
+        .agg(pl.col("passed").sum().alias("yes"), pl.len().alias("all"))
+        .filter(pl.col("yes") * 2 != pl.col("all"))
+        .with_columns((pl.col("yes") * 2 > pl.col("all")).alias("verdict"))
+        .drop("yes", "all")
+    )
+
+
 def _corrected_rates(latest: pl.DataFrame) -> dict[tuple[str, str], Estimate]:
     """Each judge's and rule's pass rate corrected by people's labels of the same units
     (`stats.ppi_mean`), by (criterion, labeler kind); where people labeled every unit, the
     people's own rate. A kind's verdict on a unit is its labelers' majority, as the people's
     is theirs; ties are left out."""
-    where = ["criterion", "episode_id", "turn_index", "tool_call_index"]
-
-    def majority(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
-        return (
-            frame.filter(pl.col("passed").is_not_null())
-            .group_by(by)
-            .agg(pl.col("passed").sum().alias("yes"), pl.len().alias("all"))
-            .filter(pl.col("yes") * 2 != pl.col("all"))
-            .with_columns((pl.col("yes") * 2 > pl.col("all")).alias("verdict"))
-            .drop("yes", "all")
-        )
-
-    people = majority(latest.filter(pl.col("labeler_kind") == "human"), where)
+    where = list(_UNIT)
+    people = _majority(latest.filter(pl.col("labeler_kind") == "human"), where)
     if people.is_empty():
         return {}
-    machines = majority(
+    machines = _majority(
         latest.filter(pl.col("labeler_kind").is_in(["judge", "rule"])), [*where, "labeler_kind"]
     ).join(people, on=where, how="left", suffix="_people", nulls_equal=True)
     found = {}

@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 
 from simulate.report.figures import RunReport, Slice, pass_k_highlights
-from simulate.report.realism import RealismReport
+from simulate.report.realism import SHARE_MEASURES, RealismReport
 from simulate.store import write_atomic
 
 REPORT_FILE = "report.html"
@@ -132,24 +132,13 @@ def histogram(counts: dict[int, int], height: int = 160) -> dict[str, Any]:
     return {"width": 60 + span * col_w, "height": height, "columns": columns, "base": base}
 
 
-_SHARE_MEASURES = (
-    "question_rate",
-    "repair_rate",
-    "politeness_rate",
-    "typo_rate",
-    "opening_share",
-    "facts_in_opening",
-    "agent_last_word",
-)
-
-
 def paired_chart(realism: RealismReport) -> dict[str, Any]:
     """Geometry of the realism chart: for each share measure, a bar for the simulated users
     and one for people, each with its interval's whisker and n."""
     measures = {m.id: m for m in realism.measures}
     rows = []
     y = 24
-    for ident in _SHARE_MEASURES:
+    for ident in SHARE_MEASURES:
         measure = measures.get(ident)
         if measure is None:
             continue

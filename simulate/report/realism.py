@@ -89,6 +89,18 @@ class Estimate(Model):
         return value if value is None or math.isfinite(value) else None
 
 
+SHARE_MEASURES = (
+    "question_rate",
+    "repair_rate",
+    "politeness_rate",
+    "typo_rate",
+    "opening_share",
+    "facts_in_opening",
+    "agent_last_word",
+)
+"""The measures that are shares of messages or conversations (shown as percentages)."""
+
+
 class Measure(Model):
     """One measure on both sides, and how far apart they are."""
 

@@ -329,14 +329,7 @@ def replay_report(
             fact_recall=disclosure["recall"],
             fact_precision=disclosure["precision"],
             examples=[
-                ReplayExample(
-                    conversation_id=t.conversation_id,
-                    turn_index=t.turn_index,
-                    agent=t.agent,
-                    human=t.human,
-                    simulated=t.simulated,
-                    ended=t.ended,
-                )
+                ReplayExample.model_validate(t, from_attributes=True)
                 for t in sorted(shown, key=lambda t: (t.conversation_id, t.turn_index))
             ],
         ),

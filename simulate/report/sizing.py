@@ -5,6 +5,13 @@ The pilot's design effect (Kish) is the ratio of the goal rate's population vari
 cluster-robust, `stats.two_way_cluster_variance`) to the binomial one at the same n. Trials
 only shrink the within-cell part of that variance: with the pilot's personas and scenarios,
 the between-cell part is a floor no number of trials goes below.
+
+For similar users and tasks, personas and scenarios are crossed random effects: the variance
+of the rate is σ²_persona/P + σ²_scenario/S + σ²_cell/(PS) + σ²_episode/(PST). Growing both P
+and S k-fold divides the between-cell part by k (its main effects; the interaction falls
+faster, so taking all of it as 1/k plans on the safe side) and the within-cell part by k², so
+the plan is the smallest k that brings the variance to the margin's — not the Kish episodes
+times the design effect, which a crossed design does not keep constant as it grows.
 """
 
 from __future__ import annotations
@@ -62,7 +69,10 @@ class PlanSize(Model):
     """With ``cells`` persona × scenario cells and independent episodes."""
     pilot: Pilot | None = None
     clustered_episodes: int | None = None
-    """``within`` times the pilot's design effect (Kish): for runs shaped like the pilot."""
+    """Episodes for similar users and tasks: `clustered_personas` × `clustered_scenarios`
+    shaped like the pilot (its cells' share of all pairs, its trials per cell)."""
+    clustered_personas: int | None = None
+    clustered_scenarios: int | None = None
     clustered_trials_per_cell: int | None = None
     """Trials per cell of the pilot's cells that reach ±margin; None when none do."""
     floor: float | None = None
@@ -99,22 +109,35 @@ def plan_size(
         return plan
     measured = read_pilot(pilot)
     target = expected * (1 - expected) / within if 0 < expected < 1 else None
-    clustered = math.ceil(within * max(1.0, measured.design_effect))
     trials = floor = None
+    update: dict[str, object] = {"pilot": measured}
     if target is not None:
         z = z_value(confidence)
         floor = z * math.sqrt(measured.between_cell_variance)
         room = target - measured.between_cell_variance
         if room > 0:
             trials = max(1, math.ceil(measured.within_cell_variance / (measured.cells * room)))
-    return plan.model_copy(
-        update={
-            "pilot": measured,
-            "clustered_episodes": clustered,
-            "clustered_trials_per_cell": trials,
-            "floor": floor,
+        k = _growth(measured, target)
+        per_cell = measured.episodes / measured.cells
+        update |= {
+            "clustered_personas": max(1, math.ceil(k * measured.personas)),
+            "clustered_scenarios": max(1, math.ceil(k * measured.scenarios)),
+            "clustered_episodes": max(within, math.ceil(k * k * measured.cells * per_cell)),
         }
-    )
+    update |= {"clustered_trials_per_cell": trials, "floor": floor}
+    return plan.model_copy(update=update)
+
+
+def _growth(pilot: Pilot, target: float) -> float:
+    """The k-fold growth of both personas and scenarios (at the pilot's trials per cell) whose
+    variance, between/k + within/(k² × episodes), is the ``target`` variance."""
+    a = pilot.within_cell_variance / pilot.episodes  # the within part at k = 1
+    b = pilot.between_cell_variance
+    if b <= 0:
+        return math.sqrt(a / target)
+    # a x² + b x = target in x = 1/k
+    x = (-b + math.sqrt(b * b + 4 * a * target)) / (2 * a) if a > 0 else target / b
+    return 1 / x
 
 
 def read_pilot(path: str | Path) -> Pilot:

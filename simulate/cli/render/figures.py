@@ -444,11 +444,13 @@ def print_plan_size(plan: PlanSize) -> None:
         f"effect {pilot.design_effect:.2f} (population interval against binomial)"
     )
     per_cell = pilot.episodes / pilot.cells
-    out.print(
-        f"  for similar users and tasks, with the pilot's {per_cell:.3g} trials per cell and "
-        f"more personas and scenarios like its own: about {plan.clustered_episodes} episodes "
-        f"({plan.within} × the design effect)"
-    )
+    if plan.clustered_episodes is not None:
+        out.print(
+            f"  for similar users and tasks: about {plan.clustered_personas} personas × "
+            f"{plan.clustered_scenarios} scenarios like the pilot's, {per_cell:.3g} trials per "
+            f"cell: about {plan.clustered_episodes} episodes (differences between personas and "
+            "scenarios shrink only as more of them are played, not with more trials)"
+        )
     if plan.floor is not None:
         if plan.clustered_trials_per_cell is None:
             out.print(

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulate.cli.render import out
+from simulate.report.realism import SHARE_MEASURES
 
 
 def _estimate(figure: Any, percent: bool = False, digits: int = 2) -> str:
@@ -19,17 +20,6 @@ def _estimate(figure: Any, percent: bool = False, digits: int = 2) -> str:
     if figure.low is not None and figure.high is not None:
         text += f" ({fmt.format(figure.low)}–{fmt.format(figure.high)})"
     return text
-
-
-_PERCENT_MEASURES = {
-    "question_rate",
-    "repair_rate",
-    "politeness_rate",
-    "typo_rate",
-    "opening_share",
-    "facts_in_opening",
-    "agent_last_word",
-}
 
 
 def print_realism_headline(report: Any) -> None:
@@ -67,7 +57,7 @@ def print_realism(report: Any) -> None:
     for column in ("measure", "simulated", "people", "distance", "n"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for m in report.measures:
-        percent = m.id in _PERCENT_MEASURES
+        percent = m.id in SHARE_MEASURES
         distance = (
             ""
             if m.distance is None

@@ -87,6 +87,19 @@ def adapter_for(obj: Any) -> TargetFactory | None:
     return None
 
 
+class FrameworkTarget:
+    """One episode's conversation with a framework's agent, kept as the framework keeps it;
+    each adapter's subclass answers `respond`. The class is the adapter's `make_target`."""
+
+    def __init__(self, agent: Any, session_id: str, source: str) -> None:
+        self.agent = agent
+        self.session_id = session_id
+        self.source = source
+        """The target spec, for messages."""
+        self.history: list[Any] = []
+        """The conversation in the framework's own shape."""
+
+
 def newest_user_text(messages: Sequence[Message], source: str) -> str:
     """The user's newest message: all an adapter sends, since it keeps the conversation."""
     for message in reversed(messages):
@@ -107,4 +120,4 @@ def text_of(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-__all__ = ["ADAPTERS", "Reply", "load_adapter", "newest_user_text", "text_of"]
+__all__ = ["ADAPTERS", "FrameworkTarget", "Reply", "load_adapter", "newest_user_text", "text_of"]

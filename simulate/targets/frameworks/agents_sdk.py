@@ -13,7 +13,7 @@ from typing import Any
 from simulate.llm.usage import count_episode_usage
 from simulate.schema import Message, ToolCall
 from simulate.targets import Reply
-from simulate.targets.frameworks import newest_user_text, text_of
+from simulate.targets.frameworks import FrameworkTarget, newest_user_text, text_of
 from simulate.targets.protocol import attach_result, normalize_tool_calls
 
 
@@ -24,17 +24,8 @@ def accepts(obj: Any) -> bool:
     return isinstance(obj, Agent)
 
 
-def make_target(agent: Any, session_id: str, source: str) -> AgentsSdkTarget:
-    return AgentsSdkTarget(agent, source)
-
-
-class AgentsSdkTarget:
+class AgentsSdkTarget(FrameworkTarget):
     """One conversation with an Agents SDK agent."""
-
-    def __init__(self, agent: Any, source: str) -> None:
-        self.agent = agent
-        self.source = source
-        self.history: list[Any] = []
 
     async def respond(self, messages: Sequence[Message]) -> Reply:
         """Run the agent on the conversation so far plus the user's newest message."""
@@ -76,3 +67,6 @@ def _model_name(agent: Any) -> str:
     """The agent's model as text: a name, or the model object's `model`."""
     model = agent.model
     return str(getattr(model, "model", None) or model or "default")
+
+
+make_target = AgentsSdkTarget

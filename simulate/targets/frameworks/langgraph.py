@@ -15,7 +15,7 @@ from simulate.errors import TargetError
 from simulate.llm.usage import count_episode_usage
 from simulate.schema import Message, ToolCall
 from simulate.targets import Reply
-from simulate.targets.frameworks import newest_user_text
+from simulate.targets.frameworks import FrameworkTarget, newest_user_text
 from simulate.targets.protocol import attach_result, json_or_text, normalize_tool_calls
 
 
@@ -24,27 +24,19 @@ def accepts(obj: Any) -> bool:
     return callable(getattr(obj, "ainvoke", None)) and callable(getattr(obj, "get_graph", None))
 
 
-def make_target(graph: Any, session_id: str, source: str) -> LangGraphTarget:
-    return LangGraphTarget(graph, session_id, source)
-
-
-class LangGraphTarget:
-    """One conversation with a LangGraph graph."""
-
-    def __init__(self, graph: Any, session_id: str, source: str) -> None:
-        self.graph = graph
-        self.source = source
-        self.config = {"configurable": {"thread_id": session_id}}
-        self.history: list[Any] = []
+class LangGraphTarget(FrameworkTarget):
+    """One conversation with a LangGraph graph (the `agent`), one checkpointer thread."""
 
     async def respond(self, messages: Sequence[Message]) -> Reply:
         """Invoke the graph with the new user message; read the turn's new messages."""
         from langchain_core.messages import AIMessage, HumanMessage
 
         sent = HumanMessage(newest_user_text(messages, self.source))
-        keeps_own = getattr(self.graph, "checkpointer", None) is not None
+        keeps_own = getattr(self.agent, "checkpointer", None) is not None
         before = [] if keeps_own else self.history
-        state = await self.graph.ainvoke({"messages": [*before, sent]}, self.config)
+        state = await self.agent.ainvoke(
+            {"messages": [*before, sent]}, {"configurable": {"thread_id": self.session_id}}
+        )
         returned = state.get("messages") if isinstance(state, dict) else None
         if not isinstance(returned, list):
             raise TargetError(f"{self.source}: the graph's state has no `messages` list")
@@ -96,3 +88,6 @@ def _index_after(messages: list[Any], sent: Any) -> int:
 def _text(message: Any) -> str:
     """A message's text (a property in langchain-core 1.x, a callable str before)."""
     return str(message.text)
+
+
+make_target = LangGraphTarget

@@ -13,7 +13,7 @@ from typing import Any
 from simulate.llm.usage import count_episode_usage
 from simulate.schema import Message, ToolCall
 from simulate.targets import Reply
-from simulate.targets.frameworks import newest_user_text, text_of
+from simulate.targets.frameworks import FrameworkTarget, newest_user_text, text_of
 from simulate.targets.protocol import attach_result, normalize_tool_calls
 
 
@@ -24,17 +24,8 @@ def accepts(obj: Any) -> bool:
     return isinstance(obj, Agent)
 
 
-def make_target(agent: Any, session_id: str, source: str) -> PydanticAITarget:
-    return PydanticAITarget(agent, source)
-
-
-class PydanticAITarget:
+class PydanticAITarget(FrameworkTarget):
     """One conversation with a pydantic-ai agent."""
-
-    def __init__(self, agent: Any, source: str) -> None:
-        self.agent = agent
-        self.source = source
-        self.history: list[Any] = []
 
     async def respond(self, messages: Sequence[Message]) -> Reply:
         """Run the agent on the user's newest message with the history so far."""
@@ -74,3 +65,6 @@ class PydanticAITarget:
 def _model_name(agent: Any) -> str:
     model = agent.model
     return str(getattr(model, "model_name", None) or model or "default")
+
+
+make_target = PydanticAITarget
