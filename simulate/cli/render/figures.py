@@ -32,14 +32,13 @@ def _share(rate: Rate) -> str:
 def interval_line(figures: Slice) -> str:
     """The goal rate's two labelled intervals, or why one is missing."""
 
-    def shown(rate: Rate, question: str) -> str:
-        if rate.interval is None:
-            return f"n/a ({question}: {rate.reason})"
-        return f"{_interval(rate)} ({question})"
+    def shown(rate: Rate) -> str:
+        return f"n/a, {rate.reason}" if rate.interval is None else _interval(rate)
 
     return (
-        f"suite 95% {shown(figures.goal_rate_suite, 'the same personas and scenarios again')}"
-        f" · population 95% {shown(figures.goal_rate_population, 'similar users and tasks')}"
+        "suite interval (the same personas and scenarios again): "
+        f"{shown(figures.goal_rate_suite)} · population interval (similar users and tasks): "
+        f"{shown(figures.goal_rate_population)}"
     )
 
 
