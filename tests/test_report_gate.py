@@ -104,6 +104,8 @@ def test_until_decided_stops_at_a_regression_and_exits_1(tmp_path):
     assert "regression after" in result.output
     manifest = json.loads((tmp_path / "weak" / "manifest.json").read_text())
     assert "the gate decided" in manifest["stopped_because"]
+    report = CliRunner().invoke(cli, ["report", str(tmp_path / "weak"), "--no-html"])
+    assert "stopped early: the gate decided after" in report.output
     same = play(
         "--target", "demo", "--trials", "2", "--seed", "4", "--out", str(tmp_path / "same"),
         "--baseline", str(base), "--until-decided",

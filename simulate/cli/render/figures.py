@@ -82,9 +82,13 @@ def print_report(report: RunReport) -> None:
         markup=True,
     )
     if run.planned and run.episodes < run.planned:
+        why = (
+            f"stopped early: {run.stopped_because}"
+            if run.stopped_because
+            else f"`simulate run ... --out {run.path} --resume` plays the rest"
+        )
         out.print(
-            f"incomplete run: {run.episodes} of {run.planned} planned episodes; "
-            f"`simulate run ... --out {run.path} --resume` plays the rest",
+            f"incomplete run: {run.episodes} of {run.planned} planned episodes; {why}",
             style="yellow",
         )
     outcomes = ", ".join(f"{k} {v}" for k, v in overall.outcomes.items())
