@@ -401,6 +401,8 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
                 f"{row.power_if_halved:.0%}",
             )
         console.print(table)
+        if len(c.slices) > 10:
+            console.print(f"({len(c.slices) - 10} more slices in {CALIBRATION})", style="dim")
     console.print(f"figures: {Path(c.folder) / CALIBRATION}")
 
 
