@@ -34,7 +34,7 @@ import polars as pl
 from simulate.errors import ConfigError, RunFolderError
 from simulate.runner import Tally
 from simulate.schema import Episode, Model
-from simulate.simulation import RunConfig, RunResult, run
+from simulate.simulation import RunConfig, RunResult, prepare, run
 from simulate.stats import hoeffding_bound, mixture_boundary, mixture_precision
 from simulate.store import RunFolder, rated, write_atomic
 
@@ -162,6 +162,11 @@ async def run_until_decided(
     """
     check_gate(alpha, margin)
     before = baseline_cells(baseline)
+    planned = {(spec.persona.id, spec.scenario.id) for spec in prepare(config).specs}
+    if not planned & set(before.select("persona_id", "scenario_id").iter_rows()):
+        raise RunFolderError(  # said before a round is played, not after
+            f"--baseline {str(baseline)!r} shares no persona × scenario cell with this run"
+        )
     rounds: list[Round] = []
     result: RunResult | None = None
     played = Tally()
