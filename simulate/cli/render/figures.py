@@ -283,7 +283,11 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
                 f"{row.rate_before:.0%}",
                 f"{row.rate_after:.0%}",
                 _points(row.difference),
-                f"{_points(row.low)} to {_points(row.high)}",
+                (
+                    "any (adjusted p = 1)"
+                    if (row.low, row.high) == (-1.0, 1.0)
+                    else f"{_points(row.low)} to {_points(row.high)}"
+                ),
                 _p(row.p_value),
                 _p(row.p_adjusted),
                 str(row.pass_to_fail),
