@@ -422,7 +422,8 @@ def adjust_pvalues(pvalues: Sequence[float], method: PAdjustMethod = "holm") -> 
 
 SUITE_METHOD = (
     "suite: Wilson score interval at the effective sample size of the within-cell (trial-to-"
-    "trial) variance, t degrees of freedom N - cells (Korn & Graubard 1998)"
+    "trial) variance (Korn & Graubard 1998), t degrees of freedom N - cells or Satterthwaite's "
+    "when fewer cells vary"
 )
 POPULATION_METHOD = (
     "population: Wilson score interval at the effective sample size of the two-way "
@@ -498,6 +499,20 @@ def within_cell_variance(
     return variance, df
 
 
+def satterthwaite_df(successes: np.ndarray, trials: np.ndarray) -> float:
+    """The within-cell variance's effective degrees of freedom when cells vary unequally
+    (Satterthwaite 1946): ``(Σ SS)² / Σ SS² / (n - 1)`` over the cells' sums of squares SS.
+    N - cells when every cell varies alike; about the number of varying cells (times their
+    trials - 1) when only a few vary — then the variance rests on those few. Infinite when no
+    cell varies (there is no variance to be unsure of)."""
+    s = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    used = n > 1
+    squares = s[used] - s[used] ** 2 / n[used]
+    spread = float((squares**2 / (n[used] - 1)).sum())
+    return float(squares.sum() ** 2 / spread) if spread > 0 else math.inf
+
+
 def two_way_cluster_variance(
     successes: np.ndarray, trials: np.ndarray, personas: np.ndarray, scenarios: np.ndarray
 ) -> tuple[np.ndarray, int]:
@@ -543,7 +558,7 @@ def suite_rate(successes: np.ndarray, trials: np.ndarray, confidence: float = 0.
     return _clustered_rate(
         successes,
         trials,
-        (variance, df),
+        (variance, min(df, satterthwaite_df(successes, trials))),
         confidence,
         method=SUITE_METHOD,
         without="every cell has one rated trial: play --trials 2 or more",

@@ -104,6 +104,8 @@ def test_until_decided_stops_at_a_regression_and_exits_1(tmp_path):
     assert "regression after" in result.output
     manifest = json.loads((tmp_path / "weak" / "manifest.json").read_text())
     assert "the gate decided" in manifest["stopped_because"]
+    report = CliRunner().invoke(cli, ["report", str(tmp_path / "weak"), "--no-html"])
+    assert "stopped early: the gate decided after" in report.output
     same = play(
         "--target", "demo", "--trials", "2", "--seed", "4", "--out", str(tmp_path / "same"),
         "--baseline", str(base), "--until-decided",
@@ -126,3 +128,15 @@ def test_fail_under_holds_with_until_decided(tmp_path):
 def test_until_decided_needs_a_baseline():
     result = play("--target", "demo", "--out", "x", "--until-decided")
     assert result.exit_code == 2 and "--until-decided needs --baseline RUN" in result.output
+
+
+def test_a_baseline_with_no_shared_cell_is_refused_before_anything_is_played(tmp_path):
+    base = tmp_path / "base"
+    assert play("--target", "demo", "--persona", "alex_rowe", "--out", str(base)).exit_code == 0
+    result = play(
+        "--target", "demo", "--persona", "nina_volkova", "--out", str(tmp_path / "other"),
+        "--baseline", str(base), "--until-decided",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "shares no persona × scenario cell" in str(result.exception)
+    assert not (tmp_path / "other").exists()

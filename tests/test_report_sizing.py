@@ -103,3 +103,34 @@ def test_the_pilot_plan_for_similar_users_and_tasks_reaches_the_margin(tmp_path)
     rates = crossed_rates(rng, plan.clustered_personas, plan.clustered_scenarios, 2, 300)
     within = np.mean(np.abs(rates - truth) <= 0.05)
     assert within >= 0.9, (within, plan)
+
+
+def test_a_pilot_that_cannot_show_clustering_says_which_part_is_missing(tmp_path):
+    # One trial per cell (as the demo plays): the error names the trials, not all three needs.
+    episodes = [
+        make_episode(f"p{p}", f"s{s}", 0, status="goal_reached" if (p + s) % 3 else "gave_up")
+        for p in range(4)
+        for s in range(3)
+    ]
+    write_planted_run(tmp_path / "pilot", episodes)
+    result = CliRunner().invoke(
+        cli, ["plan-size", "--margin", "0.1", "--pilot", str(tmp_path / "pilot")]
+    )
+    assert result.exit_code == 1  # main() prints it as one `error:` line
+    assert "two or more rated trials in some cell" in str(result.exception)
+    assert "both passes and failures" not in str(result.exception)
+
+
+def test_with_a_pilot_the_expected_rate_is_the_pilots(tmp_path):
+    rng = np.random.default_rng(2)
+    episodes = [
+        make_episode(
+            f"p{p}", f"s{s}", t, status="goal_reached" if rng.random() < 0.8 else "gave_up"
+        )
+        for p in range(5)
+        for s in range(4)
+        for t in range(2)
+    ]
+    pilot = read_pilot(write_planted_run(tmp_path / "pilot", episodes))
+    assert plan_size(0.1, pilot=tmp_path / "pilot").expected == pytest.approx(pilot.rate)
+    assert plan_size(0.1).expected == 0.5

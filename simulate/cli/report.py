@@ -59,8 +59,10 @@ def write_html(report: RunReport, run_dir: str | Path) -> Path:
     click.FloatRange(0, 1, min_open=True, max_open=True),
     "Confidence level of the interval.",
 )
-@setting(
-    "--expected", 0.5, click.FloatRange(0, 1), "The goal rate you expect (0.5 is the worst case)."
+@click.option(
+    "--expected",
+    type=click.FloatRange(0, 1),
+    help="The goal rate you expect [the pilot's; else 0.5, the worst case].",
 )
 @click.option(
     "--cells",
@@ -74,7 +76,11 @@ def write_html(report: RunReport, run_dir: str | Path) -> Path:
     help="A pilot run whose clustering (design effect) the plan should allow for.",
 )
 def plan_size_command(
-    margin: float, confidence: float, expected: float, cells: int | None, pilot: str | None
+    margin: float,
+    confidence: float,
+    expected: float | None,
+    cells: int | None,
+    pilot: str | None,
 ) -> None:
     """How many episodes give a goal rate within ±MARGIN at a confidence."""
     from simulate.cli.render.figures import print_plan_size

@@ -224,7 +224,9 @@ def stop_if_stopped(result: RunResult) -> None:
 class EpisodeProgress:
     """A live progress bar of episodes on a terminal (errors and goal rate so far)."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, rounds: bool = False) -> None:
+        self.rounds = rounds
+        """Sessions are the rounds of `--until-decided`: earlier rounds are no resume."""
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -241,7 +243,7 @@ class EpisodeProgress:
         self.progress.reset(
             self.task, total=tally.planned - tally.skipped, errors=0, goal="-", workers=""
         )
-        if tally.skipped:
+        if tally.skipped and not self.rounds:
             err.print(f"resuming: {tally.skipped} of {tally.planned} episodes already stored")
 
     def finished(self, episode: Episode, tally: Tally) -> None:
@@ -276,7 +278,7 @@ def play_until_decided(
     """`--until-decided`: rounds with a progress bar, a line per round, then the decision."""
     from simulate.report.gate import run_until_decided
 
-    view = EpisodeProgress(quiet)
+    view = EpisodeProgress(quiet, rounds=True)
 
     def announce(done: Round) -> None:
         if not quiet:

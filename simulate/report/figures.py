@@ -159,6 +159,8 @@ class RunInfo(Model):
     """`counts` is written when a session ends; a killed run has only its `plan`."""
     episodes: int
     model_usage: list[Usage]
+    stopped_because: str | None = None
+    """Why the last session stopped before the plan's end (a budget, the gate's decision)."""
 
 
 class Notes(Model):
@@ -847,6 +849,7 @@ def build_report(run_dir: str | Path, examples_per_kind: int = 3) -> RunReport:
             planned=manifest.planned,
             episodes=frame.height,
             model_usage=_model_usage(manifest),
+            stopped_because=manifest.stopped_because,
         ),
         notes=Notes(goal_rate=GOAL_RATE_NOTE, order=WORST_FIRST_NOTE),
         overall=overall,

@@ -35,7 +35,7 @@ from simulate.engines import one_cluster
 from simulate.errors import ConfigError, RunFolderError
 from simulate.runner import Tally
 from simulate.schema import Episode, Model
-from simulate.simulation import RunConfig, RunResult, run
+from simulate.simulation import RunConfig, RunResult, prepare, run
 from simulate.stats import hoeffding_bound, mixture_boundary, mixture_precision
 from simulate.store import RunFolder, rated, write_atomic
 
@@ -162,21 +162,29 @@ async def run_until_decided(
         RunFolderError: the baseline is not a run, or shares no cell with this run's plan.
     """
     check_gate(alpha, margin)
+    before = baseline_cells(baseline)
+    planned = {(spec.persona.id, spec.scenario.id) for spec in prepare(config).specs}
+    if not planned & set(before.select("persona_id", "scenario_id").iter_rows()):
+        raise RunFolderError(  # said before a round is played, not after
+            f"--baseline {str(baseline)!r} shares no persona × scenario cell with this run"
+        )
     with one_cluster(config):  # with --engine ray, one cluster for every round
-        return await _play_rounds(config, baseline, alpha, margin, on_round, on_start, on_episode)
+        return await _play_rounds(
+            config, baseline, before, alpha, margin, on_round, on_start, on_episode
+        )
 
 
 async def _play_rounds(
     config: RunConfig,
     baseline: str | Path,
+    before: pl.DataFrame,
     alpha: float,
     margin: float,
     on_round: Callable[[Round], Any] | None,
     on_start: Callable[[Any], Any] | None,
     on_episode: Callable[[Episode, Any], Any] | None,
 ) -> Gated:
-    """`run_until_decided` once its options are checked."""
-    before = baseline_cells(baseline)
+    """`run_until_decided` once its options and the baseline (``before``) are checked."""
     rounds: list[Round] = []
     result: RunResult | None = None
     played = Tally()

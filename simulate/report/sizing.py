@@ -82,7 +82,7 @@ class PlanSize(Model):
 def plan_size(
     margin: float,
     confidence: float = 0.95,
-    expected: float = 0.5,
+    expected: float | None = None,
     cells: int | None = None,
     pilot: str | Path | None = None,
 ) -> PlanSize:
@@ -91,6 +91,9 @@ def plan_size(
     Raises:
         RunFolderError: the pilot is not a run, or rated too little to measure clustering.
     """
+    measured = None if pilot is None else read_pilot(pilot)
+    if expected is None:  # the pilot's rate, else the worst case
+        expected = 0.5 if measured is None else measured.rate
     normal = episodes_needed(margin, confidence, expected)
     wilson = episodes_needed_wilson(margin, confidence, expected)
     within = episodes_within(margin, confidence, expected)
@@ -105,9 +108,8 @@ def plan_size(
         cells=cells,
         trials_per_cell=-(-largest // cells) if cells else None,
     )
-    if pilot is None:
+    if measured is None:
         return plan
-    measured = read_pilot(pilot)
     target = expected * (1 - expected) / within if 0 < expected < 1 else None
     trials = floor = None
     update: dict[str, object] = {"pilot": measured}
@@ -160,10 +162,18 @@ def read_pilot(path: str | Path) -> Pilot:
     scenarios = cells["scenario_id"].rank("dense").to_numpy().astype(int) - 1
     population, df = two_way_cluster_variance(s, n, personas, scenarios)
     within, within_df = within_cell_variance(s, n)
-    if df < 1 or not 0 < rate < 1 or not within_df > 0:
+    missing = [
+        why
+        for why, lacking in (
+            ("two or more personas or scenarios", df < 1),
+            ("two or more rated trials in some cell (play it with --trials 2)", within_df <= 0),
+            ("both passes and failures", not 0 < rate < 1),
+        )
+        if lacking
+    ]
+    if missing:
         raise RunFolderError(
-            f"--pilot {str(path)!r} cannot show clustering: it needs two or more personas or "
-            "scenarios, two or more rated trials in some cell, and both passes and failures"
+            f"--pilot {str(path)!r} cannot show clustering: it needs {'; '.join(missing)}"
         )
     binomial = rate * (1 - rate) / total
     per_episode = float(within) * total

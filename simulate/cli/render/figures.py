@@ -32,14 +32,13 @@ def _share(rate: Rate) -> str:
 def interval_line(figures: Slice) -> str:
     """The goal rate's two labelled intervals, or why one is missing."""
 
-    def shown(rate: Rate, question: str) -> str:
-        if rate.interval is None:
-            return f"n/a ({question}: {rate.reason})"
-        return f"{_interval(rate)} ({question})"
+    def shown(rate: Rate) -> str:
+        return f"n/a, {rate.reason}" if rate.interval is None else _interval(rate)
 
     return (
-        f"suite 95% {shown(figures.goal_rate_suite, 'the same personas and scenarios again')}"
-        f" · population 95% {shown(figures.goal_rate_population, 'similar users and tasks')}"
+        "suite interval (the same personas and scenarios again): "
+        f"{shown(figures.goal_rate_suite)} · population interval (similar users and tasks): "
+        f"{shown(figures.goal_rate_population)}"
     )
 
 
@@ -83,9 +82,13 @@ def print_report(report: RunReport) -> None:
         markup=True,
     )
     if run.planned and run.episodes < run.planned:
+        why = (
+            f"stopped early: {run.stopped_because}"
+            if run.stopped_because
+            else f"`simulate run ... --out {run.path} --resume` plays the rest"
+        )
         out.print(
-            f"incomplete run: {run.episodes} of {run.planned} planned episodes; "
-            f"`simulate run ... --out {run.path} --resume` plays the rest",
+            f"incomplete run: {run.episodes} of {run.planned} planned episodes; {why}",
             style="yellow",
         )
     outcomes = ", ".join(f"{k} {v}" for k, v in overall.outcomes.items())
@@ -280,7 +283,11 @@ def print_comparison(comparison: Comparison, console: Any, limit: int = 20) -> N
                 f"{row.rate_before:.0%}",
                 f"{row.rate_after:.0%}",
                 _points(row.difference),
-                f"{_points(row.low)} to {_points(row.high)}",
+                (
+                    "any (adjusted p = 1)"
+                    if (row.low, row.high) == (-1.0, 1.0)
+                    else f"{_points(row.low)} to {_points(row.high)}"
+                ),
                 _p(row.p_value),
                 _p(row.p_adjusted),
                 str(row.pass_to_fail),
@@ -398,6 +405,8 @@ def print_calibration(calibration: Calibration, console: Any) -> None:
                 f"{row.power_if_halved:.0%}",
             )
         console.print(table)
+        if len(c.slices) > 10:
+            console.print(f"({len(c.slices) - 10} more slices in {CALIBRATION})", style="dim")
     console.print(f"figures: {Path(c.folder) / CALIBRATION}")
 
 

@@ -88,7 +88,8 @@ def print_criterion_agreement(section: CriterionAgreement) -> None:
         out.print(figure_table(title, rows))
     corrected = [r.corrected_pass_rate for r in section.vs_people]
     if any(c.value is not None for c in corrected):
-        out.print(f"Rogan–Gladen: {corrected[0].method}", style="dim")
+        method = corrected[0].method or ""
+        out.print(f"Rogan–Gladen: {method.removeprefix('Rogan–Gladen; ')}", style="dim")
     ppi = next((r.ppi_pass_rate for r in section.vs_people if r.ppi_pass_rate), None)
     if ppi is not None and ppi.method:
         out.print(f"corrected: {ppi.method}", style="dim")
