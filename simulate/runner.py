@@ -90,6 +90,10 @@ class Tally:
     successes: int = 0
     faulted: int = 0
     """Episodes stored with simulator faults (after any resimulation)."""
+    workers: Counter[str] = field(default_factory=Counter)
+    """Episodes stored per worker, when an engine plays them elsewhere (`--engine ray`)."""
+    set_aside: int = 0
+    """Attempts set aside by `--resimulate-faults` in other processes (`--engine ray`)."""
     first_error: str | None = None
     """The reason of the first episode that ended in a target or simulator error."""
 
@@ -115,6 +119,29 @@ class Tally:
         self.faulted += bool(episode.simulator_faults)
         if self.first_error is None and not is_rated(episode.outcome.status):
             self.first_error = f"{episode.outcome.status}: {episode.outcome.reason}"
+
+
+@dataclass
+class EarlyStop:
+    """`stop_after_errors`: watches a session's first episodes and stops the run when they all
+    ended in target or simulator errors (the agent or the user is not usable)."""
+
+    limit: int
+    """How many first episodes (0: never stop)."""
+    first: Tally = field(default_factory=Tally)
+
+    def add(self, episode: Episode) -> None:
+        """Count ``episode`` if it is one of the first ``limit``."""
+        if self.first.done < self.limit:
+            self.first.add(episode)
+
+    def check(self) -> None:
+        """Raise RunAborted when the first ``limit`` episodes all ended in errors."""
+        if self.limit and self.first.errors >= self.limit:
+            raise RunAborted(
+                f"the first {self.first.errors} episodes all ended in errors, so the run stopped "
+                f"(first: {self.first.first_error})"
+            )
 
 
 @dataclass(frozen=True)
@@ -331,7 +358,7 @@ async def run_episodes(
         RunAborted: the first ``settings.stop_after_errors`` episodes all ended in target or
             simulator errors; no new episode starts, those in flight finish and are stored.
     """
-    first = Tally()
+    early = EarlyStop(settings.stop_after_errors)
 
     def store(played: tuple[Episode, list[Episode]]) -> None:
         episode, set_aside = played
@@ -339,17 +366,12 @@ async def run_episodes(
             for attempt in set_aside:
                 discarded.add(attempt)
         writer.add(episode)
-        if first.done < settings.stop_after_errors:
-            first.add(episode)
+        early.add(episode)
         if on_episode:
             on_episode(episode)
 
     async def play(spec: EpisodeSpec) -> tuple[Episode, list[Episode]]:
-        if settings.stop_after_errors and first.errors >= settings.stop_after_errors:
-            raise RunAborted(
-                f"the first {first.errors} episodes all ended in errors, so the run stopped "
-                f"(first: {first.first_error})"
-            )
+        early.check()
         return await play_until_clean(spec, make_user, make_target, settings)
 
     try:

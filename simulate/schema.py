@@ -571,6 +571,10 @@ class SessionRecord(Record):
     discarded_attempts: int = 0
     """Attempts set aside by `--resimulate-faults` (in `discarded/`)."""
     model_usage: list[Usage] = Field(default_factory=list)
+    engine: Literal["local", "ray"] = "local"
+    """Where the session played: this process, or a Ray cluster (`--engine`)."""
+    workers: dict[str, int] | None = None
+    """With `--engine ray`: episodes stored by each worker (w0, w1...)."""
 
 
 class LLMRecord(Record):

@@ -10,7 +10,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import Field
 
 from simulate import prompts, targets, users
+from simulate.engines import ENGINE_FIELDS, EngineFlags, check_engine
 from simulate.errors import ConfigError, RunAborted, RunStopped
 from simulate.llm import split_spec
 from simulate.llm.cassette import record_calls
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class RunConfig(EndpointFlags):
+class RunConfig(EndpointFlags, EngineFlags):
     """Everything that defines a run; recorded in its manifest."""
 
     personas: list[str]
@@ -211,6 +212,12 @@ def _spec_json(spec: EpisodeSpec) -> str:
 
 def prepare(config: RunConfig) -> Prepared:
     """Load and check every input and build the plan; raises ConfigError on bad input."""
+    check_engine(config)
+    if config.engine == "ray" and config.agent_llm_proxy:
+        raise ConfigError(
+            "--agent-llm-proxy goes with --engine local: the proxy serves the agent's model calls"
+            " from this process, and counts them per episode here, not in Ray workers"
+        )
     personas = load_personas(config.personas)
     scenarios = load_scenarios(config.scenarios)
     specs = build_plan(
@@ -284,6 +291,11 @@ async def run(
             stays the whole plan, so a later session resumes it): rounds of a sequential gate.
     """
     prepared = prepare(config)
+    if make_target is not None and config.engine == "ray":
+        raise ConfigError(
+            "an agent given as a Python object plays on the local engine only; for --engine ray"
+            " name it with --target python:FILE:FUNCTION, which every worker loads"
+        )
     uses_llm = users.needs_llm(config.user) or targets.needs_llm(config.target)
     pool = LLMPool.from_config(config) if uses_llm or config.agent_llm_proxy else None
     if pool is None or not config.agent_llm_proxy:
@@ -317,27 +329,9 @@ async def _play(
     """`run` with its LLMs and the agent's model proxy (if any) ready."""
     specs = prepared.specs
     get_llm = pool.get if pool else None
-    make_user = users.load_user(
-        config.user,
-        users.UserOptions(
-            get_llm=get_llm,
-            prompt=prepared.texts.get("user_prompt"),
-            temperature=config.temperature,
-        ),
-    )
-    make_target = make_target or targets.load_target(
-        config.target,
-        targets.TargetOptions(
-            turn_timeout_s=config.turn_timeout_s,
-            system_prompt=prepared.texts.get("system_prompt"),
-            tools_file=config.tools,
-            get_llm=get_llm,
-            agent_env=proxy.env_for if proxy else None,
-            headers=prepared.headers,
-            secrets=prepared.settings.secrets,
-            retries=config.target_retries,
-            max_reply_chars=config.max_reply_chars,
-        ),
+    make_user = user_factory(config, prepared, get_llm)
+    make_target = make_target or target_factory(
+        config, prepared, get_llm, agent_env=proxy.env_for if proxy else None
     )
     if proxy is not None:
         make_target = proxy.watch(make_target)
@@ -366,13 +360,21 @@ async def _play(
         status, stopped, aborted = "interrupted", None, False
         discarded = None
         try:
-            writer = folder.writer()
-            discarded = folder.writer(DISCARDED) if config.resimulate_faults else None
-            await run_episodes(
-                todo, make_user, make_target, writer, prepared.settings, record, discarded
-            )
-            if proxy is not None:
-                proxy.raise_stop()  # an agent's call that failed after its episode had ended
+            if config.engine == "ray":  # shards over a cluster; the workers write, we follow
+                from simulate.engines.ray import play_on_ray
+
+                try:
+                    await play_on_ray(config, prepared, folder, todo, tally, record, pool)
+                finally:
+                    await _close_all(make_target, None)  # it played the preflight turn only
+            else:
+                writer = folder.writer()
+                discarded = folder.writer(DISCARDED) if config.resimulate_faults else None
+                await run_episodes(
+                    todo, make_user, make_target, writer, prepared.settings, record, discarded
+                )
+                if proxy is not None:
+                    proxy.raise_stop()  # an agent's call that failed after its episode had ended
             status = "complete"
         except RunStopped as exc:
             status, stopped, aborted = "stopped", str(exc), isinstance(exc, RunAborted)
@@ -389,8 +391,10 @@ async def _play(
                 duration_s=round(time.perf_counter() - started, 3),
                 goal_rate=goal_rate(tally),
                 faulted=tally.faulted,
-                discarded_attempts=discarded.written if discarded else 0,
+                discarded_attempts=discarded.written if discarded else tally.set_aside,
                 model_usage=usage,
+                engine=config.engine,
+                workers=dict(sorted(tally.workers.items())) or None,
             )
 
             def finish(written: Manifest) -> None:
@@ -410,6 +414,45 @@ async def _play(
         stopped=stopped,
         usage=usage,
         aborted=aborted,
+    )
+
+
+def user_factory(
+    config: RunConfig, prepared: Prepared, get_llm: Callable[[str, str], Any] | None
+) -> users.UserFactory:
+    """What makes each episode's simulated user (in this process, or in each Ray worker from
+    the same config and prompt texts)."""
+    return users.load_user(
+        config.user,
+        users.UserOptions(
+            get_llm=get_llm,
+            prompt=prepared.texts.get("user_prompt"),
+            temperature=config.temperature,
+        ),
+    )
+
+
+def target_factory(
+    config: RunConfig,
+    prepared: Prepared,
+    get_llm: Callable[[str, str], Any] | None,
+    agent_env: Callable[[str], Mapping[str, str]] | None = None,
+) -> targets.TargetFactory:
+    """What makes each episode's target from ``config.target`` (in this process, or in each
+    Ray worker); ``agent_env`` gives an agent process the model proxy's address."""
+    return targets.load_target(
+        config.target,
+        targets.TargetOptions(
+            turn_timeout_s=config.turn_timeout_s,
+            system_prompt=prepared.texts.get("system_prompt"),
+            tools_file=config.tools,
+            get_llm=get_llm,
+            agent_env=agent_env,
+            headers=prepared.headers,
+            secrets=prepared.settings.secrets,
+            retries=config.target_retries,
+            max_reply_chars=config.max_reply_chars,
+        ),
     )
 
 
@@ -489,7 +532,7 @@ def _llm_manifest(pool: LLMPool, prepared: Prepared, proxy: AgentProxy | None) -
 
 def _new_manifest(config: RunConfig, prepared: Prepared) -> Manifest:
     settings = prepared.settings
-    recorded = config.model_dump(exclude={"resume", "headers"})
+    recorded = config.model_dump(exclude={"resume", "headers", *ENGINE_FIELDS})  # per session
     recorded.update(
         headers=[text.partition(":")[0].strip() for text in config.headers],
         user=settings.user,

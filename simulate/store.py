@@ -69,6 +69,8 @@ ShardKind = Literal["episodes", "labels", "discarded"]
 
 LOCKS = ".locks"
 """The folder of writers' lock files inside a run folder."""
+HELPERS_WAIT_S = 30.0
+"""How long a new writer waits for the helpers of a dead one (`RunFolder.hold`) to die."""
 QUARANTINE = "quarantine"
 """Where `simulate repair` moves shards that cannot be read."""
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -418,12 +420,15 @@ class ShardWriter:
     out of either context manager (cancellation included).
     """
 
-    def __init__(self, run_dir: str | Path, kind: ShardKind = EPISODES) -> None:
+    def __init__(self, run_dir: str | Path, kind: ShardKind = EPISODES, tag: str = "") -> None:
         self.kind = kind
         self.folder = Path(run_dir) / kind
         self.buffer: list[BaseModel] = []
         self.written = 0
-        self._prefix = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        self._prefix = (
+            f"{stamp}-{tag}-{secrets.token_hex(3)}" if tag else f"{stamp}-{secrets.token_hex(3)}"
+        )
         self._count = 0
         self._ticker: asyncio.Task[None] | None = None
 
@@ -526,10 +531,20 @@ _LABEL_KEY_COLUMNS = [
 ]
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
+"""A URL's scheme (`s3://`; `s3:/` once pathlib has collapsed it), not a drive letter (`C:/`)."""
+
+
 class RunFolder:
     """One run folder on disk: its manifest, its shards, their readers and writers."""
 
     def __init__(self, path: str | Path) -> None:
+        if _URL.match(str(path)):
+            raise RunFolderError(
+                f"{str(path)!r}: run folders at URLs (s3://, gs://, ...) are not supported; give"
+                " a local path (for a Ray cluster of several machines, one on a file system"
+                " every node mounts)"
+            )
         self.path = Path(path)
         self._checked: dict[tuple[str, int, int], str | None] = {}
         """Shard problems found so far, by (name, size, mtime): each shard is checked once."""
@@ -625,6 +640,7 @@ class RunFolder:
         except OSError as exc:
             raise OutputError(f"cannot lock {str(self.path)!r}: {exc.strerror or exc}") from exc
         try:
+            self._wait_for_helpers(role)
             info = {"command": command, "pid": os.getpid(), "since": now_iso()}
             with contextlib.suppress(OSError):
                 holder.write_text(json.dumps(info), encoding="utf-8")
@@ -633,6 +649,59 @@ class RunFolder:
             with contextlib.suppress(OSError):
                 holder.unlink(missing_ok=True)
             lock.release()
+
+    def hold(self, role: str, helper: str) -> Callable[[], None]:
+        """Take a helper's lock for ``role`` and return its release: held for its whole life
+        by a process that writes for the holder of the writer lock (a Ray worker of `simulate
+        run --engine ray`), so that after that holder dies `lock(role)` waits for its helpers
+        too, and no writer of a dead session adds shards once a new one has read the folder.
+        Keep what it returns: the lock goes when it is collected.
+
+        Raises:
+            OutputError: the lock file cannot be created.
+        """
+        from filelock import FileLock
+
+        name = f"{role}-{helper}-{secrets.token_hex(3)}"
+        lock = FileLock(self.path / LOCKS / f"{name}.lock")
+        try:
+            lock.acquire(timeout=0)  # a fresh name: nobody else holds it
+        except OSError as exc:
+            raise OutputError(f"cannot lock {str(self.path)!r}: {exc.strerror or exc}") from exc
+        info = {"command": f"{helper} (a helper)", "pid": os.getpid(), "since": now_iso()}
+        with contextlib.suppress(OSError):
+            (self.path / LOCKS / f"{name}.json").write_text(json.dumps(info), encoding="utf-8")
+        return lock.release
+
+    def _wait_for_helpers(self, role: str) -> None:
+        """Wait up to `HELPERS_WAIT_S` for the helpers of an earlier writer of ``role`` (Ray
+        workers outlive a SIGKILLed driver by a second or so) to die, then clear their files.
+
+        Raises:
+            RunLocked: one is still alive; the message names it.
+        """
+        from filelock import FileLock, Timeout
+
+        deadline = time.monotonic() + HELPERS_WAIT_S
+        helpers = sorted(
+            path
+            for path in (self.path / LOCKS).iterdir()
+            if path.name.startswith(f"{role}-") and path.suffix == ".lock"
+        )
+        for path in helpers:
+            helper = FileLock(path)
+            try:
+                helper.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            except Timeout:
+                raise RunLocked(
+                    f"{str(self.path)!r} is still being written by "
+                    f"{_holder(path.with_suffix('.json'))} of an earlier session; wait for it "
+                    "to stop (or stop it) and try again"
+                ) from None
+            with contextlib.suppress(OSError):
+                path.with_suffix(".json").unlink(missing_ok=True)
+                path.unlink()
+            helper.release()
 
     def repair(self) -> list[QuarantinedShard]:
         """Move the shards that cannot be read into `quarantine/`, with the writers' locks
@@ -717,14 +786,17 @@ class RunFolder:
 
     # --- shards
 
-    def shards(self, kind: ShardKind = EPISODES) -> list[Path]:
-        """The readable shards of ``kind``, in the order they were written.
+    def shards(self, kind: ShardKind = EPISODES, tag: str = "") -> list[Path]:
+        """The readable shards of ``kind`` (those whose writer had ``tag``, when given), in the
+        order they were written.
 
         A shard that cannot be read is left out with a `ShardWarning` naming it. The folder is
         listed, not globbed, so a run folder named `runs/[v1]` works.
         """
         good = []
         for path in self._shard_files(kind):
+            if tag and f"-{tag}-" not in path.name:
+                continue
             problem = self._problem(path, kind)
             if problem is None:
                 good.append(path)
@@ -768,9 +840,11 @@ class RunFolder:
         loaded from the files holds)."""
         return parquet_rows(self.shards(kind))
 
-    def writer(self, kind: ShardKind = EPISODES) -> ShardWriter:
-        """A writer of new shards of ``kind`` into this folder."""
-        return ShardWriter(self.path, kind)
+    def writer(self, kind: ShardKind = EPISODES, tag: str = "") -> ShardWriter:
+        """A writer of new shards of ``kind`` into this folder; ``tag`` goes into their names
+        (`part-<time>-<tag>-<random>-<n>.parquet`), so writers in other processes, such as the
+        Ray engine's workers, never write the same file and their shards can be told apart."""
+        return ShardWriter(self.path, kind, tag)
 
     def write_shard(self, kind: ShardKind, rows: Sequence[BaseModel]) -> Path:
         """Write ``rows`` as one new shard of ``kind``, durably, whatever their number."""
@@ -780,6 +854,15 @@ class RunFolder:
         table = rows_to_table(rows, kind)
         path = self.path / kind / f"{name}.parquet"
         return write_atomic(path, lambda tmp: pq.write_table(table, tmp), fsync=True)
+
+    def episodes_in(self, shard: Path, kind: ShardKind = EPISODES) -> list[Episode]:
+        """Every episode (or discarded attempt) of one shard, as written.
+
+        Raises:
+            FileNotFoundError: the shard is gone.
+        """
+        table = pq.read_table(shard, schema=arrow_schema(kind))
+        return [Episode.model_validate(row) for row in table.to_pylist()]
 
     def labels_in(self, shard: Path) -> list[Label]:
         """Every label of one shard, as written (history included).

@@ -160,6 +160,56 @@ def test_a_second_writer_is_refused_with_who_holds_the_lock(tmp_path):
             time.sleep(0.05)
 
 
+def test_a_new_writer_waits_for_the_helpers_of_a_dead_one(tmp_path, monkeypatch):
+    """A Ray worker outlives its killed driver by a moment: the next writer of its role waits
+    until it is gone (and says who when it does not go), so nothing is stored after it read."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from simulate import store
+    from simulate.errors import RunLocked
+    from simulate.store import RunFolder
+
+    with RunFolder(tmp_path).lock("episodes", "simulate run --engine ray"):
+        pass  # the driver's session, ended (killed) before its workers
+    helper = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from simulate.store import RunFolder\n"
+            f"release = RunFolder({str(tmp_path)!r}).hold('episodes', 'w0')\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.readline()\n",  # until the test says go
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert helper.stdout is not None and helper.stdout.readline().strip() == "held"
+        monkeypatch.setattr(store, "HELPERS_WAIT_S", 0.3)
+        locked = rf"still being written by `w0 \(a helper\)` \(pid {helper.pid}, since .*\) of an"
+        with pytest.raises(RunLocked, match=locked), RunFolder(tmp_path).lock("episodes", "x"):
+            pass
+        with RunFolder(tmp_path).lock("labels", "simulate label"):  # another role is free
+            pass
+        monkeypatch.setattr(store, "HELPERS_WAIT_S", 30.0)
+        threading.Timer(0.5, lambda: helper.stdin.close()).start()  # the helper exits
+        started = time.monotonic()
+        with RunFolder(tmp_path).lock("episodes", "simulate run --resume"):
+            assert time.monotonic() - started >= 0.4, "the writer did not wait for the helper"
+    finally:
+        helper.kill()
+        helper.wait()
+    assert sorted(p.name for p in (tmp_path / ".locks").iterdir()) == [
+        "episodes.lock",
+        "labels.lock",
+    ]  # the dead helper's files are cleared
+
+
 def _episode(episode_id: str, success: bool = True):
     from simulate.schema import Episode, Outcome
 
@@ -262,3 +312,21 @@ def test_repair_moves_bad_shards_aside_and_says_what_was_lost(tmp_path):
     assert (tmp_path / "quarantine" / "episodes" / "part-zforeign.parquet").is_file()
     again = CliRunner().invoke(cli, ["repair", str(tmp_path)])
     assert "nothing to repair" in again.output
+
+
+def test_a_run_folder_at_a_url_is_one_error_and_no_local_folder(tmp_path, monkeypatch, capsys):
+    """`--out s3://bucket/run` is refused, not written to a local folder named `s3:`."""
+    from simulate.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shop = Path(__file__).parent / "data" / "shop"
+    run = ["run", "--personas", str(shop / "personas.yaml"), "--scenarios"]
+    run += [str(shop / "scenarios.yaml"), "--target", "demo", "--out", "s3://bucket/run", "-q"]
+    for args in (run, ["report", "gs://bucket/run"]):
+        with pytest.raises(SystemExit) as exit:
+            main(args)
+        assert exit.value.code == 1
+        err = capsys.readouterr().err
+        assert "run folders at URLs (s3://, gs://, ...) are not supported" in err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,13 @@ from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from simulate.cli import run_async, stop
-from simulate.cli.options import CONCURRENCY, llm_options, rule_limit_options, setting
+from simulate.cli.options import (
+    CONCURRENCY,
+    engine_options,
+    llm_options,
+    rule_limit_options,
+    setting,
+)
 from simulate.cli.render import err, out
 from simulate.cli.render.labels import print_agreement, print_golden, print_label_summary
 
@@ -109,6 +115,7 @@ def golden_command(
 @rule_limit_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @llm_options
+@engine_options
 def label_command(
     run_dir: str,
     rubrics: tuple[str, ...],
@@ -126,7 +133,7 @@ def label_command(
     if import_file or annotator:
         if not (import_file and annotator):
             raise click.UsageError("--import FILE and --annotator NAME go together")
-        if options["judge"] or rules_only or options["criteria"]:
+        if options["judge"] or rules_only or options["criteria"] or options["engine"] != "local":
             raise click.UsageError("--import only brings labels in; label in another command")
         imported = import_labels(run_dir, import_file, annotator, rubrics)
         skipped = f" ({imported.skipped} given before, skipped)" if imported.skipped else ""

@@ -78,6 +78,31 @@ def llm_options(func: Any) -> Any:
     return func
 
 
+def engine_options(func: Any) -> Any:
+    """`--engine`, `--ray-address`, `--workers`: where the work is played."""
+    options = [
+        setting(
+            "--engine",
+            "local",
+            click.Choice(["local", "ray"]),
+            "local: this process; ray: shards over a Ray cluster (pip install 'simulate[ray]').",
+        ),
+        click.option(
+            "--ray-address",
+            metavar="ADDRESS",
+            help="With --engine ray: the cluster to join (auto, ray://HOST:10001) [a local one].",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(1, 4096),
+            help="With --engine ray: workers, each with --concurrency [the cluster's CPUs].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def run_options(func: Any) -> Any:
     """Options shared by `run` and `demo`."""
     options = [
@@ -146,7 +171,7 @@ def run_options(func: Any) -> Any:
             help="Print the plan and an estimate of model calls and cost; run nothing.",
         ),
     ]
-    func = llm_options(func)
+    func = engine_options(llm_options(func))
     for option in reversed(options):
         func = option(func)
     return func

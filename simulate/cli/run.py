@@ -16,6 +16,7 @@ from simulate.cli.options import run_options, setting, target_check_options
 from simulate.cli.render import err, marked, out
 from simulate.cli.render.figures import print_calibration, print_report_headline
 from simulate.cli.render.runs import (
+    per_worker,
     print_estimate,
     print_gate,
     print_proxy,
@@ -232,20 +233,27 @@ class EpisodeProgress:
             MofNCompleteColumn(),
             TextColumn("errors {task.fields[errors]}  goal {task.fields[goal]}"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[workers]}"),
             console=err,
             disable=quiet or not err.is_terminal,
         )
-        self.task = self.progress.add_task("episodes", total=None, errors=0, goal="-")
+        self.task = self.progress.add_task("episodes", total=None, errors=0, goal="-", workers="")
 
     def started(self, tally: Tally) -> None:
-        self.progress.reset(self.task, total=tally.planned - tally.skipped, errors=0, goal="-")
+        self.progress.reset(
+            self.task, total=tally.planned - tally.skipped, errors=0, goal="-", workers=""
+        )
         if tally.skipped and not self.rounds:
             err.print(f"resuming: {tally.skipped} of {tally.planned} episodes already stored")
 
     def finished(self, episode: Episode, tally: Tally) -> None:
         rate = goal_rate(tally)
         self.progress.update(
-            self.task, advance=1, errors=tally.errors, goal="-" if rate is None else f"{rate:.0%}"
+            self.task,
+            advance=1,
+            errors=tally.errors,
+            goal="-" if rate is None else f"{rate:.0%}",
+            workers=per_worker(tally),
         )
 
 

@@ -5,12 +5,13 @@ judges alike) through the run's bounded work pool. Labels go to `labels/*.parque
 folder's shard writer, so a killed labeling keeps what it wrote, and a re-run skips every unit
 already labeled by the same labeler and rubric version. A unit the judge fails on (after the
 LLM layer's retries) is reported and skipped; a spent budget or a replay miss stops the
-labeling cleanly.
+labeling cleanly. With `--engine ray` the episodes are sharded over Ray workers, each running
+the same loop (`label_units`) and writing label shards of its own (`engines/ray.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import polars as pl
 from pydantic import Field
 
 from simulate import prompts
+from simulate.engines import EngineFlags, check_engine
 from simulate.errors import ConfigError, LLMError, RunStopped, did_you_mean
 from simulate.label import Labeler, Unit, unit_key, units_of
 from simulate.label.judges import (
@@ -47,10 +49,10 @@ from simulate.schema import (
     Usage,
     is_rated,
 )
-from simulate.store import LABELS, RunFolder
+from simulate.store import LABELS, RunFolder, ShardWriter
 
 
-class LabelConfig(EndpointFlags):
+class LabelConfig(EndpointFlags, EngineFlags):
     """Everything one labeling session does."""
 
     run_dir: str
@@ -145,6 +147,7 @@ def judge_model(spec: str) -> str:
 
 def _plan(config: LabelConfig) -> _Plan:
     """Check the run folder, rubrics, criteria and judge before anything is opened."""
+    check_engine(config)
     RunFolder.open(config.run_dir)
     rubrics = load_rubric_specs(config.rubrics)
     rules = rule_criteria(config.limits) if config.rules else []
@@ -190,52 +193,20 @@ async def _label(
     """`label_run` with the folder's labels lock held."""
     result = LabelResult(run_dir=folder.path)
     pool = LLMPool.from_config(config) if plan.judged else None
-    assignments = [Assignment(c, RuleLabeler(config.limits), f"rule:{c.id}") for c in plan.rules]
     judge_name = None
     try:
         if pool is not None:
             plan.judge_spec = plan.judge_spec or _default_judge(pool.settings)
             judge_name = judge_model(plan.judge_spec)
-            assignments += _judge_assignments(config, folder, plan, pool, judge_name)
-        done = folder.label_keys()
+        if config.engine == "ray":  # units sharded over a cluster; the workers write labels
+            from simulate.engines.ray import label_on_ray
 
-        def store(label: Label | None) -> None:
-            if label is not None:
-                writer.add(label)
-                result.written += 1
-                if on_label:
-                    on_label(label)
-
-        streak = _FailureStreak()
-
-        async def work(item: tuple[Assignment, Episode, Unit]) -> Label | None:
-            assignment, episode, unit = item
-            try:
-                label = await assignment.labeler.label(episode, assignment.criterion, unit)
-            except LLMError as exc:
-                if isinstance(exc, RunStopped):
-                    raise
-                result.failures.append(
-                    f"episode {episode.episode_id}, {assignment.criterion.id}, "
-                    f"{unit.describe()}: {exc}"
-                )
-                streak.failed(result.failures[-1])
-                return None
-            if isinstance(assignment.labeler, JudgeLabeler):
-                streak.answered()
-                result.judged += 1
-            return label
-
-        async with folder.writer(LABELS) as writer:
-            try:
-                await run_bounded(
-                    _todo(folder, assignments, done, result),
-                    work,
-                    concurrency=config.concurrency,
-                    on_done=store,
-                )
-            except RunStopped as exc:
-                result.stopped = str(exc)
+            await label_on_ray(config, plan, folder, result, on_label, pool)
+        else:
+            assignments = make_assignments(config, folder, plan, pool)
+            todo = _todo(folder, assignments, folder.label_keys(), result)
+            async with folder.writer(LABELS) as writer:
+                await label_units(todo, writer, result, config.concurrency, on_label)
     finally:
         if pool is not None:
             await pool.aclose()
@@ -250,6 +221,59 @@ async def _label(
         folder.path, labelers_used, {c.id for c in plan.rules} | {c.id for _, c in plan.judged}
     )
     return result
+
+
+def make_assignments(
+    config: LabelConfig, folder: RunFolder, plan: _Plan, pool: LLMPool | None
+) -> list[Assignment]:
+    """Who labels each criterion: the rules, then the judge (with ``pool``'s model)."""
+    assignments = [Assignment(c, RuleLabeler(config.limits), f"rule:{c.id}") for c in plan.rules]
+    if pool is not None and plan.judge_spec is not None:
+        judge_name = judge_model(plan.judge_spec)
+        assignments += _judge_assignments(config, folder, plan, pool, judge_name)
+    return assignments
+
+
+async def label_units(
+    todo: Iterable[tuple[Assignment, Episode, Unit]],
+    writer: ShardWriter,
+    result: LabelResult,
+    concurrency: int,
+    on_label: Callable[[Label], Any] | None = None,
+) -> None:
+    """Label every unit of ``todo`` through the bounded pool into ``writer`` (open), counting
+    in ``result``: a unit the judge fails on is noted and skipped, a run of failures before any
+    answer raises JudgeUnreachable, a spent budget or a replay miss ends it (``stopped``)."""
+    streak = _FailureStreak()
+
+    def store(label: Label | None) -> None:
+        if label is not None:
+            writer.add(label)
+            result.written += 1
+            if on_label:
+                on_label(label)
+
+    async def work(item: tuple[Assignment, Episode, Unit]) -> Label | None:
+        assignment, episode, unit = item
+        try:
+            label = await assignment.labeler.label(episode, assignment.criterion, unit)
+        except LLMError as exc:
+            if isinstance(exc, RunStopped):
+                raise
+            result.failures.append(
+                f"episode {episode.episode_id}, {assignment.criterion.id}, {unit.describe()}: {exc}"
+            )
+            streak.failed(result.failures[-1])
+            return None
+        if isinstance(assignment.labeler, JudgeLabeler):
+            streak.answered()
+            result.judged += 1
+        return label
+
+    try:
+        await run_bounded(todo, work, concurrency=concurrency, on_done=store)
+    except RunStopped as exc:
+        result.stopped = str(exc)
 
 
 def _judge_assignments(
@@ -287,9 +311,10 @@ def _todo(
     assignments: Sequence[Assignment],
     done: set[LabelKey],
     result: LabelResult,
+    ids: set[str] | None = None,
 ) -> Iterator[tuple[Assignment, Episode, Unit]]:
-    """Every unit not labeled yet, in one pass over the episodes."""
-    for episode in folder.episodes():
+    """Every unit not labeled yet, in one pass over the episodes (those of ``ids``)."""
+    for episode in folder.episodes(ids=ids):
         for assignment in assignments:
             criterion = assignment.criterion
             if criterion.applies_to == "episode" and not is_rated(episode.outcome.status):

@@ -232,7 +232,7 @@ class OpenAILLM:
 
     async def _call(self, request: dict[str, Any]) -> Completion:
         """One paid call, within the budget, recorded in the meter."""
-        self.meter.reserve(self.model, self.role)
+        await self.meter.admit(self.model, self.role)
         try:
             response = await self._send(request)
         except BaseException:

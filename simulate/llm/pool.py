@@ -9,6 +9,8 @@ the client checks every idle connection on each request. Each role may have its 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
@@ -16,7 +18,7 @@ from pydantic import Field
 from simulate.llm import LLM, LLMRole, get_llm, split_spec
 from simulate.llm.cache import CompletionCache
 from simulate.llm.settings import ENDPOINT_ROLES, EndpointRole, LLMSettings, endpoint_role
-from simulate.llm.usage import MeteredLLM, UsageMeter
+from simulate.llm.usage import MeteredLLM, Price, UsageMeter, UsageStats
 from simulate.schema import Model
 
 
@@ -44,6 +46,29 @@ class EndpointFlags(Model):
     """Stop cleanly once this much is spent on models."""
 
 
+@dataclass
+class PoolUsage:
+    """What a pool's LLMs used, for the pool of the same run in another process (a Ray
+    worker's, for the driver's)."""
+
+    rows: dict[tuple[LLMRole, str], UsageStats]
+    """The meter's usage per (role, model)."""
+    keys: set[str]
+    """Cache keys of the calls made or replayed."""
+    endpoints: dict[EndpointRole, str]
+    """The endpoint host of each role that had an LLM."""
+
+
+def role_prices(settings: LLMSettings) -> dict[LLMRole, Mapping[str, Price]]:
+    """The price tables of the roles whose endpoint section has prices of its own."""
+    tables: dict[LLMRole, Mapping[str, Price]] = {}
+    for role in ("user", "target", "agent", "judge", "generator"):
+        section = settings.roles.get(endpoint_role(role))  # type: ignore[arg-type]
+        if section is not None and section.prices:
+            tables[role] = settings.for_role(role).prices  # type: ignore[arg-type]
+    return tables
+
+
 class LLMPool:
     """Hands out the run's shared LLMs, made on first use, all counted by one meter."""
 
@@ -54,6 +79,8 @@ class LLMPool:
         self._clients: dict[tuple[str, str, float], Any] = {}
         """The `openai.AsyncOpenAI` clients the openai LLMs share, one per endpoint and key."""
         self._cache: CompletionCache | None = None
+        self._elsewhere = PoolUsage({}, set(), {})
+        """What pools of this run in other processes used (`absorb`), besides the meter's."""
 
     @classmethod
     def from_config(cls, config: EndpointFlags) -> LLMPool:
@@ -69,14 +96,9 @@ class LLMPool:
                 "judge": config.judge_base_url,
             },
         )
-        role_prices: dict[LLMRole, Any] = {}
-        for role in ("user", "target", "agent", "judge", "generator"):
-            section = settings.roles.get(endpoint_role(role))  # type: ignore[arg-type]
-            if section is not None and section.prices:
-                role_prices[role] = settings.for_role(role).prices  # type: ignore[arg-type]
         meter = UsageMeter(
             settings.prices,
-            role_prices=role_prices,
+            role_prices=role_prices(settings),
             max_calls=config.max_calls,
             max_cost_usd=config.max_cost_usd,
         )
@@ -113,12 +135,25 @@ class LLMPool:
         return self._cache
 
     def used_keys(self) -> set[str]:
-        """The cache keys of every call this pool's LLMs made or replayed."""
-        return set(self._cache.used) if self._cache is not None else set()
+        """The cache keys of every call this pool's LLMs (or those it absorbed) made or
+        replayed."""
+        used = set(self._cache.used) if self._cache is not None else set()
+        return used | self._elsewhere.keys
+
+    def usage(self) -> PoolUsage:
+        """What this pool's LLMs used: usage, cache keys, endpoints."""
+        return PoolUsage(self.meter.rows(), self.used_keys(), self.endpoints())
+
+    def absorb(self, other: PoolUsage) -> None:
+        """Count what a pool of the same run in another process used as this pool's."""
+        self.meter.absorb(other.rows)
+        self._elsewhere.keys.update(other.keys)
+        self._elsewhere.endpoints.update(other.endpoints)
 
     def endpoints(self) -> dict[EndpointRole, str]:
-        """The endpoint host (no path, no credentials) of each role that has an LLM here."""
-        hosts: dict[EndpointRole, str] = {}
+        """The endpoint host (no path, no credentials) of each role that has an LLM here (or
+        in a pool it absorbed)."""
+        hosts: dict[EndpointRole, str] = dict(self._elsewhere.endpoints)
         for spec, role in self._llms:
             if split_spec(spec)[0] == "openai":
                 hosts[endpoint_role(role)] = self.settings.for_role(role).host  # type: ignore[arg-type]

@@ -86,7 +86,7 @@ async def forward(llm: OpenAILLM, api: Api, body: dict[str, Any], on_usage: Usag
             f"cache miss in --replay-only mode for the agent's call to {llm.model}"
             f" (request {key[:12]})"
         )
-    llm.meter.reserve(llm.model, llm.role)
+    await llm.meter.admit(llm.model, llm.role)
     if streaming:
         upstream = body
         if strip_usage:

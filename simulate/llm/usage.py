@@ -157,6 +157,11 @@ class UsageMeter:
             )
         self._in_flight += 1
 
+    async def admit(self, model: str, role: LLMRole | None = None) -> None:
+        """`reserve()` from async code: where a meter shares a budget with other processes
+        (the Ray engine's workers) it may first have to ask for a share of it."""
+        self.reserve(model, role)
+
     def release(self) -> None:
         """Give back a reservation whose call failed."""
         self._in_flight = max(0, self._in_flight - 1)
@@ -181,6 +186,17 @@ class UsageMeter:
         self.release()
         cost = self.cost(role, model, prompt_tokens, completion_tokens)
         row.cost_usd = None if cost is None or row.cost_usd is None else row.cost_usd + cost
+
+    def absorb(self, rows: Mapping[tuple[LLMRole, str], UsageStats]) -> None:
+        """Add usage counted by another meter (a Ray worker's) to this one's rows."""
+        for key, other in rows.items():
+            row = self._rows.setdefault(key, UsageStats())
+            row.calls += other.calls
+            row.cached_calls += other.cached_calls
+            row.prompt_tokens += other.prompt_tokens
+            row.completion_tokens += other.completion_tokens
+            if row.cost_usd is not None:
+                row.cost_usd = None if other.cost_usd is None else row.cost_usd + other.cost_usd
 
     def rows(self) -> dict[tuple[LLMRole, str], UsageStats]:
         """Usage per (role, model), in the order first seen."""

@@ -25,6 +25,7 @@ from scipy.optimize import brentq
 from scipy.stats import binom, chi2, norm
 from statsmodels.stats.power import NormalIndPower
 
+from simulate.engines import one_cluster
 from simulate.errors import ConfigError, RunAborted, RunFolderError, RunStopped
 from simulate.report.compare import check_options, compare_runs, load_outcomes
 from simulate.runner import Tally
@@ -419,12 +420,13 @@ async def calibrate(
             are kept and ``resume`` continues.
     """
     check_options(alpha, correction)
-    for index, repeat in enumerate(repeat_configs(config, repeats), 1):
-        if on_repeat:
-            on_repeat(index, repeat)
-        result = await run(repeat, on_start=on_start, on_episode=on_episode)
-        if result.stopped:
-            raise (RunAborted if result.aborted else RunStopped)(
-                f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept"
-            )
+    with one_cluster(config):
+        for index, repeat in enumerate(repeat_configs(config, repeats), 1):
+            if on_repeat:
+                on_repeat(index, repeat)
+            result = await run(repeat, on_start=on_start, on_episode=on_episode)
+            if result.stopped:
+                raise (RunAborted if result.aborted else RunStopped)(
+                    f"stopped early in {repeat.out}: {result.stopped}; finished repeats are kept"
+                )
     return measure_noise(config.out, repeats, alpha=alpha, correction=correction)

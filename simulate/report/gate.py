@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from simulate.engines import one_cluster
 from simulate.errors import ConfigError, RunFolderError
 from simulate.runner import Tally
 from simulate.schema import Episode, Model
@@ -161,6 +162,20 @@ async def run_until_decided(
         RunFolderError: the baseline is not a run, or shares no cell with this run's plan.
     """
     check_gate(alpha, margin)
+    with one_cluster(config):  # with --engine ray, one cluster for every round
+        return await _play_rounds(config, baseline, alpha, margin, on_round, on_start, on_episode)
+
+
+async def _play_rounds(
+    config: RunConfig,
+    baseline: str | Path,
+    alpha: float,
+    margin: float,
+    on_round: Callable[[Round], Any] | None,
+    on_start: Callable[[Any], Any] | None,
+    on_episode: Callable[[Episode, Any], Any] | None,
+) -> Gated:
+    """`run_until_decided` once its options are checked."""
     before = baseline_cells(baseline)
     planned = {(spec.persona.id, spec.scenario.id) for spec in prepare(config).specs}
     if not planned & set(before.select("persona_id", "scenario_id").iter_rows()):

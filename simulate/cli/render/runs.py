@@ -11,6 +11,7 @@ from rich.table import Table
 from simulate.cli.render import err, out
 from simulate.report.gate import GateResult, Round
 from simulate.report.summary import RoleUsage, RunSummary
+from simulate.runner import Tally
 from simulate.schema import Episode
 from simulate.simulation import RunConfig, RunEstimate, RunResult
 
@@ -87,6 +88,8 @@ def print_summary(result: RunResult, summary: RunSummary, findings: bool = False
         f"{tally.skipped} already stored, {summary.episodes} in the folder)",
         markup=True,
     )
+    if tally.workers:
+        out.print(f"ray workers: {per_worker(tally)} episodes")
     statuses = ", ".join(f"{k} {v}" for k, v in summary.by_status.items())
     out.print(f"outcomes: {statuses}")
     rate = summary.goal_rate
@@ -112,6 +115,11 @@ def print_summary(result: RunResult, summary: RunSummary, findings: bool = False
         f"python: simulate.load_run({str(result.run_dir)!r})  ·  "
         f"transcripts: simulate show {result.run_dir} --failed"
     )
+
+
+def per_worker(tally: Tally) -> str:
+    """`w0 12 · w1 14`: episodes stored by each Ray worker (empty on the local engine)."""
+    return " · ".join(f"{name} {n}" for name, n in sorted(tally.workers.items()))
 
 
 def print_usage(result: RunResult) -> None:
