@@ -204,16 +204,34 @@ class ModelsOfWorker:
         return self.pool.usage()
 
 
-class EpisodeWorker:
+class FolderWorker:
+    """What a Ray worker holds for its life: a hold on the run folder (a resume after the
+    driver's death waits for the worker to be gone) and its models."""
+
+    def __init__(
+        self, name: str, folder: RunFolder, kind: ShardKind, models: ModelsOfWorker
+    ) -> None:
+        self.name = name
+        self.release = folder.hold(kind, name)
+        self.models = models
+
+    async def close(self) -> PoolUsage | None:
+        """Close the worker's model clients and let go of the folder; what its models used in
+        its life."""
+        try:
+            return await self.models.close()
+        finally:
+            self.release()
+
+
+class EpisodeWorker(FolderWorker):
     """A Ray worker: plays the shards it is handed with the ordinary runner, in Ray's event loop
     (an async actor), and writes their episodes into the run folder."""
 
     def __init__(self, name: str, job: RunJob, ledger: str | None) -> None:
-        self.name = name
+        models = ModelsOfWorker(name, job.settings, ledger, job.config)
+        super().__init__(name, RunFolder(job.config.out), EPISODES, models)
         self.job = job
-        # held for life: a resume after the driver's death waits for this worker to be gone
-        self.release = RunFolder(job.config.out).hold(EPISODES, name)
-        self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
 
     async def play(self, shard: Shard) -> ShardReport:
         """Play the episodes of ``shard`` not stored yet; never takes the folder's lock (the
@@ -240,14 +258,6 @@ class EpisodeWorker:
         report.played = writer.written
         report.set_aside = discarded.written if discarded else 0
         return report
-
-    async def close(self) -> PoolUsage | None:
-        """Close the worker's model clients and let go of the folder; what its models used in
-        its life."""
-        try:
-            return await self.models.close()
-        finally:
-            self.release()
 
 
 def stored_by(folder: RunFolder, shard_tag: str) -> set[str]:
@@ -453,18 +463,17 @@ class LabelJob:
     """The worker's share of the endpoint's limits; None when no judge is used."""
 
 
-class LabelWorker:
+class LabelWorker(FolderWorker):
     """A Ray worker: labels the episodes of the shards it is handed, with the same labelers
     and the same loop as `simulate label` in one process (`label_units`)."""
 
     def __init__(self, name: str, job: LabelJob, ledger: str | None) -> None:
         from simulate.label.labeling import make_assignments
 
-        self.name = name
-        self.job = job
         folder = RunFolder(job.config.run_dir)
-        self.release = folder.hold(LABELS, name)  # held for life, as `EpisodeWorker`'s
-        self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
+        models = ModelsOfWorker(name, job.settings, ledger, job.config)
+        super().__init__(name, folder, LABELS, models)
+        self.job = job
         self.assignments = make_assignments(job.config, folder, job.plan, self.models.pool)
         self.done = folder.label_keys()
 
@@ -487,14 +496,6 @@ class LabelWorker:
         finally:
             self.models.settle()
         return result
-
-    async def close(self) -> PoolUsage | None:
-        """Close the worker's model clients and let go of the folder; what its models used in
-        its life."""
-        try:
-            return await self.models.close()
-        finally:
-            self.release()
 
 
 async def label_on_ray(
