@@ -33,7 +33,7 @@ import logging
 import re
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,6 +204,21 @@ class ModelsOfWorker:
         return self.pool.usage()
 
 
+def cut_shards(
+    items: Sequence[Any], workers: int | None, cpus: float
+) -> tuple[str, list[Shard], int]:
+    """This session's id, ``items`` cut into `SHARDS_PER_WORKER` shards per worker (named by
+    the session and their index), and how many workers to start (``workers``, else one per
+    CPU; never more than there are shards)."""
+    wanted = workers or max(1, int(cpus))
+    session = secrets.token_hex(3)
+    shards = [
+        Shard(f"{session}-{index:05d}", chunk)
+        for index, chunk in enumerate(split(items, wanted * SHARDS_PER_WORKER))
+    ]
+    return session, shards, min(wanted, len(shards))
+
+
 class FolderWorker:
     """What a Ray worker holds for its life: a hold on the run folder (a resume after the
     driver's death waits for the worker to be gone) and its models."""
@@ -314,13 +329,7 @@ async def play_on_ray(
     if not todo:
         return
     with cluster(config.ray_address) as cpus:
-        workers = config.workers or max(1, int(cpus))
-        session = secrets.token_hex(3)
-        shards = [
-            Shard(f"{session}-{index:05d}", specs)
-            for index, specs in enumerate(split(todo, workers * SHARDS_PER_WORKER))
-        ]
-        workers = min(workers, len(shards))  # no idle workers
+        session, shards, workers = cut_shards(todo, config.workers, cpus)
         spent = pool.meter.totals() if pool else None  # the preflight's call
         ledger = new_ledger(
             config,
@@ -512,13 +521,7 @@ async def label_on_ray(
     if not ids:
         return
     with cluster(config.ray_address) as cpus:
-        workers = config.workers or max(1, int(cpus))
-        session = secrets.token_hex(3)
-        shards = [
-            Shard(f"{session}-{index:05d}", chunk)
-            for index, chunk in enumerate(split(ids, workers * SHARDS_PER_WORKER))
-        ]
-        workers = min(workers, len(shards))
+        session, shards, workers = cut_shards(ids, config.workers, cpus)
         ledger = new_ledger(config, workers, f"simulate-ledger-{session}")
         job = LabelJob(
             config=config.model_copy(update={"run_dir": str(folder.path.resolve())}),
