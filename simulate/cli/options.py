@@ -15,6 +15,13 @@ TRIALS = click.IntRange(1, 10_000)
 TURNS = click.IntRange(1, 1000)
 
 
+def stacked(func: Any, options: list[Any]) -> Any:
+    """``func`` with ``options`` applied, the first listed first in `--help`."""
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def setting(
     name: str, default: Any, type: Any, help: str, *, dest: str | None = None, **attrs: Any
 ) -> Any:
@@ -73,9 +80,7 @@ def llm_options(func: Any) -> Any:
             help="Stop cleanly once this much is spent on models.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return stacked(func, options)
 
 
 def engine_options(func: Any) -> Any:
@@ -98,9 +103,7 @@ def engine_options(func: Any) -> Any:
             help="With --engine ray: workers, each with --concurrency [the cluster's CPUs].",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return stacked(func, options)
 
 
 def run_options(func: Any) -> Any:
@@ -172,9 +175,7 @@ def run_options(func: Any) -> Any:
         ),
     ]
     func = engine_options(llm_options(func))
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return stacked(func, options)
 
 
 def target_check_options(func: Any) -> Any:
@@ -201,9 +202,7 @@ def target_check_options(func: Any) -> Any:
             "A longer agent reply ends its episode as target_error.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return stacked(func, options)
 
 
 def rule_limit_options(func: Any) -> Any:
@@ -231,6 +230,4 @@ def rule_limit_options(func: Any) -> Any:
             "Rule latency_ms: milliseconds one agent reply may take.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return stacked(func, options)

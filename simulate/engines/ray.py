@@ -33,7 +33,7 @@ import logging
 import re
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,16 +204,49 @@ class ModelsOfWorker:
         return self.pool.usage()
 
 
-class EpisodeWorker:
+def cut_shards(
+    items: Sequence[Any], workers: int | None, cpus: float
+) -> tuple[str, list[Shard], int]:
+    """This session's id, ``items`` cut into `SHARDS_PER_WORKER` shards per worker (named by
+    the session and their index), and how many workers to start (``workers``, else one per
+    CPU; never more than there are shards)."""
+    wanted = workers or max(1, int(cpus))
+    session = secrets.token_hex(3)
+    shards = [
+        Shard(f"{session}-{index:05d}", chunk)
+        for index, chunk in enumerate(split(items, wanted * SHARDS_PER_WORKER))
+    ]
+    return session, shards, min(wanted, len(shards))
+
+
+class FolderWorker:
+    """What a Ray worker holds for its life: a hold on the run folder (a resume after the
+    driver's death waits for the worker to be gone) and its models."""
+
+    def __init__(
+        self, name: str, folder: RunFolder, kind: ShardKind, models: ModelsOfWorker
+    ) -> None:
+        self.name = name
+        self.release = folder.hold(kind, name)
+        self.models = models
+
+    async def close(self) -> PoolUsage | None:
+        """Close the worker's model clients and let go of the folder; what its models used in
+        its life."""
+        try:
+            return await self.models.close()
+        finally:
+            self.release()
+
+
+class EpisodeWorker(FolderWorker):
     """A Ray worker: plays the shards it is handed with the ordinary runner, in Ray's event loop
     (an async actor), and writes their episodes into the run folder."""
 
     def __init__(self, name: str, job: RunJob, ledger: str | None) -> None:
-        self.name = name
+        models = ModelsOfWorker(name, job.settings, ledger, job.config)
+        super().__init__(name, RunFolder(job.config.out), EPISODES, models)
         self.job = job
-        # held for life: a resume after the driver's death waits for this worker to be gone
-        self.release = RunFolder(job.config.out).hold(EPISODES, name)
-        self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
 
     async def play(self, shard: Shard) -> ShardReport:
         """Play the episodes of ``shard`` not stored yet; never takes the folder's lock (the
@@ -240,14 +273,6 @@ class EpisodeWorker:
         report.played = writer.written
         report.set_aside = discarded.written if discarded else 0
         return report
-
-    async def close(self) -> PoolUsage | None:
-        """Close the worker's model clients and let go of the folder; what its models used in
-        its life."""
-        try:
-            return await self.models.close()
-        finally:
-            self.release()
 
 
 def stored_by(folder: RunFolder, shard_tag: str) -> set[str]:
@@ -304,13 +329,7 @@ async def play_on_ray(
     if not todo:
         return
     with cluster(config.ray_address) as cpus:
-        workers = config.workers or max(1, int(cpus))
-        session = secrets.token_hex(3)
-        shards = [
-            Shard(f"{session}-{index:05d}", specs)
-            for index, specs in enumerate(split(todo, workers * SHARDS_PER_WORKER))
-        ]
-        workers = min(workers, len(shards))  # no idle workers
+        session, shards, workers = cut_shards(todo, config.workers, cpus)
         spent = pool.meter.totals() if pool else None  # the preflight's call
         ledger = new_ledger(
             config,
@@ -453,18 +472,17 @@ class LabelJob:
     """The worker's share of the endpoint's limits; None when no judge is used."""
 
 
-class LabelWorker:
+class LabelWorker(FolderWorker):
     """A Ray worker: labels the episodes of the shards it is handed, with the same labelers
     and the same loop as `simulate label` in one process (`label_units`)."""
 
     def __init__(self, name: str, job: LabelJob, ledger: str | None) -> None:
         from simulate.label.labeling import make_assignments
 
-        self.name = name
-        self.job = job
         folder = RunFolder(job.config.run_dir)
-        self.release = folder.hold(LABELS, name)  # held for life, as `EpisodeWorker`'s
-        self.models = ModelsOfWorker(name, job.settings, ledger, job.config)
+        models = ModelsOfWorker(name, job.settings, ledger, job.config)
+        super().__init__(name, folder, LABELS, models)
+        self.job = job
         self.assignments = make_assignments(job.config, folder, job.plan, self.models.pool)
         self.done = folder.label_keys()
 
@@ -488,14 +506,6 @@ class LabelWorker:
             self.models.settle()
         return result
 
-    async def close(self) -> PoolUsage | None:
-        """Close the worker's model clients and let go of the folder; what its models used in
-        its life."""
-        try:
-            return await self.models.close()
-        finally:
-            self.release()
-
 
 async def label_on_ray(
     config: LabelConfig,
@@ -511,13 +521,7 @@ async def label_on_ray(
     if not ids:
         return
     with cluster(config.ray_address) as cpus:
-        workers = config.workers or max(1, int(cpus))
-        session = secrets.token_hex(3)
-        shards = [
-            Shard(f"{session}-{index:05d}", chunk)
-            for index, chunk in enumerate(split(ids, workers * SHARDS_PER_WORKER))
-        ]
-        workers = min(workers, len(shards))
+        session, shards, workers = cut_shards(ids, config.workers, cpus)
         ledger = new_ledger(config, workers, f"simulate-ledger-{session}")
         job = LabelJob(
             config=config.model_copy(update={"run_dir": str(folder.path.resolve())}),

@@ -94,6 +94,15 @@ class UsageStats:
         """Calls that reached the endpoint."""
         return self.calls - self.cached_calls
 
+    def add(self, other: UsageStats) -> None:
+        """Count ``other``'s usage in this one (the cost unknown once either's is)."""
+        self.calls += other.calls
+        self.cached_calls += other.cached_calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        if self.cost_usd is not None:
+            self.cost_usd = None if other.cost_usd is None else self.cost_usd + other.cost_usd
+
 
 class UsageMeter:
     """Usage of every model of a run, per (role, model), with optional budgets.
@@ -190,13 +199,7 @@ class UsageMeter:
     def absorb(self, rows: Mapping[tuple[LLMRole, str], UsageStats]) -> None:
         """Add usage counted by another meter (a Ray worker's) to this one's rows."""
         for key, other in rows.items():
-            row = self._rows.setdefault(key, UsageStats())
-            row.calls += other.calls
-            row.cached_calls += other.cached_calls
-            row.prompt_tokens += other.prompt_tokens
-            row.completion_tokens += other.completion_tokens
-            if row.cost_usd is not None:
-                row.cost_usd = None if other.cost_usd is None else row.cost_usd + other.cost_usd
+            self._rows.setdefault(key, UsageStats()).add(other)
 
     def rows(self) -> dict[tuple[LLMRole, str], UsageStats]:
         """Usage per (role, model), in the order first seen."""
@@ -206,12 +209,7 @@ class UsageMeter:
         """Usage of the whole run."""
         total = UsageStats()
         for row in self._rows.values():
-            total.calls += row.calls
-            total.cached_calls += row.cached_calls
-            total.prompt_tokens += row.prompt_tokens
-            total.completion_tokens += row.completion_tokens
-            if total.cost_usd is not None:
-                total.cost_usd = None if row.cost_usd is None else total.cost_usd + row.cost_usd
+            total.add(row)
         return total
 
     def as_usage_list(self) -> list[Usage]:
