@@ -299,7 +299,7 @@ def test_engine_ray_without_ray_says_what_to_install(tmp_path, monkeypatch, caps
     )
     assert not (tmp_path / "r").exists()
     assert simulate_cli(*args, "--workers", "2") == 1
-    assert "--workers go with --engine ray" in capsys.readouterr().err
+    assert "--workers goes with --engine ray" in capsys.readouterr().err
 
 
 def test_calibrate_on_ray(ray_cluster, tmp_path, capsys):

@@ -51,7 +51,8 @@ def check_engine(flags: EngineFlags) -> None:
         f"--{name.replace('_', '-')}" for name in ("ray_address", "workers") if getattr(flags, name)
     ]
     if given:
-        raise ConfigError(f"{' and '.join(given)} go with --engine ray")
+        verb = "go" if len(given) > 1 else "goes"
+        raise ConfigError(f"{' and '.join(given)} {verb} with --engine ray")
 
 
 @contextlib.contextmanager
