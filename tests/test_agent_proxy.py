@@ -21,6 +21,7 @@ import openai
 import pytest
 from click.testing import CliRunner, Result
 from fakes.openai_server import FakeOpenAIServer
+from test_cli import shop_args
 
 import simulate
 from simulate.card import render_run_card
@@ -31,8 +32,6 @@ from simulate.llm.settings import LLMSettings
 from simulate.llm.usage import BudgetExceeded, Sessions, UsageMeter, episode_usage
 from simulate.plan import episode_id
 
-DATA = Path(__file__).parent / "data"
-SHOP = DATA / "shop"
 UPSTREAM_KEY = "sk-upstream-THIS-KEY-MUST-NEVER-LEAK-42"
 AGENT_MODEL = "agent-model"
 TOOLS = [
@@ -105,24 +104,15 @@ def invoke(args: list[str], cache: Path, **env: str | None) -> Result:
 
 def shop_run(out: Path, target: str, *extra: str) -> list[str]:
     return [
-        "run",
-        "--personas",
-        str(SHOP / "personas.yaml"),
-        "--scenarios",
-        str(SHOP / "scenarios.yaml"),
+        *shop_args(out, target),
         "--scenario",
         "status",
-        "--target",
-        target,
         "--agent-llm-proxy",
         "--no-preflight",  # the server counts exactly the episodes' calls
         "--max-turns",
         "4",
         "--name",
         "proxied",
-        "--out",
-        str(out),
-        "-q",
         *extra,
     ]
 

@@ -23,6 +23,7 @@ from fakes.openai_server import FakeOpenAIServer
 import simulate
 from simulate.cli import main
 from simulate.store import LABELS, RunFolder
+from tests.test_cli import shop_args
 from tests.test_llm_run import shop_world
 
 DATA = Path(__file__).parent / "data"
@@ -77,17 +78,11 @@ def simulate_cli(*args: str) -> int:
 def llm_args(server: FakeOpenAIServer, files: Path, out: str, *extra: str) -> list[str]:
     """LLM user x openai target over the shop status scenario, through the test server."""
     return [
-        "run",
-        "--personas",
-        str(SHOP / "personas.yaml"),
-        "--scenarios",
-        str(SHOP / "scenarios.yaml"),
+        *shop_args(files / out, "openai:sim-agent"),
         "--scenario",
         "status",
         "--user",
         "llm:sim-user",
-        "--target",
-        "openai:sim-agent",
         "--system-prompt",
         str(files / "agent.md"),
         "--tools",
@@ -96,11 +91,8 @@ def llm_args(server: FakeOpenAIServer, files: Path, out: str, *extra: str) -> li
         str(files / "llm.yaml"),
         "--base-url",
         server.base_url,
-        "--out",
-        str(files / out),
         "--name",
         "cluster",
-        "-q",
         *extra,
     ]
 
@@ -191,9 +183,8 @@ def test_a_worker_killed_midway_every_episode_once(ray_cluster, tmp_path):
         )
     )
     out = tmp_path / "run"
-    args = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
-    args += [str(SHOP / "scenarios.yaml"), "--target", f"python:{agent}:respond", "--trials"]
-    args += ["20", "--concurrency", "2", "--out", str(out), "-q"]  # 8 shards of 15 episodes
+    args = [*shop_args(out, f"python:{agent}:respond"), "--trials", "20", "--concurrency", "2"]
+    # 8 shards of 15 episodes
     assert simulate_cli(*args, "--engine", "ray", "--workers", "2") == 0
     assert marker.exists(), "no worker was killed"
     ids = stored_ids(out)
@@ -254,9 +245,7 @@ def test_the_cost_budget_stops_the_cluster_and_resume_finishes(ray_cluster, serv
 
 def test_label_with_judges_on_ray_resumes(ray_cluster, server, files):
     out = files / "labeled"
-    run = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
-    run += [str(SHOP / "scenarios.yaml"), "--target", AGENT, "--out", str(out), "-q"]
-    assert simulate_cli(*run) == 0
+    assert simulate_cli(*shop_args(out)) == 0
     rubric = files / "rubric.yaml"
     rubric.write_text(
         'id: polite\nversion: "1"\ncriteria:\n  - id: polite\n    question: Is it polite?\n'
@@ -290,8 +279,7 @@ def test_label_with_judges_on_ray_resumes(ray_cluster, server, files):
 
 def test_engine_ray_without_ray_says_what_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if not installed
-    args = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
-    args += [str(SHOP / "scenarios.yaml"), "--target", AGENT, "--out", str(tmp_path / "r")]
+    args = shop_args(tmp_path / "r")
     assert simulate_cli(*args, "--engine", "ray") == 1
     err = capsys.readouterr().err.strip()
     assert (
@@ -409,10 +397,8 @@ def test_the_preflight_and_the_early_stop_on_ray(ray_cluster, tmp_path, capsys):
     agent = tmp_path / "agent.py"
     agent.write_text(SLOW_AGENT)
     out = tmp_path / "run"
-    args = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
-    args += [str(SHOP / "scenarios.yaml"), "--target", f"python:{agent}:respond", "--trials"]
-    args += ["20", "--concurrency", "1", "--max-reply-chars", "3", "--out", str(out), "-q"]
-    args += ["--engine", "ray", "--workers", "2"]
+    args = [*shop_args(out, f"python:{agent}:respond"), "--trials", "20", "--concurrency", "1"]
+    args += ["--max-reply-chars", "3", "--engine", "ray", "--workers", "2"]
     assert simulate_cli(*args) == 1
     assert capsys.readouterr().err.startswith("error: preflight: the target failed")
     assert not (out / "episodes").exists()
@@ -427,8 +413,7 @@ def test_the_preflight_and_the_early_stop_on_ray(ray_cluster, tmp_path, capsys):
 
 
 def test_the_agent_model_proxy_is_refused_on_ray(tmp_path, capsys):
-    args = ["run", "--personas", str(SHOP / "personas.yaml"), "--scenarios"]
-    args += [str(SHOP / "scenarios.yaml"), "--target", AGENT, "--out", str(tmp_path / "r")]
+    args = shop_args(tmp_path / "r")
     assert simulate_cli(*args, "--engine", "ray", "--agent-llm-proxy") == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --agent-llm-proxy goes with --engine local")

@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fakes.openai_server import FakeOpenAIServer
+from test_cli import shop_args
 
 import simulate
 from simulate.cli import cli
 from simulate.errors import ConfigError
 from simulate.llm.settings import LLMSettings
 
-DATA = Path(__file__).parent / "data"
-SHOP = DATA / "shop"
 USER_KEY = "sk-user-key-NEVER-IN-A-FILE-1"
 AGENT_KEY = "sk-agent-key-NEVER-IN-A-FILE-2"
 
@@ -145,28 +144,19 @@ def test_two_roles_on_two_servers_in_one_run(tmp_path: Path) -> None:
             "  prices: {sim-agent: {input_per_mtok: 1000, output_per_mtok: 2000}}\n",
         )
         args = [
-            "run",
-            "--personas",
-            str(SHOP / "personas.yaml"),
-            "--scenarios",
-            str(SHOP / "scenarios.yaml"),
+            *shop_args(tmp_path / "run", "openai:sim-agent"),
             "--scenario",
             "status",
             "--persona",
             "ana",
             "--user",
             "llm:sim-user",
-            "--target",
-            "openai:sim-agent",
             "--system-prompt",
             str(tmp_path / "agent.md"),
             "--llm-config",
             str(config),
             "--agent-base-url",
             agents.base_url,
-            "--out",
-            str(tmp_path / "run"),
-            "-q",
         ]
         env = {
             "USER_KEY": USER_KEY,
